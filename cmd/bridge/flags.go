@@ -1,0 +1,116 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/sse-bridge/bridge/internal/bridge"
+)
+
+// parseFlags turns the command line, with BRIDGE_* environment variables as
+// fallbacks, into a bridge.Config. A flag given on the command line wins over
+// the environment.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (bridge.Config, error) {
+	var (
+		cfg       bridge.Config
+		cors      string
+		logLevel  string
+		logFormat string
+	)
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":50051", "`address` of the gRPC listener (Publish, reflection, health)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "`address` of the HTTP listener (/events, the page at /)")
+	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "`events` kept per stream for resume")
+	fs.DurationVar(&cfg.HistoryAge, "history-age", time.Hour, "how long an event stays in history (a `duration`)")
+	fs.IntVar(&cfg.ReplayLimit, "replay-limit", 10000, "most `events` one resume replays; past it the client gets bridge.reset")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "`interval` of \": ping\" comments on every SSE connection")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a browser (a `duration`); a client that stops reading is dropped")
+	fs.IntVar(&cfg.QueueSize, "queue-size", 256, "`frames` that may wait for one connection; a connection whose queue is full is evicted and resumes")
+	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams", 64, "`streams` one SSE connection may subscribe to")
+	fs.StringVar(&cors, "cors-origins", "", "comma-separated `origins` allowed to subscribe from other sites, or * for any; none means same origin only")
+	fs.IntVar(&cfg.MaxPayload, "max-payload", 64<<10, "largest event data accepted, in `bytes` of JSON")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
+	fs.StringVar(&logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "`format` of logs: text or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: bridge [serve] [flags]\n\n"+
+			"Serves gRPC Publish and Server-Sent Events at /events. Every flag can also be set\n"+
+			"with an environment variable, BRIDGE_ and the flag's name in upper snake case\n"+
+			"(--grpc-addr is BRIDGE_GRPC_ADDR); a flag on the command line wins.\n\nFlags:\n")
+		printFlags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, lookupEnv); err != nil {
+		return cfg, err
+	}
+
+	if cors != "" {
+		for o := range strings.SplitSeq(cors, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.CORSOrigins = append(cfg.CORSOrigins, o)
+			}
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return cfg, fmt.Errorf("--log-format %q: use text or json", logFormat)
+	}
+	return cfg, cfg.Validate()
+}
+
+// applyEnv sets every flag not given on the command line from its BRIDGE_*
+// environment variable, when that is set.
+func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		if v, ok := lookupEnv(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// envName is the environment variable of a flag: BRIDGE_ + upper snake case.
+func envName(flagName string) string {
+	return "BRIDGE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// printFlags lists every flag with its environment variable and default.
+func printFlags(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		def := f.DefValue
+		if def == "" {
+			def = "none"
+		}
+		fmt.Fprintf(fs.Output(), "  --%s %s\n      %s\n      env %s, default %s\n", f.Name, arg, usage, envName(f.Name), def)
+	})
+}

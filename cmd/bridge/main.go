@@ -1,0 +1,39 @@
+// Command bridge publishes events sent over gRPC to browsers as Server-Sent
+// Events. `bridge` and `bridge serve` start it; `bridge --help` lists every
+// setting with its environment variable and default.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sse-bridge/bridge/internal/bridge"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "bridge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:]
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := parseFlags(args, os.LookupEnv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	return bridge.Run(ctx, cfg)
+}

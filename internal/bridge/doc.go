@@ -1,0 +1,25 @@
+// Package bridge turns events published over gRPC into JSON Server-Sent Events
+// frames for browsers.
+//
+// Data flow:
+//
+//	service --Publish--> validate --> encode once --> Engine (id, bounded history) --> hub --> one r3labs stream per HTTP connection --> browser
+//
+// A publish is validated and encoded to its JSON frame data exactly once
+// ([encodePayload]); the [Engine] assigns the event an id that increases across
+// all streams and stores it in the stream's bounded history; the engine's
+// single dispatcher hands events, in id order, to the hub, which offers each to
+// every connection subscribed to its stream without ever blocking: a
+// connection whose queue is full is evicted (closed), and its browser
+// reconnects with Last-Event-ID and catches up from history.
+//
+// Lifecycle: [Serve] owns every goroutine it starts and returns only after all
+// of them ended. Shutdown order, when the context is cancelled: the gRPC health
+// service reports NOT_SERVING; gRPC GracefulStop (forced after a timeout);
+// every SSE connection is cancelled; [net/http.Server.Shutdown]; the engine's
+// dispatcher and the heartbeat ticker stop; the r3labs server is closed last.
+//
+// The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
+// section 6 lists the library behaviours the bridge works around, and
+// sselib_test.go pins each of them.
+package bridge

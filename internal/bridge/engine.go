@@ -1,0 +1,44 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrUnavailable is returned (wrapped) by an [Engine] that cannot serve now,
+// for example while its backing store is unreachable. Publish maps it to the
+// gRPC code Unavailable.
+var ErrUnavailable = errors.New("bridge: engine unavailable")
+
+// Engine assigns ids, keeps each stream's bounded history and feeds every
+// event, in id order, to the hub. The memory engine keeps all of it in process;
+// a NATS JetStream engine keeps it in a JetStream stream shared by every node.
+//
+// Implementations are safe for concurrent use.
+type Engine interface {
+	// Publish assigns ev its ID (and Time, when zero), stores it in the history
+	// of ev.Stream, and returns the ID once the event is stored. The caller
+	// must not modify ev afterwards.
+	Publish(ctx context.Context, ev *Event) (uint64, error)
+
+	// Replay returns, in id order, the events of streams whose id is greater
+	// than after. When history can no longer cover that gap (events were
+	// trimmed, the id predates a restart that lost history, or more than
+	// limit events would be replayed), it returns no events and a non-empty
+	// Reset that says why. Head is the last id assigned when Replay read
+	// history: after a reset, the client continues from there.
+	Replay(ctx context.Context, streams []string, after uint64, limit int) (Replay, error)
+
+	// Run calls deliver for every event stored from now on, one call at a
+	// time and in id order, until ctx ends; then it returns nil. deliver must
+	// not block. An event must be in history before it is delivered, so a
+	// Replay that starts after a connection was registered misses nothing.
+	Run(ctx context.Context, deliver func(*Event)) error
+}
+
+// Replay is the answer of [Engine.Replay].
+type Replay struct {
+	Events []*Event
+	Reset  string
+	Head   uint64
+}

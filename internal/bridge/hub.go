@@ -1,0 +1,354 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/r3labs/sse/v2"
+)
+
+// errClosed is returned by hub.register once the hub is shutting down.
+var errClosed = errors.New("bridge: hub closed")
+
+// Eviction reasons, as counted in hubStats.
+const (
+	evictQueueFull     = "queue_full"
+	evictWriteDeadline = "write_deadline"
+	evictHeartbeat     = "heartbeat"
+	evictReplayFailed  = "replay_failed"
+)
+
+// pingFrame is the heartbeat: a comment-only event, which the library writes
+// as ": ping". One value serves every connection; the library never mutates it.
+var pingFrame = &sse.Event{Comment: []byte("ping")}
+
+// hub tracks the live SSE connections and fans events out to them. It owns the
+// r3labs server: one library stream per HTTP connection, so that a slow
+// browser fills only its own queue. Nothing in the hub ever blocks on a
+// browser: fan-out uses TryPublish and evicts the connection it fails for.
+//
+// A hub is safe for concurrent use. deliver must be called by one goroutine at
+// a time, in id order (the engine's dispatcher does so).
+type hub struct {
+	lib         *sse.Server
+	engine      Engine
+	log         *slog.Logger
+	queueSize   int
+	replayLimit int
+
+	mu     sync.RWMutex
+	subs   map[string][]*conn // stream name -> its connections
+	conns  map[string]*conn // library stream id -> connection
+	closed bool
+
+	evictions sync.Map // reason -> *atomic.Int64
+	delivered atomic.Int64
+}
+
+// newHub returns a hub whose library server buffers queueSize frames per
+// connection.
+func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
+	h := &hub{
+		engine:      engine,
+		log:         log,
+		queueSize:   queueSize,
+		replayLimit: replayLimit,
+		subs:        make(map[string][]*conn),
+		conns:       make(map[string]*conn),
+	}
+	lib := sse.New()
+	lib.AutoReplay = false // it would keep every event forever and rewrite our ids
+	lib.AutoStream = false // clients must never create or name library streams
+	lib.EncodeBase64 = false
+	lib.EventTTL = 0 // with AutoReplay off, a TTL drops every event
+	lib.BufferSize = queueSize
+	lib.Headers = map[string]string{"X-Accel-Buffering": "no"}
+	lib.OnSubscribe = h.onSubscribe
+	h.lib = lib
+	return h
+}
+
+// conn is one SSE connection: its own library stream, its subscriptions, and
+// the state that orders replay before live events.
+type conn struct {
+	id      string // the library stream's id: random, never shown to clients
+	streams []string
+	resume  bool   // the client sent a usable Last-Event-ID
+	after   uint64 // that id
+	cancel  context.CancelFunc
+
+	subscribed chan struct{} // closed once the library registered the subscriber
+
+	mu      sync.Mutex
+	live    bool     // replay is done: deliver sends directly
+	lastID  uint64   // the last event id sent, once live
+	pending []*Event // events delivered during replay, at most queueSize
+
+	evicted atomic.Bool
+	// wmu guards rc and finished against the writer goroutine and eviction.
+	wmu      sync.Mutex
+	rc       *http.ResponseController
+	finished bool // the handler returned: rc must not be used any more
+}
+
+// register adds a connection for streams, resuming after id after when resume
+// is set. From now on deliver queues the connection's events until replay is
+// done. It returns errClosed once the hub is shutting down.
+func (h *hub) register(streams []string, resume bool, after uint64, rc *http.ResponseController, cancel context.CancelFunc) (*conn, error) {
+	c := &conn{
+		id:         newConnID(),
+		streams:    streams,
+		resume:     resume,
+		after:      after,
+		cancel:     cancel,
+		subscribed: make(chan struct{}),
+		rc:         rc,
+	}
+	h.lib.CreateStream(c.id)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.lib.RemoveStream(c.id) // no subscriber yet, so nothing leaks
+		return nil, errClosed
+	}
+	h.conns[c.id] = c
+	for _, s := range streams {
+		h.subs[s] = append(h.subs[s], c)
+	}
+	h.mu.Unlock()
+	return c, nil
+}
+
+// unregister removes c. Call it once the library's handler for c returned.
+func (h *hub) unregister(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c.id)
+	for _, s := range c.streams {
+		list := h.subs[s]
+		for i, x := range list {
+			if x == c {
+				list[i] = list[len(list)-1]
+				list[len(list)-1] = nil
+				list = list[:len(list)-1]
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(h.subs, s)
+		} else {
+			h.subs[s] = list
+		}
+	}
+	h.mu.Unlock()
+	// The library's handler returned, so its subscriber is gone and removing
+	// the stream leaks nothing.
+	h.lib.RemoveStream(c.id)
+}
+
+// onSubscribe is the library's callback, run on a goroutine of its own once
+// the subscriber of a connection's stream is registered: from then on frames
+// published to the stream reach the browser.
+func (h *hub) onSubscribe(streamID string, _ *sse.Subscriber) {
+	h.mu.RLock()
+	c := h.conns[streamID]
+	h.mu.RUnlock()
+	if c != nil {
+		close(c.subscribed)
+	}
+}
+
+// replay sends c what it missed, then the events delivered meanwhile, then
+// marks it live; it runs on a goroutine owned by c's HTTP handler and returns
+// when that is done or ctx ends. Replay frames go out with the library's
+// blocking Publish: that paces a long replay to the browser's speed on the
+// connection's own stream, so it never evicts the client it is for and never
+// delays anyone else.
+func (h *hub) replay(ctx context.Context, c *conn) {
+	select {
+	case <-c.subscribed:
+	case <-ctx.Done():
+		return
+	}
+	var last uint64
+	if c.resume {
+		r, err := h.engine.Replay(ctx, c.streams, c.after, h.replayLimit)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("read history for resume", "err", err)
+				h.evict(c, evictReplayFailed)
+			}
+			return
+		}
+		if r.Reset != "" {
+			h.lib.Publish(c.id, resetFrame(r.Head, r.Reset))
+			last = r.Head
+		} else {
+			last = c.after
+			for _, ev := range r.Events {
+				if ctx.Err() != nil {
+					return
+				}
+				h.lib.Publish(c.id, ev.sseFrame())
+				last = ev.ID
+			}
+		}
+	}
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		batch := c.pending
+		c.pending = nil
+		if len(batch) == 0 {
+			c.live = true
+			c.lastID = last
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		for _, ev := range batch {
+			if ev.ID > last {
+				h.lib.Publish(c.id, ev.sseFrame())
+				last = ev.ID
+			}
+		}
+	}
+}
+
+// resetFrame tells a client that history cannot cover its gap. Its id is the
+// last id assigned when history was read, so the browser's next
+// Last-Event-ID continues from there instead of asking again.
+func resetFrame(head uint64, reason string) *sse.Event {
+	data, _ := json.Marshal(struct { //nolint:errchkjson // a struct of strings always marshals
+		Reason string `json:"reason"`
+		ID     string `json:"lastEventId"`
+	}{reason, strconv.FormatUint(head, 10)})
+	return &sse.Event{
+		ID:    []byte(strconv.FormatUint(head, 10)),
+		Event: []byte(ResetEvent),
+		Data:  data,
+	}
+}
+
+// deliver offers ev to every connection subscribed to its stream. It never
+// blocks: a connection whose queue is full is evicted.
+func (h *hub) deliver(ev *Event) {
+	frame := ev.sseFrame()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.subs[ev.Stream] {
+		h.offer(c, ev, frame)
+	}
+}
+
+func (h *hub) offer(c *conn, ev *Event, frame *sse.Event) {
+	if c.evicted.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		if len(c.pending) >= h.queueSize {
+			h.evict(c, evictQueueFull)
+			return
+		}
+		c.pending = append(c.pending, ev)
+		return
+	}
+	if ev.ID <= c.lastID { // already sent by replay
+		return
+	}
+	if !h.lib.TryPublish(c.id, frame) {
+		h.evict(c, evictQueueFull)
+		return
+	}
+	c.lastID = ev.ID
+	h.delivered.Add(1)
+}
+
+// heartbeat sends a ping comment to every live connection every interval until
+// ctx ends. A connection whose queue is full is evicted; one whose peer is gone
+// fails its write and is dropped by the write deadline.
+func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.mu.RLock()
+			for _, c := range h.conns {
+				if c.evicted.Load() {
+					continue
+				}
+				if !h.lib.TryPublish(c.id, pingFrame) {
+					h.evict(c, evictHeartbeat)
+				}
+			}
+			h.mu.RUnlock()
+		}
+	}
+}
+
+// evict closes c because it cannot keep up: its request context is cancelled,
+// so the library's handler returns, and a write blocked on the peer fails now.
+// The browser reconnects with its Last-Event-ID. Only the first call counts.
+func (h *hub) evict(c *conn, reason string) {
+	if !c.evicted.CompareAndSwap(false, true) {
+		return
+	}
+	h.countEviction(reason)
+	h.log.Debug("evict connection", "reason", reason, "streams", c.streams)
+	c.cancel()
+	c.wmu.Lock()
+	if !c.finished {
+		_ = c.rc.SetWriteDeadline(time.Now()) // best effort: not every writer has deadlines
+	}
+	c.wmu.Unlock()
+}
+
+func (h *hub) countEviction(reason string) {
+	v, _ := h.evictions.LoadOrStore(reason, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// evictionCount returns how many connections were evicted for reason.
+func (h *hub) evictionCount(reason string) int64 {
+	v, ok := h.evictions.Load(reason)
+	if !ok {
+		return 0
+	}
+	return v.(*atomic.Int64).Load()
+}
+
+// connCount returns the number of open SSE connections.
+func (h *hub) connCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.conns)
+}
+
+// close refuses new connections and cancels every open one, so their handlers
+// return and the HTTP server can shut down.
+func (h *hub) close() {
+	h.mu.Lock()
+	h.closed = true
+	for _, c := range h.conns {
+		c.cancel()
+	}
+	h.mu.Unlock()
+}
+
+func newConnID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return "c-" + hex.EncodeToString(b[:])
+}

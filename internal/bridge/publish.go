@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+)
+
+// publishService implements bridge.v1.BridgeService.
+type publishService struct {
+	bridgev1.UnimplementedBridgeServiceServer
+
+	engine     Engine
+	types      *protoregistry.Types
+	maxPayload int
+	log        *slog.Logger
+	closing    *atomic.Bool // set when shutdown starts
+}
+
+var _ bridgev1.BridgeServiceServer = (*publishService)(nil)
+
+// Publish validates req, encodes its payload once and stores it through the
+// engine. Errors are gRPC statuses: InvalidArgument for anything the caller
+// must fix (never retried with success), Unavailable while shutting down or
+// while the engine is down, DeadlineExceeded or Canceled from ctx.
+func (p *publishService) Publish(ctx context.Context, req *bridgev1.PublishRequest) (*bridgev1.PublishResponse, error) {
+	if p.closing.Load() {
+		return nil, status.Error(codes.Unavailable, "the bridge is shutting down: retry against another instance or later")
+	}
+	if !ValidStreamName(req.GetStream()) {
+		return nil, status.Error(codes.InvalidArgument, streamNameError(req.GetStream()).Error())
+	}
+	if err := typeNameError(req.GetType()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	data, name, err := encodePayload(req, p.types)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if len(data) > p.maxPayload {
+		return nil, status.Errorf(codes.InvalidArgument, "payload is %d bytes as JSON: the limit is %d (--max-payload); send a smaller event or a reference to the data", len(data), p.maxPayload)
+	}
+	if t := req.GetType(); t != "" {
+		name = t
+	}
+	id, err := p.engine.Publish(ctx, &Event{Stream: req.GetStream(), Type: name, Data: data})
+	switch {
+	case err == nil:
+		return &bridgev1.PublishResponse{Id: id}, nil
+	case errors.Is(err, ErrUnavailable):
+		return nil, status.Error(codes.Unavailable, "event store unavailable: retry later")
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	default:
+		p.log.Error("publish", "stream", req.GetStream(), "err", err)
+		return nil, status.Error(codes.Internal, "the event could not be stored")
+	}
+}

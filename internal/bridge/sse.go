@@ -1,0 +1,194 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"time"
+)
+
+// errEvicted is what a write to an evicted connection returns.
+var errEvicted = errors.New("bridge: connection evicted")
+
+// sseHandler serves GET /events. It does everything the r3labs handler must
+// never be trusted with: method, stream names, CORS, Last-Event-ID (parsed,
+// then stripped: the library answers a non-numeric one with 400), and the
+// library stream id, which it sets to the connection's own. Then it hands the
+// request to the library, with a ResponseWriter that puts a deadline on every
+// write.
+type sseHandler struct {
+	hub          *hub
+	cors         corsPolicy
+	maxStreams   int
+	writeTimeout time.Duration
+	log          *slog.Logger
+}
+
+func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.cors.apply(w.Header(), r.Header.Get("Origin"))
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodOptions:
+		s.cors.preflight(w, r)
+		return
+	default:
+		w.Header().Set("Allow", "GET, OPTIONS")
+		http.Error(w, "use GET to subscribe to /events", http.StatusMethodNotAllowed)
+		return
+	}
+
+	// Status codes are decided here, before the stream starts: EventSource
+	// gives up for good on any non-200, so 400 is only for a request that can
+	// never succeed.
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, "malformed query string: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	streams, err := parseStreams(query["stream"], s.maxStreams)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// A garbled Last-Event-ID is treated as absent, never as an error: the
+	// browser would stop reconnecting.
+	lastID := r.Header.Get("Last-Event-ID")
+	if lastID == "" {
+		lastID = query.Get("lastEventId")
+	}
+	after, resume := parseEventID(lastID)
+	if lastID != "" && !resume {
+		s.log.Debug("ignore garbled Last-Event-ID", "value", lastID)
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rc := http.NewResponseController(w)
+	c, err := s.hub.register(streams, resume, after, rc, cancel)
+	if err != nil {
+		// Shutting down: a retry (to this node later, or another) will work,
+		// so answer 200 and end the stream; the browser reconnects.
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprint(w, ": shutting down\n\n")
+		return
+	}
+
+	replayDone := make(chan struct{})
+	go func() { // owned by this handler, which waits for it below
+		defer close(replayDone)
+		s.hub.replay(ctx, c)
+	}()
+
+	lr := r.Clone(ctx)
+	lr.URL.RawQuery = "stream=" + c.id
+	lr.Header.Del("Last-Event-ID")
+	s.hub.lib.ServeHTTP(&deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, timeout: s.writeTimeout}, lr)
+
+	// The library returns only once ctx ended and its subscriber is gone.
+	c.wmu.Lock()
+	c.finished = true
+	c.wmu.Unlock()
+	cancel()
+	<-replayDone
+	s.hub.unregister(c)
+}
+
+// parseStreams validates and de-duplicates the stream parameters, keeping
+// their order.
+func parseStreams(names []string, limit int) ([]string, error) {
+	if len(names) == 0 {
+		return nil, errors.New("no stream given: subscribe with /events?stream=NAME (repeat stream= for several)")
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !ValidStreamName(n) {
+			return nil, streamNameError(n)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) > limit {
+		return nil, fmt.Errorf("%d streams requested: one connection may subscribe to at most %d", len(out), limit)
+	}
+	return out, nil
+}
+
+// deadlineWriter gives every write to the browser a deadline, so a peer that
+// stops reading costs one write timeout and is then dropped; the library
+// ignores write errors, so a failed write also evicts the connection. The
+// deadline is re-armed at most every eighth of the timeout, not before each
+// of the library's several writes per frame: each write then has between 7/8
+// of the timeout and all of it.
+//
+// The library calls Write and Flush from its handler goroutine only.
+type deadlineWriter struct {
+	http.ResponseWriter
+	hub     *hub
+	c       *conn
+	timeout time.Duration
+	armed   time.Time
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	if err := w.arm(); err != nil {
+		return 0, err
+	}
+	n, err := w.ResponseWriter.Write(p)
+	if err != nil {
+		w.failed(err)
+	}
+	return n, err
+}
+
+// Flush implements [http.Flusher], which the library requires.
+func (w *deadlineWriter) Flush() {
+	if w.arm() != nil {
+		return
+	}
+	if err := w.c.rc.Flush(); err != nil {
+		w.failed(err)
+	}
+}
+
+// Unwrap lets [http.ResponseController] reach the server's writer.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *deadlineWriter) arm() error {
+	if w.c.evicted.Load() {
+		return errEvicted
+	}
+	now := time.Now()
+	if now.Sub(w.armed) < w.timeout/8 {
+		return nil
+	}
+	w.c.wmu.Lock()
+	defer w.c.wmu.Unlock()
+	// Checked again under wmu: an eviction sets the deadline to now under the
+	// same lock, and must not be undone by a re-arm.
+	if w.c.evicted.Load() {
+		return errEvicted
+	}
+	if err := w.c.rc.SetWriteDeadline(now.Add(w.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	w.armed = now
+	return nil
+}
+
+// failed handles a write error. A deadline means the peer stopped reading;
+// anything else means it went away. Either way the connection is over.
+func (w *deadlineWriter) failed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		w.hub.evict(w.c, evictWriteDeadline)
+		return
+	}
+	w.c.cancel()
+}
