@@ -47,7 +47,7 @@ type hub struct {
 
 	mu     sync.RWMutex
 	subs   map[string][]*conn // stream name -> its connections
-	conns  map[string]*conn // library stream id -> connection
+	conns  map[string]*conn   // library stream id -> connection
 	closed bool
 
 	evictions sync.Map // reason -> *atomic.Int64

@@ -1,0 +1,239 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosse "github.com/tmaxmax/go-sse"
+)
+
+const hubWaitLimit = 30 * time.Second
+
+// hubFixture is an engine, a hub and the SSE handler on a loopback server,
+// without gRPC: events are published straight into the engine.
+type hubFixture struct {
+	engine *MemoryEngine
+	hub    *hub
+	srv    *httptest.Server
+}
+
+func newHubFixture(t *testing.T, queueSize int, writeTimeout, heartbeat time.Duration) *hubFixture {
+	t.Helper()
+	engine := NewMemoryEngine(1000, time.Hour)
+	h := newHub(engine, queueSize, 10_000, testLogger(t))
+	srv := httptest.NewServer(&sseHandler{hub: h, maxStreams: 8, writeTimeout: writeTimeout, log: h.log})
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
+	if heartbeat > 0 {
+		wg.Go(func() { h.heartbeat(ctx, heartbeat) })
+	}
+	t.Cleanup(func() {
+		h.close()
+		srv.Close()
+		cancel()
+		wg.Wait()
+		h.lib.Close()
+	})
+	return &hubFixture{engine: engine, hub: h, srv: srv}
+}
+
+func (f *hubFixture) publish(t *testing.T, stream string, data string) uint64 {
+	t.Helper()
+	id, err := f.engine.Publish(t.Context(), &Event{Stream: stream, Data: []byte(data)})
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	return id
+}
+
+// testLogger logs through t, so failures show what the hub did.
+func testLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// readIDs reads frames from body and sends each frame's id, until the body ends.
+func readIDs(body io.Reader, ids chan<- string) {
+	defer close(ids)
+	for ev, err := range gosse.Read(body, &gosse.ReadConfig{MaxEventSize: 1 << 20}) {
+		if err != nil {
+			return
+		}
+		ids <- ev.LastEventID
+	}
+}
+
+func getEvents(t *testing.T, url string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d, want 200", url, resp.StatusCode)
+	}
+	return resp
+}
+
+// TestStalledClientIsEvictedAlone: a client that connects and never reads
+// fills its own queue and is evicted, while another subscriber of the same
+// stream receives every event and every publish succeeds.
+func TestStalledClientIsEvictedAlone(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 8, 2*time.Second, 0)
+
+	// The stalled client: a raw TCP connection with a small receive buffer
+	// that sends its request and then reads nothing.
+	stalled, err := dialSmallBuffer(t.Context(), f.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stalled.Close() }()
+	if _, err := fmt.Fprintf(stalled, "GET /events?stream=orders HTTP/1.1\r\nHost: bridge\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Once its response headers arrived, the connection is registered.
+	br := bufio.NewReader(stalled)
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("stalled client status line %q, %v", line, err)
+	}
+
+	reader := getEvents(t, f.srv.URL+"/events?stream=orders", nil)
+	ids := make(chan string, 16)
+	go readIDs(reader.Body, ids)
+
+	// Big events, many more bytes than the socket buffers hold.
+	const n = 300
+	payload := `"` + strings.Repeat("x", 32<<10) + `"`
+	var published []uint64
+	for range n {
+		published = append(published, f.publish(t, "orders", payload))
+		// Read as we go: the healthy reader keeps up.
+		select {
+		case got := <-ids:
+			if got != strconv.FormatUint(published[len(published)-1], 10) {
+				t.Fatalf("healthy reader got frame %s, want %d", got, published[len(published)-1])
+			}
+		case <-time.After(hubWaitLimit):
+			t.Fatalf("healthy reader got no frame for event %d", len(published))
+		}
+	}
+
+	// The stalled connection was closed by the bridge: draining it ends in
+	// EOF, with fewer frames than were published.
+	_ = stalled.SetReadDeadline(time.Now().Add(hubWaitLimit))
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("stalled connection: %v after %d bytes, want EOF (evicted)", err, len(rest))
+	}
+	if frames := strings.Count(string(rest), "\nid: "); frames >= n {
+		t.Errorf("stalled client received %d frames, want fewer than %d (evicted)", frames, n)
+	}
+	evicted := f.hub.evictionCount(evictQueueFull) + f.hub.evictionCount(evictWriteDeadline)
+	if evicted != 1 {
+		t.Errorf("evictions = %d, want 1 (only the stalled client)", evicted)
+	}
+}
+
+// TestLongReplayDoesNotEvict: a resume that replays far more events than the
+// connection's queue holds is paced, not evicted, and ends in live events.
+func TestLongReplayDoesNotEvict(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 4, 10*time.Second, 0)
+	first := f.publish(t, "orders", `"first"`)
+	var want []uint64
+	for i := range 200 {
+		want = append(want, f.publish(t, "orders", strconv.Itoa(i)))
+	}
+	resp := getEvents(t, f.srv.URL+"/events?stream=orders", http.Header{"Last-Event-Id": {strconv.FormatUint(first, 10)}})
+	ids := make(chan string, 1)
+	go readIDs(resp.Body, ids)
+	want = append(want, f.publish(t, "orders", `"live"`)) // may land in replay or in pending
+	for _, w := range want {
+		select {
+		case got := <-ids:
+			if got != strconv.FormatUint(w, 10) {
+				t.Fatalf("frame %s, want %d", got, w)
+			}
+		case <-time.After(hubWaitLimit):
+			t.Fatalf("no frame for event %d", w)
+		}
+	}
+	if n := f.hub.evictionCount(evictQueueFull); n != 0 {
+		t.Errorf("evictions = %d, want 0", n)
+	}
+}
+
+// TestHeartbeatIsAComment: connections get ": ping" comments, which
+// EventSource ignores, and stay open.
+func TestHeartbeatIsAComment(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 8, 10*time.Second, 10*time.Millisecond)
+	resp := getEvents(t, f.srv.URL+"/events?stream=quiet", nil)
+	br := bufio.NewReader(resp.Body)
+	for range 3 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if line != ": ping\n" {
+			t.Fatalf("line %q, want a heartbeat comment", line)
+		}
+		if blank, _ := br.ReadString('\n'); blank != "\n" {
+			t.Fatalf("after the comment %q, want a blank line", blank)
+		}
+	}
+	id := f.publish(t, "quiet", `"still open"`)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if line == "id: "+strconv.FormatUint(id, 10)+"\n" {
+			return
+		}
+	}
+}
+
+// TestClosedHubAnswers200AndEnds: while shutting down, a subscribe gets 200
+// and an immediately ended stream (the browser retries), never an error
+// status, which would stop EventSource for good.
+func TestClosedHubAnswers200AndEnds(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 8, 10*time.Second, 0)
+	f.hub.close()
+	resp := getEvents(t, f.srv.URL+"/events?stream=orders", nil)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.HasPrefix(string(body), ":") {
+		t.Errorf("body %q, %v: want a comment and the end of the stream", body, err)
+	}
+	if n := f.hub.connCount(); n != 0 {
+		t.Errorf("connections = %d, want 0", n)
+	}
+}
