@@ -81,7 +81,8 @@ func readIDs(body io.Reader, ids chan<- string) {
 	}
 }
 
-func getEvents(t *testing.T, url string, header http.Header) *http.Response {
+// getEvents subscribes and returns the event stream's body, closed at cleanup.
+func getEvents(t *testing.T, url string, header http.Header) io.Reader {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
@@ -98,7 +99,7 @@ func getEvents(t *testing.T, url string, header http.Header) *http.Response {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s = %d, want 200", url, resp.StatusCode)
 	}
-	return resp
+	return resp.Body
 }
 
 // TestStalledClientIsEvictedAlone: a client that connects and never reads
@@ -126,7 +127,7 @@ func TestStalledClientIsEvictedAlone(t *testing.T) {
 
 	reader := getEvents(t, f.srv.URL+"/events?stream=orders", nil)
 	ids := make(chan string, 16)
-	go readIDs(reader.Body, ids)
+	go readIDs(reader, ids)
 
 	// Big events, many more bytes than the socket buffers hold.
 	const n = 300
@@ -171,9 +172,9 @@ func TestLongReplayDoesNotEvict(t *testing.T) {
 	for i := range 200 {
 		want = append(want, f.publish(t, "orders", strconv.Itoa(i)))
 	}
-	resp := getEvents(t, f.srv.URL+"/events?stream=orders", http.Header{"Last-Event-Id": {strconv.FormatUint(first, 10)}})
+	body := getEvents(t, f.srv.URL+"/events?stream=orders", http.Header{"Last-Event-Id": {strconv.FormatUint(first, 10)}})
 	ids := make(chan string, 1)
-	go readIDs(resp.Body, ids)
+	go readIDs(body, ids)
 	want = append(want, f.publish(t, "orders", `"live"`)) // may land in replay or in pending
 	for _, w := range want {
 		select {
@@ -195,8 +196,7 @@ func TestLongReplayDoesNotEvict(t *testing.T) {
 func TestHeartbeatIsAComment(t *testing.T) {
 	t.Parallel()
 	f := newHubFixture(t, 8, 10*time.Second, 10*time.Millisecond)
-	resp := getEvents(t, f.srv.URL+"/events?stream=quiet", nil)
-	br := bufio.NewReader(resp.Body)
+	br := bufio.NewReader(getEvents(t, f.srv.URL+"/events?stream=quiet", nil))
 	for range 3 {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -228,8 +228,7 @@ func TestClosedHubAnswers200AndEnds(t *testing.T) {
 	t.Parallel()
 	f := newHubFixture(t, 8, 10*time.Second, 0)
 	f.hub.close()
-	resp := getEvents(t, f.srv.URL+"/events?stream=orders", nil)
-	body, err := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(getEvents(t, f.srv.URL+"/events?stream=orders", nil))
 	if err != nil || !strings.HasPrefix(string(body), ":") {
 		t.Errorf("body %q, %v: want a comment and the end of the stream", body, err)
 	}
