@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sse-bridge/bridge/internal/bridge"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, got bridge.Config)
+		wantErr string
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.GRPCAddr != ":50051" || got.HTTPAddr != ":8080" || got.HistorySize != 1000 || got.Heartbeat != 15*time.Second || got.WriteTimeout != 10*time.Second || got.QueueSize != 256 || got.MaxPayload != 64<<10 {
+					t.Errorf("defaults = %+v", got)
+				}
+			},
+		},
+		{
+			name: "environment fallback",
+			env:  map[string]string{"BRIDGE_HTTP_ADDR": "127.0.0.1:9000", "BRIDGE_HISTORY_AGE": "5m", "BRIDGE_CORS_ORIGINS": "https://a.example, https://b.example"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.HTTPAddr != "127.0.0.1:9000" || got.HistoryAge != 5*time.Minute || strings.Join(got.CORSOrigins, " ") != "https://a.example https://b.example" {
+					t.Errorf("from environment = %+v", got)
+				}
+			},
+		},
+		{
+			name: "flag wins over environment",
+			args: []string{"--queue-size", "16"},
+			env:  map[string]string{"BRIDGE_QUEUE_SIZE": "99"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.QueueSize != 16 {
+					t.Errorf("QueueSize = %d, want 16", got.QueueSize)
+				}
+			},
+		},
+		{name: "bad environment value", env: map[string]string{"BRIDGE_HEARTBEAT": "often"}, wantErr: "BRIDGE_HEARTBEAT"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "bad origin", args: []string{"--cors-origins", "app.example"}, wantErr: "CORS origin"},
+		{name: "negative size", args: []string{"--queue-size", "-1"}, wantErr: "queue size"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			cfg, err := parseFlags(tc.args, lookup, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseFlags(%q) error = %v, want one naming %q", tc.args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q) = %v", tc.args, err)
+			}
+			tc.check(t, cfg)
+		})
+	}
+}
+
+func TestHelpListsEnvironmentAndDefaults(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	_, err := parseFlags([]string{"--help"}, func(string) (string, bool) { return "", false }, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseFlags(--help) = %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"--grpc-addr", "BRIDGE_GRPC_ADDR", "default :50051", "--write-timeout", "default 10s", "BRIDGE_CORS_ORIGINS"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help does not mention %q:\n%s", want, out.String())
+		}
+	}
+}
