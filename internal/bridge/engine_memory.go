@@ -100,7 +100,11 @@ func (e *MemoryEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
 	ev.ID = e.last
 	h := e.streams[ev.Stream]
 	if h == nil {
-		h = &history{}
+		// The stream may be one that sweep folded into e.forgotten, its
+		// trimmed ids then lost: start from forgotten, as Replay does for an
+		// unknown stream, or a resume from before the fold would silently
+		// miss the events dropped from it.
+		h = &history{trimmed: e.forgotten}
 		e.streams[ev.Stream] = h
 	}
 	h.trimAge(now.Add(-e.age))
