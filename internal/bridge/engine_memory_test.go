@@ -727,6 +727,7 @@ func TestMemoryEnginePublishQueueFull(t *testing.T) {
 		{
 			name: "context cancelled",
 			ctx: func(t *testing.T) context.Context {
+				t.Helper()
 				ctx, cancel := context.WithCancel(t.Context())
 				cancel()
 				return ctx
@@ -736,6 +737,7 @@ func TestMemoryEnginePublishQueueFull(t *testing.T) {
 		{
 			name: "deadline passed",
 			ctx: func(t *testing.T) context.Context {
+				t.Helper()
 				ctx, cancel := context.WithDeadline(t.Context(), t0) // long past
 				t.Cleanup(cancel)
 				return ctx
@@ -744,7 +746,10 @@ func TestMemoryEnginePublishQueueFull(t *testing.T) {
 		},
 		{
 			name: "Run drains the queue",
-			ctx:  func(t *testing.T) context.Context { return t.Context() },
+			ctx: func(t *testing.T) context.Context {
+				t.Helper()
+				return t.Context()
+			},
 		},
 	}
 	for _, tt := range tests {
