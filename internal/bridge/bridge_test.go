@@ -128,7 +128,7 @@ func subscribe(t *testing.T, baseURL, query, lastEventID string) *sseClient {
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
 	if err != nil {
 		cancel()
 		t.Fatalf("GET /events?%s: %v", query, err)

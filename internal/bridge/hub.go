@@ -92,6 +92,12 @@ type conn struct {
 	live    bool     // replay is done: deliver sends directly
 	lastID  uint64   // the last event id sent, once live
 	pending []*Event // events delivered during replay, at most queueSize
+	// overflow: more events arrived during replay than pending holds; they
+	// were dropped and replay catches up from history instead.
+	overflow bool
+	// firstPending is the id of the first event delivered before the
+	// connection went live: where a client without Last-Event-ID starts.
+	firstPending uint64
 
 	evicted atomic.Bool
 	// wmu guards rc and finished against the writer goroutine and eviction.
@@ -171,39 +177,38 @@ func (h *hub) onSubscribe(streamID string, _ *sse.Subscriber) {
 // when that is done or ctx ends. Replay frames go out with the library's
 // blocking Publish: that paces a long replay to the browser's speed on the
 // connection's own stream, so it never evicts the client it is for and never
-// delays anyone else.
+// delays anyone else. Events delivered during the replay wait in c.pending;
+// when more arrive than it holds, replay reads them from history instead, so
+// a client connecting during a burst is not evicted either.
 func (h *hub) replay(ctx context.Context, c *conn) {
 	select {
 	case <-c.subscribed:
 	case <-ctx.Done():
 		return
 	}
-	var last uint64
+	// last is the id of the last event sent (or the client's Last-Event-ID);
+	// based says whether it is set yet.
+	last, based := c.after, c.resume
 	if c.resume {
-		r, err := h.engine.Replay(ctx, c.streams, c.after, h.replayLimit)
-		if err != nil {
-			if ctx.Err() == nil {
-				h.log.Warn("read history for resume", "err", err)
-				h.evict(c, evictReplayFailed)
-			}
+		var ok bool
+		if last, ok = h.sendHistory(ctx, c, last); !ok {
 			return
-		}
-		if r.Reset != "" {
-			h.lib.Publish(c.id, resetFrame(r.Head, r.Reset))
-			last = r.Head
-		} else {
-			last = c.after
-			for _, ev := range r.Events {
-				if ctx.Err() != nil {
-					return
-				}
-				h.lib.Publish(c.id, ev.sseFrame())
-				last = ev.ID
-			}
 		}
 	}
 	for ctx.Err() == nil {
 		c.mu.Lock()
+		if c.overflow {
+			c.overflow = false
+			if !based {
+				last, based = c.firstPending-1, true
+			}
+			c.mu.Unlock()
+			var ok bool
+			if last, ok = h.sendHistory(ctx, c, last); !ok {
+				return
+			}
+			continue
+		}
 		batch := c.pending
 		c.pending = nil
 		if len(batch) == 0 {
@@ -214,12 +219,39 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 		}
 		c.mu.Unlock()
 		for _, ev := range batch {
-			if ev.ID > last {
+			if !based || ev.ID > last {
 				h.lib.Publish(c.id, ev.sseFrame())
-				last = ev.ID
+				last, based = ev.ID, true
 			}
 		}
 	}
+}
+
+// sendHistory sends c the events of its streams after id after, or a reset
+// frame when history cannot cover them, and returns the id sent last. ok is
+// false when the connection is over.
+func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint64, ok bool) {
+	r, err := h.engine.Replay(ctx, c.streams, after, h.replayLimit)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn("read history for resume", "err", err)
+			h.evict(c, evictReplayFailed)
+		}
+		return 0, false
+	}
+	if r.Reset != "" {
+		h.lib.Publish(c.id, resetFrame(r.Head, r.Reset))
+		return r.Head, true
+	}
+	last = after
+	for _, ev := range r.Events {
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		h.lib.Publish(c.id, ev.sseFrame())
+		last = ev.ID
+	}
+	return last, true
 }
 
 // resetFrame tells a client that history cannot cover its gap. Its id is the
@@ -255,11 +287,18 @@ func (h *hub) offer(c *conn, ev *Event, frame *sse.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live {
-		if len(c.pending) >= h.queueSize {
-			h.evict(c, evictQueueFull)
-			return
+		if c.firstPending == 0 {
+			c.firstPending = ev.ID
 		}
-		c.pending = append(c.pending, ev)
+		switch {
+		case c.overflow:
+		case len(c.pending) >= h.queueSize:
+			c.overflow = true // replay reads these from history
+			clear(c.pending)
+			c.pending = c.pending[:0]
+		default:
+			c.pending = append(c.pending, ev)
+		}
 		return
 	}
 	if ev.ID <= c.lastID { // already sent by replay
