@@ -20,6 +20,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		cors      string
 		logLevel  string
 		logFormat string
+		jsonNames string
 	)
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -33,6 +34,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.IntVar(&cfg.QueueSize, "queue-size", 256, "`frames` that may wait for one connection; a connection whose queue is full is evicted and resumes")
 	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams", 64, "`streams` one SSE connection may subscribe to")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated `origins` allowed to subscribe from other sites, or * for any; none means same origin only")
+	fs.Var((*listFlag)(&cfg.DescriptorSets), "descriptor-set", "`file` of google.protobuf.FileDescriptorSet (buf build -o FILE) whose types the bridge renders; repeat the flag, or separate files with commas; SIGHUP reloads them")
+	fs.StringVar(&jsonNames, "json-names", "camel", "field `names` of typed events in JSON: camel (orderId) or proto (order_id)")
+	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", false, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", 64<<10, "largest event data accepted, in `bytes` of JSON")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
 	fs.StringVar(&logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
@@ -61,6 +65,13 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 				cfg.CORSOrigins = append(cfg.CORSOrigins, o)
 			}
 		}
+	}
+	switch jsonNames {
+	case "camel":
+	case "proto":
+		cfg.JSONProtoNames = true
+	default:
+		return cfg, fmt.Errorf("--json-names %q: use camel or proto", jsonNames)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -113,4 +124,19 @@ func printFlags(fs *flag.FlagSet) {
 		}
 		fmt.Fprintf(fs.Output(), "  --%s %s\n      %s\n      env %s, default %s\n", f.Name, arg, usage, envName(f.Name), def)
 	})
+}
+
+// listFlag is a repeatable flag; each value may also hold several items
+// separated by commas (which is how the environment variable lists them).
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l = append(*l, item)
+		}
+	}
+	return nil
 }

@@ -35,5 +35,23 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return bridge.Run(ctx, cfg)
+	srv, err := bridge.New(cfg)
+	if err != nil {
+		return err
+	}
+	// SIGHUP reloads the descriptor sets; a bad set keeps the old types.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() { // ends with ctx, when the bridge has stopped
+		for {
+			select {
+			case <-hup:
+				_ = srv.ReloadTypes() // it logs the outcome
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return srv.Run(ctx)
 }

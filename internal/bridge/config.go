@@ -40,6 +40,17 @@ type Config struct {
 	// ("*" allows any). Empty means same-origin only.
 	CORSOrigins []string
 
+	// DescriptorSets are files of google.protobuf.FileDescriptorSet whose
+	// message types the bridge renders, besides the compiled-in ones. None by
+	// default.
+	DescriptorSets []string
+	// JSONProtoNames renders typed events with proto field names (order_id)
+	// instead of lowerCamelCase (orderId). False by default.
+	JSONProtoNames bool
+	// JSONEmitDefaults renders fields at their default value (0, "", false,
+	// empty lists, null messages) instead of leaving them out. False by default.
+	JSONEmitDefaults bool
+
 	// MaxPayload is the largest event data (the JSON, in bytes) accepted.
 	// Zero means 64 KiB.
 	MaxPayload int

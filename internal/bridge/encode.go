@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -17,13 +16,30 @@ import (
 	_ "github.com/sse-bridge/bridge/gen/shop/v1"
 )
 
-// jsonOptions is the browser contract for typed events; nobody else calls
-// protojson. The defaults are deliberate: lowerCamelCase field names (the
+// encoder renders payloads as frame data; nobody else calls protojson. The
+// defaults are the browser contract: lowerCamelCase field names (the
 // json_name), int64 and uint64 as strings (JavaScript numbers lose precision
-// past 2^53), enums as their names, well-known types in their JSON forms, and
-// unpopulated fields omitted. Never Multiline or Indent: a frame's data is one
-// line.
-var jsonOptions = protojson.MarshalOptions{}
+// past 2^53), enums as their names, well-known types in their JSON forms,
+// unpopulated fields omitted, unknown fields dropped. Two options may change
+// names and unpopulated fields per bridge. Never Multiline or Indent: a
+// frame's data is one line.
+//
+// An encoder is safe for concurrent use.
+type encoder struct {
+	types *TypeRegistry
+	opts  protojson.MarshalOptions
+}
+
+// newEncoder returns an encoder resolving types with types. protoNames
+// selects the proto field names instead of lowerCamelCase; emitDefaults
+// renders unpopulated fields with their default values.
+func newEncoder(types *TypeRegistry, protoNames, emitDefaults bool) *encoder {
+	return &encoder{types: types, opts: protojson.MarshalOptions{
+		UseProtoNames:   protoNames,
+		EmitUnpopulated: emitDefaults,
+		Resolver:        types, // for Any fields inside events
+	}}
+}
 
 // errPayload marks a payload the bridge cannot render: the client's fault.
 var errPayload = errors.New("invalid payload")
@@ -33,39 +49,37 @@ func payloadError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errPayload, fmt.Sprintf(format, args...))
 }
 
-// encodePayload renders the payload of req as the frame's data (one line of
+// payload renders the payload of req as the frame's data (one line of
 // JSON) and returns the SSE event name to use when req sets no type: the
 // message's full name for typed events, empty for json ones. Errors wrap
 // errPayload and say what to fix.
-func encodePayload(req *bridgev1.PublishRequest, types *protoregistry.Types) (data []byte, name string, err error) {
+func (e *encoder) payload(req *bridgev1.PublishRequest) (data []byte, name string, err error) {
 	switch p := req.GetPayload().(type) {
 	case *bridgev1.PublishRequest_Event:
-		return encodeAny(p.Event, types)
+		return e.typed(p.Event)
 	case *bridgev1.PublishRequest_Json:
-		data, err := encodeJSON(p.Json)
+		data, err := e.json(p.Json)
 		return data, "", err
 	default:
 		return nil, "", payloadError(`no payload: set exactly one of "event" (a typed protobuf message in an Any) or "json" (any JSON value)`)
 	}
 }
 
-func encodeAny(a *anypb.Any, types *protoregistry.Types) ([]byte, string, error) {
+func (e *encoder) typed(a *anypb.Any) ([]byte, string, error) {
 	url := a.GetTypeUrl()
 	if url == "" {
 		return nil, "", payloadError(`event has no type: set its "@type" (or type_url) to "type.googleapis.com/" followed by the message's full name`)
 	}
 	full := url[strings.LastIndexByte(url, '/')+1:]
-	mt, err := types.FindMessageByURL(url)
+	mt, err := e.types.FindMessageByURL(url)
 	if err != nil {
-		return nil, "", payloadError("event type %q is unknown to this bridge: it renders only message types it was built with; publish the event as \"json\" instead, or add its proto package to the bridge", full)
+		return nil, "", payloadError("event type %q is unknown to this bridge: build a descriptor set of its proto files (buf build -o events.binpb), start the bridge with --descriptor-set events.binpb (or add it and send SIGHUP), or publish the event as \"json\"", full)
 	}
 	msg := mt.New().Interface()
-	if err := (proto.UnmarshalOptions{Resolver: types}).Unmarshal(a.GetValue(), msg); err != nil {
+	if err := (proto.UnmarshalOptions{Resolver: e.types}).Unmarshal(a.GetValue(), msg); err != nil {
 		return nil, "", payloadError("event value is not a valid %s: %v", full, err)
 	}
-	opts := jsonOptions
-	opts.Resolver = types // for Any fields inside the event
-	data, err := opts.Marshal(msg)
+	data, err := e.opts.Marshal(msg)
 	if err != nil {
 		// For example a Timestamp out of range: the value is the client's.
 		return nil, "", payloadError("event of type %s cannot be rendered as JSON: %v", full, err)
@@ -73,11 +87,11 @@ func encodeAny(a *anypb.Any, types *protoregistry.Types) ([]byte, string, error)
 	return data, string(msg.ProtoReflect().Descriptor().FullName()), nil
 }
 
-func encodeJSON(v *structpb.Value) ([]byte, error) {
+func (e *encoder) json(v *structpb.Value) ([]byte, error) {
 	if v.GetKind() == nil {
 		return nil, payloadError(`json has no value: give any JSON value, for example {"hello": "world"}`)
 	}
-	data, err := jsonOptions.Marshal(v)
+	data, err := e.opts.Marshal(v)
 	if err != nil {
 		// NaN and infinities have no JSON form.
 		return nil, payloadError("json cannot be rendered: %v", err)

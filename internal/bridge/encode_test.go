@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -19,6 +18,17 @@ import (
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	shopv1 "github.com/sse-bridge/bridge/gen/shop/v1"
 )
+
+// compiledInEncoder is an encoder with the default options that knows only
+// the compiled-in types.
+func compiledInEncoder(tb testing.TB) *encoder {
+	tb.Helper()
+	types, err := NewTypeRegistry(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return newEncoder(types, false, false)
+}
 
 func mustAny(t *testing.T, m proto.Message) *bridgev1.PublishRequest {
 	t.Helper()
@@ -72,7 +82,7 @@ func TestEncodeJSONMapping(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			data, name, err := encodePayload(tc.req, protoregistry.GlobalTypes)
+			data, name, err := compiledInEncoder(t).payload(tc.req)
 			if err != nil {
 				t.Fatalf("encodePayload = %v", err)
 			}
@@ -103,9 +113,10 @@ func FuzzEncode(f *testing.F) {
 	f.Add("hello\nworld", valid, "type.googleapis.com/shop.v1.OrderCreated")
 	f.Add("\x00\xff", []byte{0x0a, 0x80}, "type.googleapis.com/google.protobuf.Timestamp")
 	f.Add("", []byte{}, "x/")
+	enc := compiledInEncoder(f)
 	f.Fuzz(func(t *testing.T, s string, value []byte, typeURL string) {
 		check := func(req *bridgev1.PublishRequest) {
-			data, _, err := encodePayload(req, protoregistry.GlobalTypes)
+			data, _, err := enc.payload(req)
 			if err != nil {
 				if !errors.Is(err, errPayload) {
 					t.Fatalf("encodePayload error %v is not a payload error", err)

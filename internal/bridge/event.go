@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/json"
 	"strconv"
 	"sync"
 	"time"
@@ -23,21 +24,106 @@ type Event struct {
 	// Time is when the bridge accepted the event.
 	Time time.Time
 
-	frameOnce sync.Once
-	frame     *sse.Event
+	// frames holds the library event of each format, built at most once per
+	// event and shared by every connection: EncodeBase64 is off, so the
+	// library never mutates it.
+	frames [numFormats]struct {
+		once  sync.Once
+		frame *sse.Event
+	}
 }
 
-// sseFrame returns the library event for e, built once and shared by every
-// connection: EncodeBase64 is off, so the library never mutates it.
-func (e *Event) sseFrame() *sse.Event {
-	e.frameOnce.Do(func() {
-		e.frame = &sse.Event{
-			ID:   []byte(strconv.FormatUint(e.ID, 10)),
-			Data: e.Data,
-		}
-		if e.Type != "" {
-			e.frame.Event = []byte(e.Type)
-		}
-	})
-	return e.frame
+// Format is how a subscriber wants events framed, chosen with the `format`
+// query parameter.
+type Format uint8
+
+// The formats. In the envelope formats the type travels inside the JSON, so
+// their frames carry no `event:` line and one onmessage handler sees every
+// event; bridge.reset frames keep their name in every format.
+const (
+	// FormatData ("data", the default): data is the payload itself, and
+	// `event:` names its type.
+	FormatData Format = iota
+	// FormatEnvelope ("envelope"): data is
+	// {"id","stream","type","time","data"}.
+	FormatEnvelope
+	// FormatCloudEvents ("cloudevents"): data is a CloudEvents 1.0 event in
+	// structured JSON mode.
+	FormatCloudEvents
+	numFormats
+)
+
+// parseFormat maps a `format` query value to its Format.
+func parseFormat(s string) (Format, bool) {
+	switch s {
+	case "", "data":
+		return FormatData, true
+	case "envelope":
+		return FormatEnvelope, true
+	case "cloudevents":
+		return FormatCloudEvents, true
+	}
+	return 0, false
 }
+
+// cloudEventsSource is the CloudEvents `source` of every event: the bridge.
+// The stream, which tells events apart, is the `subject`.
+const cloudEventsSource = "/sse-bridge"
+
+// untypedCloudEventsType is the CloudEvents `type` of a json event published
+// without a type: CloudEvents requires one.
+const untypedCloudEventsType = "bridge.json"
+
+// frame returns the library event of e in format f.
+func (e *Event) frame(f Format) *sse.Event {
+	slot := &e.frames[f]
+	slot.once.Do(func() {
+		fr := &sse.Event{ID: []byte(strconv.FormatUint(e.ID, 10))}
+		switch f {
+		case FormatEnvelope:
+			fr.Data = e.envelope()
+		case FormatCloudEvents:
+			fr.Data = e.cloudEvent()
+		default:
+			fr.Data = e.Data
+			if e.Type != "" {
+				fr.Event = []byte(e.Type)
+			}
+		}
+		slot.frame = fr
+	})
+	return slot.frame
+}
+
+func (e *Event) envelope() []byte {
+	//nolint:errchkjson // strings and a valid json.RawMessage always marshal
+	b, _ := json.Marshal(struct {
+		ID     string          `json:"id"`
+		Stream string          `json:"stream"`
+		Type   string          `json:"type,omitempty"`
+		Time   string          `json:"time"`
+		Data   json.RawMessage `json:"data"`
+	}{strconv.FormatUint(e.ID, 10), e.Stream, e.Type, e.timeString(), e.Data})
+	return b
+}
+
+func (e *Event) cloudEvent() []byte {
+	typ := e.Type
+	if typ == "" {
+		typ = untypedCloudEventsType
+	}
+	//nolint:errchkjson // strings and a valid json.RawMessage always marshal
+	b, _ := json.Marshal(struct {
+		SpecVersion     string          `json:"specversion"`
+		ID              string          `json:"id"`
+		Source          string          `json:"source"`
+		Type            string          `json:"type"`
+		Subject         string          `json:"subject"`
+		Time            string          `json:"time"`
+		DataContentType string          `json:"datacontenttype"`
+		Data            json.RawMessage `json:"data"`
+	}{"1.0", strconv.FormatUint(e.ID, 10), cloudEventsSource, typ, e.Stream, e.timeString(), "application/json", e.Data})
+	return b
+}
+
+func (e *Event) timeString() string { return e.Time.UTC().Format(time.RFC3339Nano) }

@@ -84,6 +84,7 @@ type conn struct {
 	streams []string
 	resume  bool   // the client sent a usable Last-Event-ID
 	after   uint64 // that id
+	format  Format
 	cancel  context.CancelFunc
 
 	subscribed chan struct{} // closed once the library registered the subscriber
@@ -109,10 +110,11 @@ type conn struct {
 // register adds a connection for streams, resuming after id after when resume
 // is set. From now on deliver queues the connection's events until replay is
 // done. It returns errClosed once the hub is shutting down.
-func (h *hub) register(streams []string, resume bool, after uint64, rc *http.ResponseController, cancel context.CancelFunc) (*conn, error) {
+func (h *hub) register(streams []string, format Format, resume bool, after uint64, rc *http.ResponseController, cancel context.CancelFunc) (*conn, error) {
 	c := &conn{
 		id:         newConnID(),
 		streams:    streams,
+		format:     format,
 		resume:     resume,
 		after:      after,
 		cancel:     cancel,
@@ -220,7 +222,7 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 		c.mu.Unlock()
 		for _, ev := range batch {
 			if !based || ev.ID > last {
-				h.lib.Publish(c.id, ev.sseFrame())
+				h.lib.Publish(c.id, ev.frame(c.format))
 				last, based = ev.ID, true
 			}
 		}
@@ -248,7 +250,7 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		h.lib.Publish(c.id, ev.sseFrame())
+		h.lib.Publish(c.id, ev.frame(c.format))
 		last = ev.ID
 	}
 	return last, true
@@ -272,15 +274,14 @@ func resetFrame(head uint64, reason string) *sse.Event {
 // deliver offers ev to every connection subscribed to its stream. It never
 // blocks: a connection whose queue is full is evicted.
 func (h *hub) deliver(ev *Event) {
-	frame := ev.sseFrame()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, c := range h.subs[ev.Stream] {
-		h.offer(c, ev, frame)
+		h.offer(c, ev)
 	}
 }
 
-func (h *hub) offer(c *conn, ev *Event, frame *sse.Event) {
+func (h *hub) offer(c *conn, ev *Event) {
 	if c.evicted.Load() {
 		return
 	}
@@ -304,7 +305,7 @@ func (h *hub) offer(c *conn, ev *Event, frame *sse.Event) {
 	if ev.ID <= c.lastID { // already sent by replay
 		return
 	}
-	if !h.lib.TryPublish(c.id, frame) {
+	if !h.lib.TryPublish(c.id, ev.frame(c.format)) {
 		h.evict(c, evictQueueFull)
 		return
 	}

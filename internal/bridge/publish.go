@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 )
@@ -18,7 +17,7 @@ type publishService struct {
 	bridgev1.UnimplementedBridgeServiceServer
 
 	engine     Engine
-	types      *protoregistry.Types
+	enc        *encoder
 	maxPayload int
 	log        *slog.Logger
 	closing    *atomic.Bool // set when shutdown starts
@@ -40,7 +39,7 @@ func (p *publishService) Publish(ctx context.Context, req *bridgev1.PublishReque
 	if err := typeNameError(req.GetType()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	data, name, err := encodePayload(req, p.types)
+	data, name, err := p.enc.payload(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -15,46 +15,95 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/protobuf/reflect/protoregistry"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 )
 
-// Run listens on cfg.GRPCAddr and cfg.HTTPAddr and serves until ctx ends; see
-// [Serve].
-func Run(ctx context.Context, cfg Config) error {
+// Server is one bridge: its configuration and its event types. Create it
+// with [New], then call [Server.Serve] or [Server.Run] once.
+type Server struct {
+	cfg   Config
+	types *TypeRegistry
+}
+
+// New validates cfg (applying defaults) and loads its descriptor sets.
+func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	types, err := NewTypeRegistry(cfg.DescriptorSets)
+	if err != nil {
+		return nil, err
+	}
+	if n := types.Count(); n > 0 {
+		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
+	}
+	return &Server{cfg: cfg, types: types}, nil
+}
+
+// ReloadTypes reads the descriptor sets again. On error the types loaded
+// before stay in force; live connections are never affected. Safe to call at
+// any time, from any goroutine.
+func (s *Server) ReloadTypes() error {
+	if err := s.types.Reload(); err != nil {
+		s.cfg.Logger.Error("reload descriptor sets: keeping the types loaded before", "err", err)
 		return err
 	}
+	s.cfg.Logger.Info("reloaded descriptor sets", "types", s.types.Count(), "sets", s.cfg.DescriptorSets)
+	return nil
+}
+
+// Run listens on cfg.GRPCAddr and cfg.HTTPAddr and serves until ctx ends; see
+// [Server.Serve].
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// Serve is [New] then [Server.Serve].
+func Serve(ctx context.Context, cfg Config, grpcLis, httpLis net.Listener) error {
+	s, err := New(cfg)
+	if err != nil {
+		_ = grpcLis.Close()
+		_ = httpLis.Close()
+		return err
+	}
+	return s.Serve(ctx, grpcLis, httpLis)
+}
+
+// Run listens on the configured addresses and serves until ctx ends; see
+// [Server.Serve].
+func (s *Server) Run(ctx context.Context) error {
 	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	grpcLis, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen for gRPC: %w", err)
 	}
-	httpLis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	httpLis, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		_ = grpcLis.Close()
 		return fmt.Errorf("listen for HTTP: %w", err)
 	}
-	return Serve(ctx, cfg, grpcLis, httpLis)
+	return s.Serve(ctx, grpcLis, httpLis)
 }
 
 // Serve runs the bridge on the given listeners until ctx ends, then shuts down
 // in order and returns nil once every goroutine it started has ended. It
-// returns an error when cfg is invalid or a listener fails; the listeners are
-// closed either way. cfg's listen addresses are not used.
+// returns an error when a listener fails; the listeners are closed either
+// way. The configured listen addresses are not used.
 //
 // Shutdown order: health NOT_SERVING and Publish answers Unavailable; gRPC
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
 // cancelled (browsers reconnect); the HTTP server shuts down; the dispatcher
 // and heartbeat stop; the r3labs server closes last, when it has no
 // subscriber left (closing it earlier leaks a goroutine per client).
-func Serve(ctx context.Context, cfg Config, grpcLis, httpLis net.Listener) error {
-	if err := cfg.Validate(); err != nil {
-		_ = grpcLis.Close()
-		_ = httpLis.Close()
-		return err
-	}
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	cfg := s.cfg
 	log := cfg.Logger
 	engine := NewMemoryEngine(cfg.HistorySize, cfg.HistoryAge)
 	h := newHub(engine, cfg.QueueSize, cfg.ReplayLimit, log)
@@ -68,7 +117,7 @@ func Serve(ctx context.Context, cfg Config, grpcLis, httpLis net.Listener) error
 	)
 	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
 		engine:     engine,
-		types:      protoregistry.GlobalTypes,
+		enc:        newEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
 		log:        log,
 		closing:    &closing,
@@ -76,7 +125,11 @@ func Serve(ctx context.Context, cfg Config, grpcLis, httpLis net.Listener) error
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, healthSrv)
-	reflection.Register(gs)
+	// Reflection serves the compiled-in files and the loaded descriptor sets,
+	// so grpcurl can build events of any known type.
+	reflectOpts := reflection.ServerOptions{Services: gs, DescriptorResolver: s.types, ExtensionResolver: s.types}
+	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(reflectOpts))
+	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
 
 	mux := http.NewServeMux()
 	mux.Handle("/events", &sseHandler{

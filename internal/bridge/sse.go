@@ -55,6 +55,11 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	format, ok := parseFormat(query.Get("format"))
+	if !ok {
+		http.Error(w, fmt.Sprintf("format %q is unknown: use data (the default), envelope or cloudevents", query.Get("format")), http.StatusBadRequest)
+		return
+	}
 	// A garbled Last-Event-ID is treated as absent, never as an error: the
 	// browser would stop reconnecting.
 	lastID := r.Header.Get("Last-Event-ID")
@@ -69,7 +74,7 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	rc := http.NewResponseController(w)
-	c, err := s.hub.register(streams, resume, after, rc, cancel)
+	c, err := s.hub.register(streams, format, resume, after, rc, cancel)
 	if err != nil {
 		// Shutting down: a retry (to this node later, or another) will work,
 		// so answer 200 and end the stream; the browser reconnects.

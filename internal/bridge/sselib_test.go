@@ -578,7 +578,7 @@ func TestLibTryPublishNeverBlocks(t *testing.T) {
 
 // TestLibEncodeBase64MutatesEvent pins why newHub leaves EncodeBase64 off: it
 // encodes the caller's event in place, so the one *sse.Event the hub shares
-// between every connection (Event.sseFrame) would be encoded again for each.
+// between every connection (Event.frame) would be encoded again for each.
 func TestLibEncodeBase64MutatesEvent(t *testing.T) {
 	t.Parallel()
 	lib := sse.New()

@@ -1,0 +1,288 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// TypeRegistry resolves event types: those compiled into the bridge and those
+// loaded from descriptor sets (FileDescriptorSet files, as `buf build -o` and
+// `protoc --include_imports --descriptor_set_out` write them). It serves the
+// encoder (Any payloads to JSON) and gRPC server reflection, so grpcurl can
+// build events of the loaded types with no proto files of its own.
+//
+// Compiled-in types win: a loaded file whose path is compiled in is skipped,
+// and a loaded type whose name is compiled in from another file is an error.
+//
+// A TypeRegistry is safe for concurrent use; [TypeRegistry.Reload] swaps the
+// loaded types atomically, so lookups never see half a reload.
+type TypeRegistry struct {
+	paths []string
+	cur   atomic.Pointer[typeSet]
+}
+
+// typeSet is one load of the descriptor sets.
+type typeSet struct {
+	files *protoregistry.Files // the loaded files, without compiled-in ones
+	types *protoregistry.Types // dynamic types of the loaded files
+}
+
+// NewTypeRegistry loads the descriptor sets at paths. It fails, naming the
+// file and the type, when a set cannot be read or parsed, when two sets
+// define a file or a type differently, when a type clashes with a
+// compiled-in one, or when an import is in no set.
+func NewTypeRegistry(paths []string) (*TypeRegistry, error) {
+	r := &TypeRegistry{paths: paths}
+	if err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload reads the descriptor sets again. On error the types loaded before
+// stay in force.
+func (r *TypeRegistry) Reload() error {
+	set, err := loadTypeSet(r.paths)
+	if err != nil {
+		return err
+	}
+	r.cur.Store(set)
+	return nil
+}
+
+// Count returns how many message types the descriptor sets provide.
+func (r *TypeRegistry) Count() int { return r.cur.Load().types.NumMessages() }
+
+// FindMessageByName implements [protoregistry.MessageTypeResolver].
+func (r *TypeRegistry) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
+	if mt, err := protoregistry.GlobalTypes.FindMessageByName(name); err == nil {
+		return mt, nil
+	}
+	return r.cur.Load().types.FindMessageByName(name)
+}
+
+// FindMessageByURL implements [protoregistry.MessageTypeResolver].
+func (r *TypeRegistry) FindMessageByURL(url string) (protoreflect.MessageType, error) {
+	if mt, err := protoregistry.GlobalTypes.FindMessageByURL(url); err == nil {
+		return mt, nil
+	}
+	return r.cur.Load().types.FindMessageByURL(url)
+}
+
+// FindExtensionByName implements [protoregistry.ExtensionTypeResolver].
+func (r *TypeRegistry) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
+	if xt, err := protoregistry.GlobalTypes.FindExtensionByName(field); err == nil {
+		return xt, nil
+	}
+	return r.cur.Load().types.FindExtensionByName(field)
+}
+
+// FindExtensionByNumber implements [protoregistry.ExtensionTypeResolver].
+func (r *TypeRegistry) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
+	if xt, err := protoregistry.GlobalTypes.FindExtensionByNumber(message, field); err == nil {
+		return xt, nil
+	}
+	return r.cur.Load().types.FindExtensionByNumber(message, field)
+}
+
+// RangeExtensionsByMessage is what gRPC reflection needs besides the above.
+func (r *TypeRegistry) RangeExtensionsByMessage(message protoreflect.FullName, f func(protoreflect.ExtensionType) bool) {
+	done := false
+	protoregistry.GlobalTypes.RangeExtensionsByMessage(message, func(xt protoreflect.ExtensionType) bool {
+		done = !f(xt)
+		return !done
+	})
+	if !done {
+		r.cur.Load().types.RangeExtensionsByMessage(message, f)
+	}
+}
+
+// FindFileByPath implements [protodesc.Resolver], for reflection.
+func (r *TypeRegistry) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	return filesChain{protoregistry.GlobalFiles, r.cur.Load().files}.FindFileByPath(path)
+}
+
+// FindDescriptorByName implements [protodesc.Resolver], for reflection.
+func (r *TypeRegistry) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	return filesChain{protoregistry.GlobalFiles, r.cur.Load().files}.FindDescriptorByName(name)
+}
+
+// filesChain resolves files and descriptors from the first registry that has
+// them.
+type filesChain []*protoregistry.Files
+
+func (c filesChain) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	for _, f := range c {
+		if fd, err := f.FindFileByPath(path); err == nil {
+			return fd, nil
+		}
+	}
+	return nil, fmt.Errorf("file %q: %w", path, protoregistry.NotFound)
+}
+
+func (c filesChain) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	for _, f := range c {
+		if d, err := f.FindDescriptorByName(name); err == nil {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("descriptor %q: %w", name, protoregistry.NotFound)
+}
+
+// loadTypeSet reads and links the descriptor sets at paths.
+func loadTypeSet(paths []string) (*typeSet, error) {
+	l := &setLoader{
+		protos: map[string]*descriptorpb.FileDescriptorProto{},
+		origin: map[string]string{},
+		files:  &protoregistry.Files{},
+	}
+	for _, p := range paths {
+		if err := l.read(p); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range l.order {
+		if err := l.link(p, nil); err != nil {
+			return nil, err
+		}
+	}
+	types := &protoregistry.Types{}
+	var err error
+	l.files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		err = registerTypes(types, fd.Messages(), fd.Enums(), fd.Extensions())
+		if err != nil {
+			err = fmt.Errorf("descriptor set %s: %w", l.origin[fd.Path()], err)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &typeSet{files: l.files, types: types}, nil
+}
+
+// setLoader links the files of several descriptor sets into one registry.
+type setLoader struct {
+	protos map[string]*descriptorpb.FileDescriptorProto // by file path
+	origin map[string]string                            // file path -> the set it came from
+	order  []string                                     // file paths, as read
+	files  *protoregistry.Files
+}
+
+func (l *setLoader) read(setPath string) error {
+	raw, err := os.ReadFile(setPath)
+	if err != nil {
+		return fmt.Errorf("descriptor set: %w", err)
+	}
+	var set descriptorpb.FileDescriptorSet
+	if err := proto.Unmarshal(raw, &set); err != nil {
+		return fmt.Errorf("descriptor set %s is not a FileDescriptorSet (build it with `buf build -o FILE.binpb` or `protoc --include_imports --descriptor_set_out=FILE`): %w", setPath, err)
+	}
+	if len(set.GetFile()) == 0 {
+		return fmt.Errorf("descriptor set %s holds no files", setPath)
+	}
+	for _, fdp := range set.GetFile() {
+		name := fdp.GetName()
+		if prev, ok := l.protos[name]; ok {
+			if !proto.Equal(prev, fdp) {
+				return fmt.Errorf("descriptor sets %s and %s both define %s, differently: load one version of each file", l.origin[name], setPath, name)
+			}
+			continue
+		}
+		l.protos[name] = fdp
+		l.origin[name] = setPath
+		l.order = append(l.order, name)
+	}
+	return nil
+}
+
+// link registers the file at path after its imports. stack holds the files
+// being linked, to report an import cycle instead of recursing forever.
+func (l *setLoader) link(path string, stack []string) error {
+	if _, err := protoregistry.GlobalFiles.FindFileByPath(path); err == nil {
+		return nil // compiled in: that copy wins
+	}
+	if _, err := l.files.FindFileByPath(path); err == nil {
+		return nil // linked already
+	}
+	fdp, ok := l.protos[path]
+	if !ok {
+		importer := stack[len(stack)-1]
+		return fmt.Errorf("descriptor set %s: %s imports %s, which is in no descriptor set: build the set with its imports (buf build includes them; protoc needs --include_imports)", l.origin[importer], importer, path)
+	}
+	for _, s := range stack {
+		if s == path {
+			return fmt.Errorf("descriptor set %s: import cycle through %s", l.origin[path], path)
+		}
+	}
+	for _, dep := range fdp.GetDependency() {
+		if err := l.link(dep, append(stack, path)); err != nil {
+			return err
+		}
+	}
+	fd, err := protodesc.NewFile(fdp, filesChain{protoregistry.GlobalFiles, l.files})
+	if err != nil {
+		return fmt.Errorf("descriptor set %s: file %s: %w", l.origin[path], path, err)
+	}
+	if err := checkNotCompiledIn(fd); err != nil {
+		return fmt.Errorf("descriptor set %s: %w", l.origin[path], err)
+	}
+	if err := l.files.RegisterFile(fd); err != nil {
+		return fmt.Errorf("descriptor set %s: file %s: %w", l.origin[path], path, err)
+	}
+	return nil
+}
+
+// checkNotCompiledIn refuses a loaded file that defines a name the bridge has
+// compiled in from another file: which of the two would render is unclear.
+func checkNotCompiledIn(fd protoreflect.FileDescriptor) error {
+	var err error
+	check := func(d protoreflect.Descriptor) {
+		if err != nil {
+			return
+		}
+		if c, e := protoregistry.GlobalFiles.FindDescriptorByName(d.FullName()); e == nil {
+			err = fmt.Errorf("type %s in %s is compiled into the bridge already (from %s): rename the package, or drop the file from the set", d.FullName(), fd.Path(), c.ParentFile().Path())
+		}
+	}
+	for i := range fd.Messages().Len() {
+		check(fd.Messages().Get(i))
+	}
+	for i := range fd.Enums().Len() {
+		check(fd.Enums().Get(i))
+	}
+	for i := range fd.Services().Len() {
+		check(fd.Services().Get(i))
+	}
+	return err
+}
+
+// registerTypes registers dynamic types for messages (nested ones too),
+// enums and extensions.
+func registerTypes(types *protoregistry.Types, msgs protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors, exts protoreflect.ExtensionDescriptors) error {
+	var errs []error
+	for i := range enums.Len() {
+		errs = append(errs, types.RegisterEnum(dynamicpb.NewEnumType(enums.Get(i))))
+	}
+	for i := range exts.Len() {
+		errs = append(errs, types.RegisterExtension(dynamicpb.NewExtensionType(exts.Get(i))))
+	}
+	for i := range msgs.Len() {
+		md := msgs.Get(i)
+		if md.IsMapEntry() {
+			continue
+		}
+		errs = append(errs, types.RegisterMessage(dynamicpb.NewMessageType(md)))
+		errs = append(errs, registerTypes(types, md.Messages(), md.Enums(), md.Extensions()))
+	}
+	return errors.Join(errs...)
+}
