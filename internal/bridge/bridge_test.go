@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,28 +34,36 @@ import (
 // of hanging it; no assertion depends on how fast anything is.
 const waitLimit = 20 * time.Second
 
-// testBridge is a bridge served on bufconn (gRPC) and loopback (HTTP).
+// testBridge is a bridge served on loopback, gRPC and HTTP both.
 type testBridge struct {
-	client  bridgev1.BridgeServiceClient
-	health  healthpb.HealthClient
-	baseURL string
-	stop    func() error // cancels Serve and returns its error
+	srv      *bridge.Server
+	client   bridgev1.BridgeServiceClient
+	health   healthpb.HealthClient
+	conn     *grpc.ClientConn
+	grpcAddr string
+	baseURL  string
+	stop     func() error // cancels Serve and returns its error
 }
 
 func startBridge(t *testing.T, cfg bridge.Config) *testBridge {
 	t.Helper()
-	grpcLis := bufconn.Listen(1 << 20)
+	srv, err := bridge.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan error, 1)
-	go func() { done <- bridge.Serve(ctx, cfg, grpcLis, httpLis) }()
+	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
 
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return grpcLis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
@@ -80,10 +87,13 @@ func startBridge(t *testing.T, cfg bridge.Config) *testBridge {
 		}
 	})
 	return &testBridge{
-		client:  bridgev1.NewBridgeServiceClient(conn),
-		health:  healthpb.NewHealthClient(conn),
-		baseURL: "http://" + httpLis.Addr().String(),
-		stop:    stop,
+		srv:      srv,
+		client:   bridgev1.NewBridgeServiceClient(conn),
+		health:   healthpb.NewHealthClient(conn),
+		conn:     conn,
+		grpcAddr: grpcLis.Addr().String(),
+		baseURL:  "http://" + httpLis.Addr().String(),
+		stop:     stop,
 	}
 }
 
@@ -588,4 +598,17 @@ func TestShutdownEndsStreamsAndLeaksNothing(t *testing.T) {
 		c.close()
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+func idString(n uint64) string { return id(n) }
+
+func strconvI(n int64) string { return strconv.FormatInt(n, 10) }
+
+func parseID(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("id %q: %v", s, err)
+	}
+	return n
 }
