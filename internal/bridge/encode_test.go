@@ -106,29 +106,41 @@ func TestEncodeJSONMapping(t *testing.T) {
 	}
 }
 
-// FuzzEncode: whatever a publisher sends, encoding either fails with a
-// payload error or yields one line of valid JSON; it never panics.
+// FuzzEncode: whatever a publisher sends, compiled-in or loaded type,
+// encoding either fails with a payload error or yields one line of valid
+// JSON, and so does every frame format built from it; it never panics.
 func FuzzEncode(f *testing.F) {
 	valid, _ := proto.Marshal(&shopv1.OrderCreated{OrderId: "o-1", Total: &shopv1.Money{AmountMinor: -5}})
 	f.Add("hello\nworld", valid, "type.googleapis.com/shop.v1.OrderCreated")
 	f.Add("\x00\xff", []byte{0x0a, 0x80}, "type.googleapis.com/google.protobuf.Timestamp")
 	f.Add("", []byte{}, "x/")
-	enc := compiledInEncoder(f)
+	f.Add("\u2028", []byte{0x12, 0x02, 0x08, 0x01}, "type.googleapis.com/test.mixed.v1.Mixed")
+	types, err := NewTypeRegistry([]string{writeSet(f, mixedFile(), pingFile("f"))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	enc := newEncoder(types, false, false)
 	f.Fuzz(func(t *testing.T, s string, value []byte, typeURL string) {
 		check := func(req *bridgev1.PublishRequest) {
-			data, _, err := enc.payload(req)
+			data, name, err := enc.payload(req)
 			if err != nil {
 				if !errors.Is(err, errPayload) {
-					t.Fatalf("encodePayload error %v is not a payload error", err)
+					t.Fatalf("payload error %v is not a payload error", err)
 				}
 				return
 			}
-			if bytes.ContainsAny(data, "\r\n") || !json.Valid(data) || len(data) == 0 {
-				t.Fatalf("data %q: want one non-empty line of valid JSON", data)
+			ev := &Event{ID: 1, Stream: "s", Type: name, Data: data, Time: time.Unix(0, 0)}
+			for f := range numFormats {
+				fr := ev.frame(f)
+				if bytes.ContainsAny(fr.Data, "\r\n") || bytes.ContainsAny(fr.Event, "\r\n") || !json.Valid(fr.Data) || len(fr.Data) == 0 {
+					t.Fatalf("format %d: data %q: want one non-empty line of valid JSON", f, fr.Data)
+				}
 			}
 		}
 		check(&bridgev1.PublishRequest{Payload: &bridgev1.PublishRequest_Json{Json: structpb.NewStringValue(s)}})
 		check(&bridgev1.PublishRequest{Payload: &bridgev1.PublishRequest_Event{Event: &anypb.Any{TypeUrl: typeURL, Value: value}}})
-		check(&bridgev1.PublishRequest{Payload: &bridgev1.PublishRequest_Event{Event: &anypb.Any{TypeUrl: "type.googleapis.com/shop.v1.OrderCreated", Value: value}}})
+		for _, known := range []string{"shop.v1.OrderCreated", "test.mixed.v1.Mixed", "test.f.v1.Ping"} {
+			check(&bridgev1.PublishRequest{Payload: &bridgev1.PublishRequest_Event{Event: &anypb.Any{TypeUrl: "type.googleapis.com/" + known, Value: value}}})
+		}
 	})
 }

@@ -35,15 +35,15 @@ func pingFile(pkg string) *descriptorpb.FileDescriptorProto {
 }
 
 // writeSet writes a FileDescriptorSet of files to a new file and returns its path.
-func writeSet(t *testing.T, files ...*descriptorpb.FileDescriptorProto) string {
-	t.Helper()
+func writeSet(tb testing.TB, files ...*descriptorpb.FileDescriptorProto) string {
+	tb.Helper()
 	raw, err := proto.Marshal(&descriptorpb.FileDescriptorSet{File: files})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "set.binpb")
+	path := filepath.Join(tb.TempDir(), "set.binpb")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return path
 }
@@ -133,5 +133,57 @@ func TestTypeRegistryReloadKeepsOldTypesOnError(t *testing.T) {
 		if _, err := r.FindMessageByName(protoreflect.FullName(name)); err != nil {
 			t.Errorf("after a failed reload, %s: %v (want the old types kept)", name, err)
 		}
+	}
+}
+
+// mixedFile is a hand-built proto file whose message test.mixed.v1.Mixed has
+// a field of each kind the JSON contract covers.
+func mixedFile() *descriptorpb.FileDescriptorProto {
+	field := func(name string, num int32, typ descriptorpb.FieldDescriptorProto_Type, typeName string, repeated bool) *descriptorpb.FieldDescriptorProto {
+		label := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
+		if repeated {
+			label = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
+		}
+		f := &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num), Label: label.Enum(), Type: typ.Enum()}
+		if typeName != "" {
+			f.TypeName = proto.String(typeName)
+		}
+		return f
+	}
+	msg := descriptorpb.FieldDescriptorProto_TYPE_MESSAGE
+	return &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("test/mixed/v1/mixed.proto"),
+		Package: proto.String("test.mixed.v1"),
+		Syntax:  proto.String("proto3"),
+		Dependency: []string{
+			"google/protobuf/timestamp.proto", "google/protobuf/duration.proto",
+			"google/protobuf/struct.proto", "google/protobuf/wrappers.proto",
+		},
+		EnumType: []*descriptorpb.EnumDescriptorProto{{
+			Name: proto.String("Color"),
+			Value: []*descriptorpb.EnumValueDescriptorProto{
+				{Name: proto.String("COLOR_UNSPECIFIED"), Number: proto.Int32(0)},
+				{Name: proto.String("COLOR_RED"), Number: proto.Int32(1)},
+			},
+		}},
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Mixed"),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				field("order_id", 1, descriptorpb.FieldDescriptorProto_TYPE_STRING, "", false),
+				field("amount_minor", 2, descriptorpb.FieldDescriptorProto_TYPE_INT64, "", false),
+				field("count", 3, descriptorpb.FieldDescriptorProto_TYPE_INT32, "", false),
+				field("ratio", 4, descriptorpb.FieldDescriptorProto_TYPE_DOUBLE, "", false),
+				field("paid", 5, descriptorpb.FieldDescriptorProto_TYPE_BOOL, "", false),
+				field("color", 6, descriptorpb.FieldDescriptorProto_TYPE_ENUM, ".test.mixed.v1.Color", false),
+				field("raw", 7, descriptorpb.FieldDescriptorProto_TYPE_BYTES, "", false),
+				field("tags", 8, descriptorpb.FieldDescriptorProto_TYPE_STRING, "", true),
+				field("at", 9, msg, ".google.protobuf.Timestamp", false),
+				field("delay", 10, msg, ".google.protobuf.Duration", false),
+				field("attrs", 11, msg, ".google.protobuf.Struct", false),
+				field("maybe_count", 12, msg, ".google.protobuf.Int64Value", false),
+				field("maybe_name", 13, msg, ".google.protobuf.StringValue", false),
+				field("big_unsigned", 14, descriptorpb.FieldDescriptorProto_TYPE_UINT64, "", false),
+			},
+		}},
 	}
 }
