@@ -21,13 +21,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		logLevel  string
 		logFormat string
 		jsonNames string
+		natsURLs  string
 	)
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":50051", "`address` of the gRPC listener (Publish, reflection, health)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "`address` of the HTTP listener (/events, the page at /)")
-	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "`events` kept per stream for resume")
-	fs.DurationVar(&cfg.HistoryAge, "history-age", time.Hour, "how long an event stays in history (a `duration`)")
+	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "`events` kept per stream for resume (with --engine nats: the JetStream stream's MaxMsgsPerSubject)")
+	fs.DurationVar(&cfg.HistoryAge, "history-age", time.Hour, "how long an event stays in history (a `duration`; with --engine nats: the JetStream stream's MaxAge)")
 	fs.IntVar(&cfg.ReplayLimit, "replay-limit", 10000, "most `events` one resume replays; past it the client gets bridge.reset")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "`interval` of \": ping\" comments on every SSE connection")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a browser (a `duration`); a client that stops reading is dropped")
@@ -39,6 +40,20 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", false, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", 64<<10, "largest event data accepted, in `bytes` of JSON")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
+	fs.StringVar(&cfg.Engine, "engine", bridge.EngineMemory, "`engine` that keeps ids and history: memory (in this process, lost on restart) or nats (a NATS JetStream stream every bridge shares; see --nats-*)")
+	fs.StringVar(&natsURLs, "nats-url", "nats://127.0.0.1:4222", "comma-separated NATS server `URLs` (--engine nats)")
+	fs.StringVar(&cfg.NATS.User, "nats-user", "", "NATS `user` name, with --nats-password")
+	fs.StringVar(&cfg.NATS.Password, "nats-password", "", "NATS `password` (prefer BRIDGE_NATS_PASSWORD: a flag shows in ps)")
+	fs.StringVar(&cfg.NATS.Token, "nats-token", "", "NATS authentication `token` (prefer BRIDGE_NATS_TOKEN)")
+	fs.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials `file` (user JWT and NKey seed, from nsc)")
+	fs.StringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "", "PEM `file` of the CAs of the NATS servers' certificates; any --nats-tls-* turns TLS on")
+	fs.StringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "", "PEM client certificate `file` for NATS, with --nats-tls-key")
+	fs.StringVar(&cfg.NATS.TLSKey, "nats-tls-key", "", "PEM client key `file` for NATS, with --nats-tls-cert")
+	fs.StringVar(&cfg.NATS.Stream, "nats-stream", "BRIDGE", "`name` of the JetStream stream that holds the events; created or updated at start")
+	fs.StringVar(&cfg.NATS.SubjectPrefix, "nats-subject-prefix", "bridge", "subject `prefix`: bridge stream NAME is stored on subject PREFIX.NAME")
+	fs.IntVar(&cfg.NATS.Replicas, "nats-replicas", 1, "`copies` of the JetStream stream a NATS cluster keeps (1 to 5)")
+	fs.StringVar(&cfg.NATS.Storage, "nats-storage", "file", "JetStream `storage` of the stream: file (survives a NATS restart) or memory")
+	fs.DurationVar(&cfg.NATS.ConnectTimeout, "nats-connect-timeout", 5*time.Second, "bound on connecting to NATS and setting up the stream at start (a `duration`)")
 	fs.StringVar(&logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "`format` of logs: text or json")
 	fs.Usage = func() {
@@ -64,6 +79,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 			if o = strings.TrimSpace(o); o != "" {
 				cfg.CORSOrigins = append(cfg.CORSOrigins, o)
 			}
+		}
+	}
+	for u := range strings.SplitSeq(natsURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.NATS.URLs = append(cfg.NATS.URLs, u)
 		}
 	}
 	switch jsonNames {

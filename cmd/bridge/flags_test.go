@@ -50,6 +50,48 @@ func TestParseFlags(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "memory engine by default",
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.Engine != "memory" || got.NATS.Stream != "BRIDGE" || got.NATS.SubjectPrefix != "bridge" || got.NATS.Storage != "file" || got.NATS.Replicas != 1 || strings.Join(got.NATS.URLs, ",") != "nats://127.0.0.1:4222" {
+					t.Errorf("engine defaults = %q %+v", got.Engine, got.NATS)
+				}
+			},
+		},
+		{
+			name: "nats engine from flags",
+			args: []string{"--engine", "nats", "--nats-url", "nats://a:4222, nats://b:4222", "--nats-user", "bridge", "--nats-password", "pw",
+				"--nats-stream", "EVENTS", "--nats-subject-prefix", "acme.sse", "--nats-replicas", "3", "--nats-storage", "memory",
+				"--nats-tls-ca", "ca.pem", "--nats-tls-cert", "c.pem", "--nats-tls-key", "k.pem", "--nats-connect-timeout", "2s",
+				"--history-size", "50", "--history-age", "10m"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				n := got.NATS
+				if got.Engine != "nats" || strings.Join(n.URLs, " ") != "nats://a:4222 nats://b:4222" || n.User != "bridge" || n.Password != "pw" ||
+					n.Stream != "EVENTS" || n.SubjectPrefix != "acme.sse" || n.Replicas != 3 || n.Storage != "memory" ||
+					n.TLSCA != "ca.pem" || n.TLSCert != "c.pem" || n.TLSKey != "k.pem" || n.ConnectTimeout != 2*time.Second ||
+					got.HistorySize != 50 || got.HistoryAge != 10*time.Minute {
+					t.Errorf("nats config = %q %+v", got.Engine, n)
+				}
+			},
+		},
+		{
+			name: "nats engine from environment",
+			env:  map[string]string{"BRIDGE_ENGINE": "nats", "BRIDGE_NATS_URL": "nats://n1:4222,nats://n2:4222", "BRIDGE_NATS_TOKEN": "s3cret", "BRIDGE_NATS_STORAGE": "memory"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.Engine != "nats" || len(got.NATS.URLs) != 2 || got.NATS.Token != "s3cret" || got.NATS.Storage != "memory" {
+					t.Errorf("nats config from environment = %q %+v", got.Engine, got.NATS)
+				}
+			},
+		},
+		{name: "unknown engine", args: []string{"--engine", "redis"}, wantErr: "engine \"redis\" is unknown"},
+		{name: "bad nats storage", args: []string{"--engine", "nats", "--nats-storage", "disk"}, wantErr: "NATS storage"},
+		{name: "bad nats replicas", args: []string{"--engine", "nats", "--nats-replicas", "7"}, wantErr: "NATS replicas"},
+		{name: "bad subject prefix", args: []string{"--engine", "nats", "--nats-subject-prefix", "bridge.>"}, wantErr: "subject prefix"},
+		{name: "password without user", args: []string{"--engine", "nats", "--nats-password", "pw"}, wantErr: "needs a NATS user"},
+		{name: "two credentials", args: []string{"--engine", "nats", "--nats-token", "t", "--nats-creds", "x.creds"}, wantErr: "one NATS credential"},
 		{name: "bad environment value", env: map[string]string{"BRIDGE_HEARTBEAT": "often"}, wantErr: "BRIDGE_HEARTBEAT"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
@@ -82,7 +124,7 @@ func TestHelpListsEnvironmentAndDefaults(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseFlags(--help) = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"--grpc-addr", "BRIDGE_GRPC_ADDR", "default :50051", "--write-timeout", "default 10s", "BRIDGE_CORS_ORIGINS"} {
+	for _, want := range []string{"--grpc-addr", "BRIDGE_GRPC_ADDR", "default :50051", "--write-timeout", "default 10s", "BRIDGE_CORS_ORIGINS", "--engine", "default memory", "--nats-url", "BRIDGE_NATS_URL", "default nats://127.0.0.1:4222", "--nats-stream", "default BRIDGE", "--nats-storage", "default file", "MaxMsgsPerSubject", "MaxAge"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, out.String())
 		}

@@ -16,9 +16,19 @@ type Config struct {
 	// HTTPAddr is where [Run] listens for HTTP (SSE, the page). Zero means ":8080".
 	HTTPAddr string
 
-	// HistorySize is how many events each stream keeps for resume. Zero means 1000.
+	// Engine chooses where ids and history live: "memory" (in this process;
+	// a restart loses history) or "nats" (a NATS JetStream stream shared by
+	// every node, set up by the NATS field). Zero means "memory".
+	Engine string
+	// NATS configures the "nats" engine; the memory engine ignores it.
+	NATS NATSConfig
+
+	// HistorySize is how many events each stream keeps for resume. Zero means
+	// 1000. The nats engine sets it as the JetStream stream's
+	// MaxMsgsPerSubject.
 	HistorySize int
 	// HistoryAge is how long an event stays in history. Zero means one hour.
+	// The nats engine sets it as the JetStream stream's MaxAge.
 	HistoryAge time.Duration
 	// ReplayLimit is the most events one resume replays; past it the client
 	// gets a bridge.reset frame instead. Zero means 10,000.
@@ -76,6 +86,8 @@ func (c *Config) Validate() error {
 	setDefault(&c.MaxStreamsPerConn, 64)
 	setDefault(&c.MaxPayload, 64<<10)
 	setDefault(&c.ShutdownTimeout, 10*time.Second)
+	setDefault(&c.Engine, EngineMemory)
+	c.NATS.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -95,6 +107,13 @@ func (c *Config) Validate() error {
 	positive("max streams per connection", int64(c.MaxStreamsPerConn))
 	positive("max payload", int64(c.MaxPayload))
 	positive("shutdown timeout", int64(c.ShutdownTimeout))
+	switch c.Engine {
+	case EngineMemory:
+	case EngineNATS:
+		errs = append(errs, c.NATS.validate()...)
+	default:
+		errs = append(errs, fmt.Errorf("engine %q is unknown: use %q or %q", c.Engine, EngineMemory, EngineNATS))
+	}
 	for _, o := range c.CORSOrigins {
 		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
 			errs = append(errs, fmt.Errorf("CORS origin %q must be \"*\" or start with http:// or https://", o))
@@ -111,4 +130,130 @@ func setDefault[T comparable](field *T, def T) {
 	if *field == zero {
 		*field = def
 	}
+}
+
+// The engines [Config.Engine] names.
+const (
+	EngineMemory = "memory"
+	EngineNATS   = "nats"
+)
+
+// NATSConfig is where the nats engine connects and which JetStream stream it
+// keeps events in. The zero value of each field means its default.
+type NATSConfig struct {
+	// URLs are the NATS servers to connect to (more than one for a cluster).
+	// Empty means nats://127.0.0.1:4222.
+	URLs []string
+	// User and Password authenticate with a user name. None by default.
+	User     string
+	Password string
+	// Token authenticates with a token. None by default.
+	Token string
+	// CredsFile is a credentials file (a user JWT and its NKey seed), as
+	// issued by nsc. None by default.
+	CredsFile string
+	// TLSCA is a PEM file of the CAs that sign the servers' certificates.
+	// Empty means the system's roots; any TLS field turns TLS on.
+	TLSCA string
+	// TLSCert and TLSKey are the PEM certificate and key of the client, for
+	// servers that verify clients. None by default; set both or neither.
+	TLSCert string
+	TLSKey  string
+
+	// Stream is the name of the JetStream stream that holds every bridge
+	// stream's events. Zero means "BRIDGE".
+	Stream string
+	// SubjectPrefix is the subject prefix of events: bridge stream NAME is
+	// stored on subject PREFIX.NAME, and the JetStream stream takes
+	// PREFIX.>. Zero means "bridge".
+	SubjectPrefix string
+	// Replicas is how many copies of the stream a NATS cluster keeps (1 to
+	// 5). Zero means 1.
+	Replicas int
+	// Storage is where the NATS servers keep the stream: "file" (survives a
+	// NATS restart) or "memory". Zero means "file".
+	Storage string
+	// ConnectTimeout bounds the start: connecting to NATS and creating or
+	// updating the stream. Zero means 5s.
+	ConnectTimeout time.Duration
+}
+
+// NATS defaults.
+const (
+	defaultNATSURL           = "nats://127.0.0.1:4222"
+	defaultNATSStream        = "BRIDGE"
+	defaultNATSSubjectPrefix = "bridge"
+	natsStorageFile          = "file"
+	natsStorageMemory        = "memory"
+)
+
+func (n *NATSConfig) setDefaults() {
+	if len(n.URLs) == 0 {
+		n.URLs = []string{defaultNATSURL}
+	}
+	setDefault(&n.Stream, defaultNATSStream)
+	setDefault(&n.SubjectPrefix, defaultNATSSubjectPrefix)
+	setDefault(&n.Replicas, 1)
+	setDefault(&n.Storage, natsStorageFile)
+	setDefault(&n.ConnectTimeout, 5*time.Second)
+}
+
+func (n *NATSConfig) validate() []error {
+	var errs []error
+	for _, u := range n.URLs {
+		if strings.TrimSpace(u) == "" {
+			errs = append(errs, errors.New("NATS URL is empty"))
+		}
+	}
+	// JetStream allows more in a stream name; these characters are safe in
+	// every API subject and file system.
+	if !validNATSStreamName(n.Stream) {
+		errs = append(errs, fmt.Errorf("NATS stream name %q is invalid: use letters, digits, '_' and '-' (at most 64)", n.Stream))
+	}
+	// The prefix follows the rules of stream names, so PREFIX.NAME is a
+	// literal subject: tokens of letters, digits, '_' and '-' (no wildcard,
+	// no '$' system subject).
+	if !ValidStreamName(n.SubjectPrefix) {
+		errs = append(errs, fmt.Errorf("NATS subject prefix %q is invalid: use tokens of letters, digits, '_' and '-' separated by single dots, like \"bridge\" or \"acme.sse\"", n.SubjectPrefix))
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("NATS replicas must be 1 to 5, got %d", n.Replicas))
+	}
+	if n.Storage != natsStorageFile && n.Storage != natsStorageMemory {
+		errs = append(errs, fmt.Errorf("NATS storage %q is unknown: use %q or %q", n.Storage, natsStorageFile, natsStorageMemory))
+	}
+	if n.ConnectTimeout < 0 {
+		errs = append(errs, fmt.Errorf("NATS connect timeout must not be negative, got %v", n.ConnectTimeout))
+	}
+	if n.Password != "" && n.User == "" {
+		errs = append(errs, errors.New("a NATS password needs a NATS user"))
+	}
+	if credentials := btoi(n.User != "") + btoi(n.Token != "") + btoi(n.CredsFile != ""); credentials > 1 {
+		errs = append(errs, errors.New("give one NATS credential: a user and password, a token, or a creds file"))
+	}
+	if (n.TLSCert == "") != (n.TLSKey == "") {
+		errs = append(errs, errors.New("NATS TLS certificate and key go together: set both or neither"))
+	}
+	return errs
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func validNATSStreamName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -100,13 +100,27 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown order: health NOT_SERVING and Publish answers Unavailable; gRPC
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
 // cancelled (browsers reconnect); the HTTP server shuts down; the dispatcher
-// and heartbeat stop; the r3labs server closes last, when it has no
-// subscriber left (closing it earlier leaks a goroutine per client).
+// and heartbeat stop; the r3labs server closes when it has no subscriber
+// left (closing it earlier leaks a goroutine per client); the engine is
+// released last (the nats engine drains its NATS connection).
+//
+// With cfg.Engine "nats", Serve first connects to NATS and creates or
+// updates the JetStream stream, and returns an error (closing the
+// listeners) when it cannot. While it serves, the health status of
+// bridge.v1.BridgeService follows the engine's readiness.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	cfg := s.cfg
 	log := cfg.Logger
-	engine := NewMemoryEngine(cfg.HistorySize, cfg.HistoryAge)
+	engine, closeEngine, err := s.openEngine(ctx)
+	if err != nil {
+		_ = grpcLis.Close()
+		_ = httpLis.Close()
+		return err
+	}
 	h := newHub(engine, cfg.QueueSize, cfg.ReplayLimit, log)
+	if n, ok := engine.(*NATSEngine); ok {
+		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
+	}
 
 	var closing atomic.Bool
 	gs := grpc.NewServer(
@@ -157,6 +171,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	errc := make(chan error, 2) // one per listener, so no sender ever blocks
 	wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
+	if r, ok := engine.(readiness); ok {
+		wg.Go(func() { reportReadiness(runCtx, r, healthSrv, log) })
+	}
 	wg.Go(func() {
 		if err := gs.Serve(grpcLis); err != nil {
 			errc <- fmt.Errorf("serve gRPC: %w", err)
@@ -204,6 +221,59 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	stopRun()
 	wg.Wait()
 	h.lib.Close()
+	closeEngine() // after every user of the engine stopped
 	log.Info("bridge stopped")
 	return serveErr
+}
+
+// openEngine builds the configured engine; the nats engine connects and sets
+// up its JetStream stream here, so a bridge that cannot reach it fails to
+// start. closeEngine releases the engine once nothing uses it any more.
+func (s *Server) openEngine(ctx context.Context) (engine Engine, closeEngine func(), err error) {
+	cfg := s.cfg
+	if cfg.Engine != EngineNATS {
+		return NewMemoryEngine(cfg.HistorySize, cfg.HistoryAge), func() {}, nil
+	}
+	n, err := NewNATSEngine(ctx, cfg.NATS, cfg.HistorySize, cfg.HistoryAge, cfg.MaxPayload, cfg.Logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats engine: %w", err)
+	}
+	return n, n.Close, nil
+}
+
+// readiness is implemented by engines that can be unable to serve for a
+// while (the nats engine, while NATS is unreachable).
+type readiness interface {
+	// Ready returns nil when the engine can serve, else why not.
+	Ready() error
+	// ReadyChanged returns a channel closed at the next change of Ready.
+	ReadyChanged() <-chan struct{}
+}
+
+// reportReadiness sets the health status of bridge.v1.BridgeService to
+// NOT_SERVING while the engine is not ready and back to SERVING when it is,
+// until ctx ends. The overall status ("") stays SERVING: the process is
+// alive, and SSE connections stay open. After the health server's Shutdown
+// (the start of shutdown) its updates are ignored.
+func reportReadiness(ctx context.Context, r readiness, hs *health.Server, log *slog.Logger) {
+	service := bridgev1.BridgeService_ServiceDesc.ServiceName
+	ready := true // as Serve registered it
+	for {
+		changed := r.ReadyChanged()
+		err := r.Ready()
+		switch {
+		case err != nil && ready:
+			log.Warn("engine not ready: health NOT_SERVING", "service", service, "err", err)
+			hs.SetServingStatus(service, healthpb.HealthCheckResponse_NOT_SERVING)
+		case err == nil && !ready:
+			log.Info("engine ready again: health SERVING", "service", service)
+			hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+		}
+		ready = err == nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }

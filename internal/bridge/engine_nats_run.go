@@ -1,0 +1,143 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// evictEngineGap counts connections closed because the engine lost events
+// before it could deliver them; see NATSEngine.Run.
+const evictEngineGap = "engine_gap"
+
+// natsFollowRetry is the pause before Run creates its consumer again after
+// it failed (the ordered consumer retries by itself on top of this).
+const natsFollowRetry = time.Second
+
+// Run implements [Engine]: it delivers every message of the JetStream
+// stream from the sequence that was last when the engine started, in
+// sequence order, from this goroutine. It follows the stream with an
+// ordered consumer, which nats.go re-creates after a reconnect, a missed
+// heartbeat or a sequence mismatch, starting after the last delivered
+// sequence: a NATS outage loses nothing and repeats nothing. Run also keeps
+// the stream existing (see recreateIfMissing). It returns nil when ctx ends.
+//
+// JetStream applies its limits when it stores a message, not when every node
+// has delivered it: a burst of more than --history-size events on one stream,
+// or a node that was cut off from NATS longer than --history-age, can find
+// messages removed before it delivered them. Run sees that as a jump in the
+// stream sequence (sequences have no holes otherwise) and, before delivering
+// anything after the jump, calls the gap handler, which closes every SSE
+// connection of this node: the browsers reconnect with their Last-Event-ID,
+// and Replay gives them the events or bridge.reset. Never a silent gap.
+func (e *NATSEngine) Run(ctx context.Context, deliver func(*Event)) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	mctx, stop := context.WithCancel(ctx)
+	defer stop() // before wg.Wait: deferred calls run last-in first-out
+	wg.Go(func() { e.maintain(mctx) })
+
+	next := e.start
+	for {
+		err := e.follow(ctx, &next, deliver)
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.log.Warn("following the JetStream stream failed: starting again", "next_seq", next, "err", err)
+		t := time.NewTimer(natsFollowRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// follow delivers the stream's messages from *next on until ctx ends or the
+// consumer fails; *next is always the sequence after the last one delivered.
+func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func(*Event)) error {
+	if err := e.waitReady(ctx); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cons, err := e.stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       *next,
+		InactiveThreshold: time.Minute, // the server drops it a minute after this node is gone
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	stopOnDone := context.AfterFunc(ctx, it.Stop)
+	defer func() {
+		stopOnDone()
+		it.Stop()
+		if info := cons.CachedInfo(); info != nil && e.Ready() == nil {
+			e.deleteConsumer(ctx, info.Name)
+		}
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			e.log.Warn("skip a JetStream message without metadata", "subject", msg.Subject(), "err", err)
+			continue
+		}
+		seq := meta.Sequence.Stream
+		if seq < *next {
+			continue // delivered before a reset of the consumer
+		}
+		if seq > *next {
+			e.log.Warn("events were removed from JetStream before this node delivered them: closing its SSE connections so they resume from history",
+				"missing_from", *next, "missing_to", seq-1)
+			if e.onGap != nil {
+				e.onGap()
+			}
+		}
+		*next = seq + 1
+		if ev, ok := e.decode(msg.Subject(), seq, msg.Headers(), msg.Data(), meta.Timestamp); ok {
+			deliver(ev)
+		}
+	}
+}
+
+// maintain re-creates the stream when it went missing, whenever a reconnect
+// or a publish asks (checkStream), until ctx ends.
+func (e *NATSEngine) maintain(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.ensure:
+			if e.Ready() == nil {
+				e.recreateIfMissing(ctx)
+			}
+		}
+	}
+}
+
+// evictAll closes every connection of the hub; the browsers reconnect with
+// their Last-Event-ID. Only the NATS engine needs it (see NATSEngine.Run),
+// so it lives here rather than in hub.go.
+func (h *hub) evictAll(reason string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		h.evict(c, reason)
+	}
+}

@@ -1,0 +1,536 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+// natsAdmin connects to url as an operator would with the nats CLI, to look
+// at and change JetStream behind the engine's back.
+func natsAdmin(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("admin connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("admin jetstream: %v", err)
+	}
+	return js
+}
+
+func streamInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.StreamInfo {
+	t.Helper()
+	s, err := js.Stream(t.Context(), name)
+	if err != nil {
+		t.Fatalf("Stream(%q): %v", name, err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatalf("Stream(%q).Info: %v", name, err)
+	}
+	return info
+}
+
+// recv receives from ch, failing the test after suiteWait.
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(suiteWait):
+		t.Fatalf("nothing received within %v", suiteWait)
+	}
+	var zero T
+	return zero
+}
+
+// awaitReady waits until e.Ready() reports ready (or not), failing the test
+// after suiteWait.
+func awaitReady(t *testing.T, e *NATSEngine, ready bool) {
+	t.Helper()
+	for {
+		changed := e.ReadyChanged()
+		if (e.Ready() == nil) == ready {
+			return
+		}
+		select {
+		case <-changed:
+		case <-time.After(suiteWait):
+			t.Fatalf("Ready() = %v for %v, want ready %t", e.Ready(), suiteWait, ready)
+		}
+	}
+}
+
+func pub(t *testing.T, e Engine, stream string) uint64 {
+	t.Helper()
+	return suitePublish(t, e, &Event{Stream: stream, Data: []byte(`{}`)})
+}
+
+func TestNATSEngineStartErrors(t *testing.T) {
+	t.Parallel()
+	// A port nobody listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedURL := "nats://" + l.Addr().String()
+	_ = l.Close()
+
+	noJS := startNATS(t, func(o *server.Options) { o.JetStream = false })
+	restricted := startNATS(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "app", Password: "secret", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{"bridge.>"}},
+			}},
+			{Username: "admin", Password: "admin"},
+		}
+	})
+	ok := startNATS(t)
+	admin := natsAdmin(t, ok.URL)
+	if _, err := admin.CreateStream(t.Context(), jetstream.StreamConfig{Name: "WORK", Subjects: []string{"work.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateStream(t.Context(), jetstream.StreamConfig{Name: "INMEM", Subjects: []string{"inmem.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		cfg     NATSConfig
+		want    []string // in the error
+		notWant string   // never in the error
+	}{
+		{name: "unreachable server", cfg: NATSConfig{URLs: []string{closedURL}}, want: []string{"connect to NATS at " + closedURL, "reachable", "--nats-url"}},
+		{name: "no JetStream", cfg: NATSConfig{URLs: []string{noJS.URL}}, want: []string{"no JetStream", "-js"}},
+		{name: "no permission", cfg: NATSConfig{URLs: []string{restricted.URL}, User: "app", Password: "secret", ConnectTimeout: 3 * time.Second}, want: []string{"permission", "$JS.API.>"}},
+		{name: "wrong password", cfg: NATSConfig{URLs: []string{restricted.URL}, User: "app", Password: "wrong"}, want: []string{"connect to NATS", "uthorization", "--nats-password"}},
+		{name: "credentials in the URL stay secret", cfg: NATSConfig{URLs: []string{strings.Replace(restricted.URL, "nats://", "nats://app:hunter2@", 1)}}, want: []string{"nats://redacted@"}, notWant: "hunter2"},
+		{name: "work queue stream", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "WORK", SubjectPrefix: "work"}, want: []string{`"WORK"`, "limits retention"}},
+		{name: "storage differs", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "INMEM", SubjectPrefix: "inmem"}, want: []string{`"INMEM"`, "--nats-storage memory"}},
+		{name: "subjects taken by another stream", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "OTHER", SubjectPrefix: "work"}, want: []string{`"OTHER"`, "overlap", "--nats-subject-prefix"}},
+		{name: "invalid config", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "a.b", Storage: "disk"}, want: []string{"stream name", "storage"}},
+		{name: "two credentials", cfg: NATSConfig{URLs: []string{ok.URL}, Token: "t", User: "u"}, want: []string{"one NATS credential"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), suiteWait)
+			defer cancel()
+			start := time.Now()
+			e, err := NewNATSEngine(ctx, tc.cfg, 10, time.Hour, 0, nil)
+			if err == nil {
+				e.Close()
+				t.Fatalf("NewNATSEngine(%+v) = nil error, want one saying %q", tc.cfg, tc.want)
+			}
+			t.Logf("NewNATSEngine error: %v", err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("NewNATSEngine error %q does not say %q", err, w)
+				}
+			}
+			if tc.notWant != "" && strings.Contains(err.Error(), tc.notWant) {
+				t.Errorf("NewNATSEngine error %q shows %q", err, tc.notWant)
+			}
+			if d := time.Since(start); d > 15*time.Second {
+				t.Errorf("NewNATSEngine failed after %v: want the connect timeout to bound it", d)
+			}
+		})
+	}
+}
+
+func TestNATSEngineCreatesAndUpdatesStream(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	admin := natsAdmin(t, ns.URL)
+	cfg := NATSConfig{URLs: []string{ns.URL}, Stream: "EVENTS", SubjectPrefix: "acme.sse"}
+
+	before := uint64(time.Now().UnixMicro())
+	e := newTestNATSEngine(t, cfg, 5, time.Hour)
+	info := streamInfo(t, admin, "EVENTS")
+	c := info.Config
+	if !slices.Equal(c.Subjects, []string{"acme.sse.>"}) || c.MaxMsgsPerSubject != 5 || c.MaxAge != time.Hour ||
+		c.Storage != jetstream.FileStorage || c.Retention != jetstream.LimitsPolicy || c.Discard != jetstream.DiscardOld || c.Replicas != 1 {
+		t.Errorf("created stream config = %+v, want subjects acme.sse.>, 5 per subject, 1h, file, limits, discard old, 1 replica", c)
+	}
+	// Ids start at the creation time in microseconds.
+	id := pub(t, e, "orders")
+	if id < before || id > uint64(time.Now().UnixMicro()) {
+		t.Errorf("first id %d, want the creation time in Unix microseconds (from %d)", id, before)
+	}
+	msg, err := admin.Conn().Request("$JS.API.STREAM.MSG.GET.EVENTS", []byte(`{"seq":`+strconv.FormatUint(id, 10)+`}`), 5*time.Second)
+	if err != nil || !strings.Contains(string(msg.Data), `"subject":"acme.sse.orders"`) {
+		t.Errorf("message %d: %v %s, want it on subject acme.sse.orders", id, err, msg.Data)
+	}
+
+	// An operator's own settings survive a bridge start that changes the
+	// bridge's.
+	s, err := admin.Stream(t.Context(), "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = s.CachedInfo().Config
+	c.MaxBytes = 1 << 30
+	if _, err := admin.UpdateStream(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	newTestNATSEngine(t, cfg, 3, 30*time.Minute) // a smaller limit: no floor needed
+	c = streamInfo(t, admin, "EVENTS").Config
+	if c.MaxMsgsPerSubject != 3 || c.MaxAge != 30*time.Minute || c.MaxBytes != 1<<30 || c.Metadata[metaHistoryFloor] != "" {
+		t.Errorf("after a restart with size 3, age 30m: config %+v, want 3, 30m, MaxBytes kept, no floor", c)
+	}
+	newTestNATSEngine(t, cfg, 50, time.Hour) // a raise records the floor
+	info = streamInfo(t, admin, "EVENTS")
+	c = info.Config
+	if c.MaxMsgsPerSubject != 50 || c.Metadata[metaHistoryFloor] != "3" || c.Metadata[metaHistoryFloorUntil] != strconv.FormatUint(info.State.LastSeq, 10) {
+		t.Errorf("after a raise to 50: config %+v, want 50 with floor 3 until %d", c, info.State.LastSeq)
+	}
+}
+
+// TestNATSEngineRaisedLimitKeepsResetsSound raises --history-size: a subject
+// trimmed under the old limit holds fewer events than the new one, and only
+// the recorded floor shows that some are missing.
+func TestNATSEngineRaisedLimitKeepsResetsSound(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	cfg := NATSConfig{URLs: []string{ns.URL}}
+	small := newTestNATSEngine(t, cfg, 2, time.Hour)
+	b0 := pub(t, small, "b") // keeps the stream's first sequence low
+	var a []uint64
+	for range 5 {
+		a = append(a, pub(t, small, "a")) // a0..a2 trimmed, a3 and a4 kept
+	}
+
+	big := newTestNATSEngine(t, cfg, 10, time.Hour)
+	for _, e := range []Engine{small, big} {
+		r := suiteReplay(t, e, []string{"a"}, a[1], 100)
+		if r.Reset == "" {
+			t.Errorf("Replay(a, a1) after a raise of the limit = %v, want a reset: a2 was trimmed", idsOf(r.Events))
+		}
+		r = suiteReplay(t, e, []string{"a", "b"}, b0-1, 100)
+		if r.Reset == "" {
+			t.Errorf("Replay(a+b, before b0) = %v, want a reset", idsOf(r.Events))
+		}
+		r = suiteReplay(t, e, []string{"a"}, a[3], 100)
+		if r.Reset != "" || !slices.Equal(idsOf(r.Events), a[4:]) {
+			t.Errorf("Replay(a, a3) = %v, reset %q; want %v", idsOf(r.Events), r.Reset, a[4:])
+		}
+	}
+	// Events stored after the raise are judged by the new limit: c holds 3
+	// events, more than the old limit, and none was trimmed.
+	mark := pub(t, big, "b")
+	c := []uint64{pub(t, big, "c"), pub(t, big, "c"), pub(t, big, "c")}
+	r := suiteReplay(t, big, []string{"c"}, mark, 100)
+	if r.Reset != "" || !slices.Equal(idsOf(r.Events), c) {
+		t.Errorf("Replay(c, %d) = %v, reset %q; want %v", mark, idsOf(r.Events), r.Reset, c)
+	}
+}
+
+func TestNATSEngineStaleIDsReset(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	admin := natsAdmin(t, ns.URL)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}}, 100, time.Hour)
+	var ids []uint64
+	for range 4 {
+		ids = append(ids, pub(t, e, "a"))
+	}
+	head := ids[len(ids)-1]
+
+	for _, tc := range []struct {
+		name  string
+		after uint64
+		want  string
+	}{
+		{name: "memory engine id from before the stream", after: ids[0] - 1_000_000, want: "predates"},
+		{name: "id zero", after: 0, want: "predates"},
+		{name: "id from the future", after: head + 1, want: "newer than any event"},
+	} {
+		r := suiteReplay(t, e, []string{"a"}, tc.after, 100)
+		if !strings.Contains(r.Reset, tc.want) || r.Head != head {
+			t.Errorf("%s: Replay(a, %d) = reset %q, head %d; want a reset saying %q, head %d", tc.name, tc.after, r.Reset, r.Head, tc.want, head)
+		}
+	}
+
+	// An operator purges the stream: every id from before resets.
+	s, err := admin.Stream(t.Context(), defaultNATSStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range ids[:3] {
+		r := suiteReplay(t, e, []string{"a"}, after, 100)
+		if !strings.Contains(r.Reset, "no longer in history") {
+			t.Errorf("Replay(a, %d) after a purge = %v, reset %q; want a reset", after, idsOf(r.Events), r.Reset)
+		}
+	}
+	r := suiteReplay(t, e, []string{"a"}, head, 100)
+	if r.Reset != "" || len(r.Events) != 0 {
+		t.Errorf("Replay(a, head) after a purge = %v, reset %q; want nothing", idsOf(r.Events), r.Reset)
+	}
+	next := pub(t, e, "a")
+	if r := suiteReplay(t, e, []string{"a"}, head, 100); r.Reset != "" || !slices.Equal(idsOf(r.Events), []uint64{next}) {
+		t.Errorf("Replay(a, head) after a purge and a publish = %v, reset %q; want [%d]", idsOf(r.Events), r.Reset, next)
+	}
+}
+
+// TestNATSEngineRunGapEvicts: events removed from JetStream before Run
+// delivered them (here: a burst over the per-subject limit before Run
+// started) make Run call the gap handler before it delivers anything newer.
+func TestNATSEngineRunGapEvicts(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}}, 1, time.Hour)
+	var ids []uint64
+	for range 3 {
+		ids = append(ids, pub(t, e, "a"))
+	}
+	var gaps atomic.Int32
+	e.setGapHandler(func() { gaps.Add(1) })
+	got := make(chan *Event, 10)
+	stop := suiteRun(t, e, func(ev *Event) {
+		got <- ev
+	})
+	ev := recv(t, got)
+	if ev.ID != ids[2] || gaps.Load() != 1 {
+		t.Errorf("first delivery %d after %d gap calls; want %d after one", ev.ID, gaps.Load(), ids[2])
+	}
+	next := pub(t, e, "b")
+	if ev := recv(t, got); ev.ID != next || gaps.Load() != 1 {
+		t.Errorf("next delivery %d after %d gap calls; want %d, no new gap", ev.ID, gaps.Load(), next)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run() = %v", err)
+	}
+}
+
+func TestNATSEngineSkipsForeignMessages(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	admin := natsAdmin(t, ns.URL)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}}, 100, time.Hour)
+	var gaps atomic.Int32
+	e.setGapHandler(func() { gaps.Add(1) })
+	got := make(chan *Event, 10)
+	suiteRun(t, e, func(ev *Event) { got <- ev })
+
+	first := pub(t, e, "a")
+	for _, data := range []string{`{"not":"from the bridge"}`, ""} {
+		if _, err := admin.Publish(t.Context(), "bridge.a", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := pub(t, e, "a")
+	for _, want := range []uint64{first, last} {
+		if ev := recv(t, got); ev.ID != want {
+			t.Errorf("delivered %d, want %d (foreign messages skipped)", ev.ID, want)
+		}
+	}
+	if r := suiteReplay(t, e, []string{"a"}, first-1, 100); !slices.Equal(idsOf(r.Events), []uint64{first, last}) {
+		t.Errorf("Replay = %v, want [%d %d]", idsOf(r.Events), first, last)
+	}
+	if n := gaps.Load(); n != 0 {
+		t.Errorf("gap handler called %d times for skipped messages, want 0", n)
+	}
+}
+
+// TestNATSEngineOutage stops the NATS server under a running engine: Publish
+// answers Unavailable at once, readiness follows the connection, Replay
+// waits, and after the restart Run goes on with no loss and no repeat.
+func TestNATSEngineOutage(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}}, 100, time.Hour)
+	got := make(chan *Event, 100)
+	stop := suiteRun(t, e, func(ev *Event) { got <- ev })
+	var want []uint64
+	for range 3 {
+		want = append(want, pub(t, e, "a"))
+	}
+	for _, id := range want {
+		if ev := recv(t, got); ev.ID != id {
+			t.Fatalf("delivered %d, want %d", ev.ID, id)
+		}
+	}
+
+	ns.Stop()
+	awaitReady(t, e, false)
+	if err := e.Ready(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Ready() while NATS is down = %v, want ErrUnavailable", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	start := time.Now()
+	_, err := e.Publish(ctx, &Event{Stream: "a", Data: []byte(`{}`)})
+	cancel()
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > 5*time.Second {
+		t.Errorf("Publish while NATS is down = %v after %v, want ErrUnavailable at once", err, time.Since(start))
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
+	_, err = e.Replay(ctx, []string{"a"}, want[0], 100)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Replay while NATS is down = %v, want it to wait for NATS until its context ends", err)
+	}
+
+	ns.Start(t)
+	awaitReady(t, e, true)
+	more := []uint64{pub(t, e, "a"), pub(t, e, "b")}
+	for _, id := range more {
+		if ev := recv(t, got); ev.ID != id {
+			t.Fatalf("after the restart delivered %d, want %d", ev.ID, id)
+		}
+	}
+	if r := suiteReplay(t, e, []string{"a", "b"}, want[0], 100); !slices.Equal(idsOf(r.Events), append(want[1:], more...)) {
+		t.Errorf("Replay after the restart = %v, reset %q; want %v", idsOf(r.Events), r.Reset, append(want[1:], more...))
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run() = %v", err)
+	}
+	select {
+	case ev := <-got:
+		t.Errorf("extra delivery %d: want each event once", ev.ID)
+	default:
+	}
+}
+
+// TestNATSEngineMemoryStorageRestart: a NATS server that keeps the stream in
+// memory loses it in a restart. The engine creates it again, above every
+// old id, so resumes from before reset and Run reports the gap.
+func TestNATSEngineMemoryStorageRestart(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}, Storage: natsStorageMemory}, 100, time.Hour)
+	gap := make(chan struct{}, 10)
+	e.setGapHandler(func() { gap <- struct{}{} })
+	got := make(chan *Event, 100)
+	suiteRun(t, e, func(ev *Event) { got <- ev })
+	old := pub(t, e, "a")
+	recv(t, got)
+
+	ns.Stop()
+	ns.Start(t)
+	var next uint64
+	for next == 0 { // publish until the stream is back (each try fails at once)
+		awaitReady(t, e, true)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		id, err := e.Publish(ctx, &Event{Stream: "a", Data: []byte(`{}`)})
+		cancel()
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Publish after the restart = %v, want success or ErrUnavailable", err)
+		}
+		next = id
+	}
+	if next <= old {
+		t.Errorf("first id of the re-created stream %d, want above the old %d", next, old)
+	}
+	recv(t, gap)
+	if ev := recv(t, got); ev.ID != next {
+		t.Errorf("delivered %d after the restart, want %d", ev.ID, next)
+	}
+	if r := suiteReplay(t, e, []string{"a"}, old, 100); !strings.Contains(r.Reset, "predates") {
+		t.Errorf("Replay(a, old id) = %v, reset %q; want a reset: the history was lost", idsOf(r.Events), r.Reset)
+	}
+}
+
+// TestNATSEngineLeaksNothing is not parallel: goleak sees every goroutine.
+func TestNATSEngineLeaksNothing(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ns := startNATS(t)
+	ctx, cancel := context.WithTimeout(t.Context(), suiteWait)
+	defer cancel()
+	e, err := NewNATSEngine(ctx, NATSConfig{URLs: []string{ns.URL}}, 100, time.Hour, 64<<10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Event, 10)
+	runCtx, stopRun := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx, func(ev *Event) { got <- ev }) }()
+	id := pub(t, e, "a")
+	if ev := recv(t, got); ev.ID != id {
+		t.Errorf("delivered %d, want %d", ev.ID, id)
+	}
+	if r := suiteReplay(t, e, []string{"a"}, id-1, 10); len(r.Events) != 1 {
+		t.Errorf("Replay = %v, want [%d]", idsOf(r.Events), id)
+	}
+	stopRun()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v", err)
+	}
+	e.Close()
+	ns.Stop()
+}
+
+// TestNATSEngineCluster runs two engines against a three-server NATS
+// cluster with a stream of three replicas: the suite's basics hold, and
+// replays pass the check that their consumer's replica did not lag.
+func TestNATSEngineCluster(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a NATS cluster")
+	}
+	urls := startNATSCluster(t, 3)
+	// Each engine talks to another server; the start waits for the cluster.
+	cfg := NATSConfig{URLs: urls[:1], Replicas: 3, ConnectTimeout: suiteWait}
+	a := newTestNATSEngine(t, cfg, 100, time.Hour)
+	cfg.URLs = urls[2:]
+	b := newTestNATSEngine(t, cfg, 100, time.Hour)
+	got := make(chan *Event, 100)
+	suiteRun(t, b, func(ev *Event) { got <- ev })
+
+	var ids []uint64
+	for i := range 20 {
+		ids = append(ids, pub(t, a, []string{"a", "b"}[i%2]))
+	}
+	for _, id := range ids {
+		if ev := recv(t, got); ev.ID != id {
+			t.Fatalf("engine B delivered %d, want %d", ev.ID, id)
+		}
+	}
+	for _, e := range []Engine{a, b} {
+		r := suiteReplay(t, e, []string{"a", "b"}, ids[4], 100)
+		if r.Reset != "" || !slices.Equal(idsOf(r.Events), ids[5:]) {
+			t.Errorf("Replay(a+b, %d) = %v, reset %q; want %v", ids[4], idsOf(r.Events), r.Reset, ids[5:])
+		}
+	}
+}
+
+// TestEvictAllClosesEveryConnection: the gap handler the nats engine gets
+// in Serve closes every SSE connection, so each browser resumes from its
+// Last-Event-ID.
+func TestEvictAllClosesEveryConnection(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 8, 10*time.Second, 0)
+	var bodies []io.Reader
+	for _, q := range []string{"stream=a", "stream=a&stream=b", "stream=c"} {
+		bodies = append(bodies, getEvents(t, f.srv.URL+"/events?"+q, nil))
+	}
+	f.publish(t, "a", `"before"`)
+	f.hub.evictAll(evictEngineGap)
+	for _, body := range bodies {
+		// The stream ends (cut short: the write deadline is set to now),
+		// which is what makes EventSource reconnect.
+		ended := make(chan error, 1)
+		go func() { _, err := io.ReadAll(body); ended <- err }()
+		_ = recv(t, ended)
+	}
+	if n := f.hub.evictionCount(evictEngineGap); n != int64(len(bodies)) {
+		t.Errorf("evictions for %s = %d, want %d", evictEngineGap, n, len(bodies))
+	}
+}

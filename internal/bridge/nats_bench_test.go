@@ -1,0 +1,212 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	gosse "github.com/tmaxmax/go-sse"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+	"github.com/sse-bridge/bridge/internal/bridge"
+)
+
+// BenchmarkNATSPublishToDelivery measures how long an event takes from a
+// publish on one node to its delivery on another, through a NATS server with
+// JetStream (file storage) in this process, on loopback:
+//
+//   - engine: NATSEngine.Publish on node A to node B's Run (JetStream alone);
+//   - bridge: gRPC Publish on bridge A to an SSE frame read by a client of
+//     bridge B (the whole path a browser sees).
+//
+// latency publishes one event at a time and waits for its delivery: ns/op is
+// the mean, p50-µs and p99-µs the percentiles. throughput keeps 16
+// publishers busy: events/s is what arrives.
+//
+//	go test -run '^$' -bench NATSPublishToDelivery -benchtime 3000x ./internal/bridge/
+func BenchmarkNATSPublishToDelivery(b *testing.B) {
+	b.Run("engine", func(b *testing.B) {
+		b.Run("latency", func(b *testing.B) { benchLatency(b, newEnginePath(b)) })
+		b.Run("throughput", func(b *testing.B) { benchThroughput(b, newEnginePath(b)) })
+	})
+	b.Run("bridge", func(b *testing.B) {
+		b.Run("latency", func(b *testing.B) { benchLatency(b, newBridgePath(b)) })
+		b.Run("throughput", func(b *testing.B) { benchThroughput(b, newBridgePath(b)) })
+	})
+}
+
+// benchPath publishes on one node and delivers the ids on another.
+type benchPath struct {
+	publish   func(ctx context.Context, i int) (uint64, error)
+	delivered <-chan uint64
+}
+
+func benchLatency(b *testing.B, p benchPath) {
+	b.Helper()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		id, err := p.publish(b.Context(), i)
+		if err != nil {
+			b.Fatalf("publish: %v", err)
+		}
+		for got := range p.delivered {
+			if got == id {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+func benchThroughput(b *testing.B, p benchPath) {
+	b.Helper()
+	const publishers = 16
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range publishers {
+		wg.Go(func() {
+			for i := g; i < b.N; i += publishers {
+				if _, err := p.publish(b.Context(), i); err != nil {
+					b.Errorf("publish: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for range b.N {
+		<-p.delivered
+	}
+	elapsed := time.Since(start)
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+}
+
+// newEnginePath is two nats engines on one NATS server.
+func newEnginePath(b *testing.B) benchPath {
+	b.Helper()
+	ns := bridge.StartNATS(b)
+	cfg := bridge.NATSConfig{URLs: []string{ns.URL}}
+	open := func() *bridge.NATSEngine {
+		e, err := bridge.NewNATSEngine(b.Context(), cfg, 1000, time.Hour, 0, nil)
+		if err != nil {
+			b.Fatalf("NewNATSEngine: %v", err)
+		}
+		b.Cleanup(e.Close)
+		return e
+	}
+	a, other := open(), open()
+	delivered := make(chan uint64, 1<<16)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(b.Context()))
+	done := make(chan struct{})
+	go func() { _ = other.Run(ctx, func(ev *bridge.Event) { delivered <- ev.ID }); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
+	data := []byte(`{"orderId":"o-1","amountMinor":"1250"}`)
+	streams := []string{"orders", "users", "shop.eu", "shop.us"}
+	return benchPath{
+		publish: func(ctx context.Context, i int) (uint64, error) {
+			return a.Publish(ctx, &bridge.Event{Stream: streams[i%len(streams)], Data: data})
+		},
+		delivered: delivered,
+	}
+}
+
+// newBridgePath is two bridges on one NATS server; a client of bridge B
+// subscribes to every stream the publisher uses.
+func newBridgePath(b *testing.B) benchPath {
+	b.Helper()
+	ns := bridge.StartNATS(b)
+	cfg := bridge.Config{Engine: bridge.EngineNATS, NATS: bridge.NATSConfig{URLs: []string{ns.URL}}, QueueSize: 1 << 16}
+	serve := func() (grpcAddr, httpAddr string) {
+		grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.WithoutCancel(b.Context()))
+		done := make(chan error, 1)
+		go func() { done <- bridge.Serve(ctx, cfg, grpcLis, httpLis) }()
+		b.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Errorf("Serve: %v", err)
+			}
+		})
+		return grpcLis.Addr().String(), httpLis.Addr().String()
+	}
+	grpcA, _ := serve()
+	_, httpB := serve()
+
+	conn, err := grpc.NewClient(grpcA, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	client := bridgev1.NewBridgeServiceClient(conn)
+
+	streams := []string{"orders", "users", "shop.eu", "shop.us"}
+	query := ""
+	for _, s := range streams {
+		query += "&stream=" + s
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(b.Context()))
+	b.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpB+"/events?"+query[1:], nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Once the response starts, bridge B has registered the connection.
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = resp.Body.Close() })
+	delivered := make(chan uint64, 1<<16)
+	go func() { // ends when the body ends (cleanup cancels the request)
+		for ev, err := range gosse.Read(resp.Body, &gosse.ReadConfig{MaxEventSize: 1 << 20}) {
+			if err != nil {
+				return
+			}
+			if id, err := strconv.ParseUint(ev.LastEventID, 10, 64); err == nil {
+				delivered <- id
+			}
+		}
+	}()
+	publish := func(ctx context.Context, i int) (uint64, error) {
+		res, err := client.Publish(ctx, &bridgev1.PublishRequest{
+			Stream: streams[i%len(streams)],
+			Payload: &bridgev1.PublishRequest_Json{Json: mustValue(map[string]any{
+				"orderId": "o-" + strconv.Itoa(i), "amountMinor": "1250",
+			})},
+		})
+		return res.GetId(), err
+	}
+	return benchPath{publish: publish, delivered: delivered}
+}
+
+func mustValue(v any) *structpb.Value {
+	val, err := structpb.NewValue(v)
+	if err != nil {
+		panic(fmt.Sprintf("structpb.NewValue(%v): %v", v, err))
+	}
+	return val
+}

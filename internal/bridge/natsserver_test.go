@@ -1,0 +1,108 @@
+package bridge
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// natsServer is a NATS server with JetStream running in the test process on
+// 127.0.0.1, its store in a t.TempDir. Stop and Start restart it on the same
+// port with the same store, as an operator's restart would.
+type natsServer struct {
+	opts *server.Options
+	// URL is the client URL, nats://127.0.0.1:PORT.
+	URL string
+
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+// startNATS starts a server; mods may change its options first (users,
+// JetStream off, ...). It is shut down when the test ends.
+func startNATS(tb testing.TB, mods ...func(*server.Options)) *natsServer {
+	tb.Helper()
+	opts := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  tb.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	}
+	for _, m := range mods {
+		m(opts)
+	}
+	n := &natsServer{opts: opts}
+	n.Start(tb)
+	// Restarts reuse the port the first start got, so clients reconnect.
+	n.opts.Port = n.srv.Addr().(*net.TCPAddr).Port
+	n.URL = n.srv.ClientURL()
+	tb.Cleanup(n.Stop)
+	return n
+}
+
+// Start starts the server (again), waiting until it accepts clients.
+func (n *natsServer) Start(tb testing.TB) {
+	tb.Helper()
+	srv, err := server.NewServer(n.opts)
+	if err != nil {
+		tb.Fatalf("nats server.NewServer: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		srv.Shutdown()
+		tb.Fatalf("NATS server not ready for connections within 20s")
+	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
+}
+
+// Stop shuts the server down and waits until it is gone; clients see their
+// connections close. Stopping a stopped server does nothing.
+func (n *natsServer) Stop() {
+	n.mu.Lock()
+	srv := n.srv
+	n.srv = nil
+	n.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+}
+
+// startNATSCluster starts n NATS servers with JetStream that form one
+// cluster on loopback, and returns their client URLs. They are shut down
+// when the test ends.
+func startNATSCluster(tb testing.TB, n int) []string {
+	tb.Helper()
+	// JetStream wants every server's routes configured up front, so the
+	// cluster ports are chosen first: free ports, released for the servers.
+	var ports []int
+	var routes []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		routes = append(routes, "nats://"+l.Addr().String())
+		_ = l.Close()
+	}
+	var urls []string
+	for i := range n {
+		s := startNATS(tb, func(o *server.Options) {
+			o.ServerName = "n" + strconv.Itoa(i)
+			o.Cluster = server.ClusterOpts{Name: "bridge-test", Host: "127.0.0.1", Port: ports[i]}
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		})
+		urls = append(urls, s.URL)
+	}
+	return urls
+}
