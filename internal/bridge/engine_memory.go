@@ -184,7 +184,7 @@ func compareIDs(a, b uint64) int {
 
 // Run implements [Engine]: it is the single dispatcher. It also sweeps expired
 // history once a minute (or once per history age, when shorter).
-func (e *MemoryEngine) Run(ctx context.Context, deliver func(*Event)) error {
+func (e *MemoryEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 	sweep := time.NewTicker(min(e.age, time.Minute))
 	defer sweep.Stop()
 	for {
@@ -194,9 +194,7 @@ func (e *MemoryEngine) Run(ctx context.Context, deliver func(*Event)) error {
 		case <-sweep.C:
 			e.sweep()
 		case <-e.wake:
-			for _, ev := range e.take() {
-				deliver(ev)
-			}
+			deliver(e.take())
 		}
 	}
 }

@@ -236,3 +236,52 @@ func TestClosedHubAnswers200AndEnds(t *testing.T) {
 		t.Errorf("connections = %d, want 0", n)
 	}
 }
+
+// TestGroupArrivesAsSeparateFrames: a group of events handed to a connection
+// as one library event reaches the browser as exactly the separate frames,
+// in every format.
+func TestGroupArrivesAsSeparateFrames(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 8, 10*time.Second, 0)
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	batch := []*Event{
+		{ID: 1<<62 + 1, Stream: "g", Type: "shop.v1.OrderCreated", Data: []byte(`{"n":1}`), Time: at},
+		{ID: 1<<62 + 2, Stream: "g", Data: []byte(`"untyped"`), Time: at},
+		{ID: 1<<62 + 3, Stream: "other", Data: []byte(`"not subscribed"`), Time: at},
+		{ID: 1<<62 + 4, Stream: "g", Type: "note", Data: []byte(`[1,2]`), Time: at},
+		{ID: 1<<62 + 5, Stream: "g", Type: "note", Data: []byte(`{"last":true}`), Time: at},
+	}
+	for _, format := range []string{"data", "envelope", "cloudevents"} {
+		t.Run(format, func(t *testing.T) {
+			body := getEvents(t, f.srv.URL+"/events?stream=g&format="+format, nil)
+			events := make(chan gosse.Event, len(batch))
+			go func() {
+				for ev, err := range gosse.Read(body, nil) {
+					if err != nil {
+						return
+					}
+					events <- ev
+				}
+			}()
+			// Wait until the connection is live: a heartbeat-free probe
+			// event published through the engine arrives first.
+			probe := f.publish(t, "g", `"probe"`)
+			if got := <-events; got.LastEventID != strconv.FormatUint(probe, 10) {
+				t.Fatalf("probe frame %+v", got)
+			}
+			f.hub.deliver(batch)
+			fm, _ := parseFormat(format)
+			for _, want := range []*Event{batch[0], batch[1], batch[3], batch[4]} {
+				fr := want.frame(fm)
+				select {
+				case got := <-events:
+					if got.LastEventID != string(fr.ID) || got.Type != string(fr.Event) || got.Data != string(fr.Data) {
+						t.Errorf("frame %+v, want id %s event %q data %s", got, fr.ID, fr.Event, fr.Data)
+					}
+				case <-time.After(hubWaitLimit):
+					t.Fatalf("no frame for event %d", want.ID)
+				}
+			}
+		})
+	}
+}
