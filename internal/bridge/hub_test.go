@@ -242,7 +242,6 @@ func TestClosedHubAnswers200AndEnds(t *testing.T) {
 // in every format.
 func TestGroupArrivesAsSeparateFrames(t *testing.T) {
 	t.Parallel()
-	f := newHubFixture(t, 8, 10*time.Second, 0)
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	batch := []*Event{
 		{ID: 1<<62 + 1, Stream: "g", Type: "shop.v1.OrderCreated", Data: []byte(`{"n":1}`), Time: at},
@@ -253,6 +252,8 @@ func TestGroupArrivesAsSeparateFrames(t *testing.T) {
 	}
 	for _, format := range []string{"data", "envelope", "cloudevents"} {
 		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			f := newHubFixture(t, 8, 10*time.Second, 0)
 			body := getEvents(t, f.srv.URL+"/events?stream=g&format="+format, nil)
 			events := make(chan gosse.Event, len(batch))
 			go func() {
