@@ -19,13 +19,26 @@ import (
 // errClosed is returned by hub.register once the hub is shutting down.
 var errClosed = errors.New("bridge: hub closed")
 
-// Eviction reasons, as counted in hubStats.
+// Eviction reasons: the values of the reason label of
+// bridge_sse_evictions_total.
 const (
 	evictQueueFull     = "queue_full"
 	evictWriteDeadline = "write_deadline"
 	evictHeartbeat     = "heartbeat"
 	evictReplayFailed  = "replay_failed"
 )
+
+var evictReasons = [...]string{evictQueueFull, evictWriteDeadline, evictHeartbeat, evictReplayFailed}
+
+// hubStats are the hub's counters, read by the metrics collector. Atomics, so
+// the fan-out path pays an add and nothing more.
+type hubStats struct {
+	delivered      atomic.Int64 // frames (events) handed to connections
+	replays        atomic.Int64 // resumes that replayed history
+	replayedEvents atomic.Int64
+	resets         atomic.Int64 // bridge.reset frames sent
+	evictions      [len(evictReasons)]atomic.Int64
+}
 
 // pingFrame is the heartbeat: a comment-only event, which the library writes
 // as ": ping". One value serves every connection; the library never mutates it.
@@ -50,8 +63,7 @@ type hub struct {
 	conns  map[string]*conn   // library stream id -> connection
 	closed bool
 
-	evictions sync.Map // reason -> *atomic.Int64
-	delivered atomic.Int64
+	stats hubStats
 }
 
 // newHub returns a hub whose library server buffers queueSize frames per
@@ -247,8 +259,13 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		return 0, false
 	}
 	if r.Reset != "" {
+		h.stats.resets.Add(1)
 		h.send(c, resetFrame(r.Head, r.Reset))
 		return r.Head, true
+	}
+	if len(r.Events) > 0 {
+		h.stats.replays.Add(1)
+		h.stats.replayedEvents.Add(int64(len(r.Events)))
 	}
 	last = after
 	for _, ev := range r.Events {
@@ -386,7 +403,7 @@ func (h *hub) offer(c *conn, g *group) {
 		}
 		c.lastID = last
 	}
-	h.delivered.Add(int64(len(g.events)))
+	h.stats.delivered.Add(int64(len(g.events)))
 }
 
 // hold keeps ev for a connection that is not live yet. Called with c.mu held.
@@ -459,17 +476,32 @@ func (h *hub) evict(c *conn, reason string) {
 }
 
 func (h *hub) countEviction(reason string) {
-	v, _ := h.evictions.LoadOrStore(reason, new(atomic.Int64))
-	v.(*atomic.Int64).Add(1)
+	for i, r := range evictReasons {
+		if r == reason {
+			h.stats.evictions[i].Add(1)
+		}
+	}
 }
 
 // evictionCount returns how many connections were evicted for reason.
 func (h *hub) evictionCount(reason string) int64 {
-	v, ok := h.evictions.Load(reason)
-	if !ok {
-		return 0
+	for i, r := range evictReasons {
+		if r == reason {
+			return h.stats.evictions[i].Load()
+		}
 	}
-	return v.(*atomic.Int64).Load()
+	return 0
+}
+
+// subscriptionCount returns the number of (connection, stream) pairs.
+func (h *hub) subscriptionCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, c := range h.conns {
+		n += len(c.streams)
+	}
+	return n
 }
 
 // connCount returns the number of open SSE connections.

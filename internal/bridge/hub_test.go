@@ -160,6 +160,22 @@ func TestStalledClientIsEvictedAlone(t *testing.T) {
 	if evicted != 1 {
 		t.Errorf("evictions = %d, want 1 (only the stalled client)", evicted)
 	}
+	// The same count is what /metrics exports.
+	families, err := newMetrics(f.hub, f.engine).reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported float64
+	for _, mf := range families {
+		if mf.GetName() == "bridge_sse_evictions_total" {
+			for _, m := range mf.GetMetric() {
+				exported += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if exported != float64(evicted) {
+		t.Errorf("bridge_sse_evictions_total = %v, want %d", exported, evicted)
+	}
 }
 
 // TestLongReplayDoesNotEvict: a resume that replays far more events than the
