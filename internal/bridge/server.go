@@ -142,7 +142,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		writeTimeout: cfg.WriteTimeout,
 		log:          log,
 	})
-	mux.Handle("/{$}", pageHandler())
+	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("GET /healthz", healthzHandler())
 	mux.Handle("GET /readyz", readyzHandler(&draining, engine))
