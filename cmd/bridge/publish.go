@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,15 +16,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+	"github.com/sse-bridge/bridge/internal/bridge"
 )
 
 const publishUsage = `Usage: bridge publish [flags] --stream NAME PAYLOAD
@@ -152,7 +150,7 @@ func typedEvent(ctx context.Context, conn *grpc.ClientConn, typeURL string, payl
 
 // reflectTypes asks the bridge's reflection service for the file defining
 // name (and its imports) and returns their types.
-func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.FullName) (*protoregistry.Types, error) {
+func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.FullName) (*bridge.TypeRegistry, error) {
 	stream, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 	if err != nil {
 		return nil, rpcError(conn.Target(), err)
@@ -178,54 +176,13 @@ func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.
 		}
 		set.File = append(set.File, fdp)
 	}
-	files, err := protodesc.NewFiles(withGlobalImports(set))
+	// Imports the answer leaves out are compiled in here (well-known types).
+	types, err := bridge.NewTypeRegistryFromSet("from the reflection of "+conn.Target(), set)
 	if err != nil {
-		return nil, exitf(exitConnect, "descriptors of %s from the bridge at %s: %w", name, conn.Target(), err)
+		return nil, exitf(exitConnect, "descriptors of %s: %w", name, err)
 	}
-	types := &protoregistry.Types{}
-	var regErr error
-	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
-		msgs := fd.Messages()
-		for i := range msgs.Len() {
-			regErr = errors.Join(regErr, registerMessage(types, msgs.Get(i)))
-		}
-		return true
-	})
 	if _, err := types.FindMessageByName(name); err != nil {
-		return nil, exitf(exitUsage, "type %s: %w", name, errors.Join(err, regErr))
+		return nil, exitf(exitUsage, "type %s: %w", name, err)
 	}
 	return types, nil
-}
-
-// withGlobalImports adds, from the compiled-in files, the imports the
-// reflection answer left out (reflection may send only files the client
-// has not seen).
-func withGlobalImports(set *descriptorpb.FileDescriptorSet) *descriptorpb.FileDescriptorSet {
-	have := map[string]bool{}
-	for _, f := range set.GetFile() {
-		have[f.GetName()] = true
-	}
-	for _, f := range set.GetFile() {
-		for _, dep := range f.GetDependency() {
-			if have[dep] {
-				continue
-			}
-			if fd, err := protoregistry.GlobalFiles.FindFileByPath(dep); err == nil {
-				set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
-				have[dep] = true
-			}
-		}
-	}
-	return set
-}
-
-func registerMessage(types *protoregistry.Types, md protoreflect.MessageDescriptor) error {
-	if md.IsMapEntry() {
-		return nil
-	}
-	err := types.RegisterMessage(dynamicpb.NewMessageType(md))
-	for i := range md.Messages().Len() {
-		err = errors.Join(err, registerMessage(types, md.Messages().Get(i)))
-	}
-	return err
 }
