@@ -39,6 +39,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&jsonNames, "json-names", "camel", "field `names` of typed events in JSON: camel (orderId) or proto (order_id)")
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", false, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", 64<<10, "largest event data accepted, in `bytes` of JSON")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, how long to keep serving while /readyz reports not ready, before stopping (a `duration`)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
 	fs.StringVar(&cfg.Engine, "engine", bridge.EngineMemory, "`engine` that keeps ids and history: memory (in this process, lost on restart) or nats (a NATS JetStream stream every bridge shares; see --nats-*)")
 	fs.StringVar(&natsURLs, "nats-url", "nats://127.0.0.1:4222", "comma-separated NATS server `URLs` (--engine nats)")
@@ -57,7 +58,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "`format` of logs: text or json")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: bridge [serve] [flags]\n\n"+
+		fmt.Fprint(fs.Output(), "Usage: bridge [serve] [flags]\n"+
+			"       bridge publish --help | bridge tail --help (a client for a running bridge)\n\n"+
 			"Serves gRPC Publish and Server-Sent Events at /events. Every flag can also be set\n"+
 			"with an environment variable, BRIDGE_ and the flag's name in upper snake case\n"+
 			"(--grpc-addr is BRIDGE_GRPC_ADDR); a flag on the command line wins.\n\nFlags:\n")

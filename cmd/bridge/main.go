@@ -21,16 +21,23 @@ func main() {
 			return
 		}
 		fmt.Fprintln(os.Stderr, "bridge:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
 func run(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "serve" {
-		args = args[1:]
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			args = args[1:]
+		case "publish":
+			return runPublish(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr)
+		case "tail":
+			return runTail(ctx, args[1:], os.Stdout, os.Stderr)
+		}
+	}
 	cfg, err := parseFlags(args, os.LookupEnv, os.Stderr)
 	if err != nil {
 		return err

@@ -65,6 +65,10 @@ type Config struct {
 	// Zero means 64 KiB.
 	MaxPayload int
 
+	// DrainDelay is how long the bridge keeps serving, reporting not ready,
+	// after it is told to stop and before it stops accepting: time for load
+	// balancers to notice. Zero means none.
+	DrainDelay time.Duration
 	// ShutdownTimeout bounds gRPC's graceful stop and the HTTP server's
 	// shutdown. Zero means 10s.
 	ShutdownTimeout time.Duration
@@ -107,6 +111,7 @@ func (c *Config) Validate() error {
 	positive("max streams per connection", int64(c.MaxStreamsPerConn))
 	positive("max payload", int64(c.MaxPayload))
 	positive("shutdown timeout", int64(c.ShutdownTimeout))
+	positive("drain delay", int64(c.DrainDelay))
 	switch c.Engine {
 	case EngineMemory:
 	case EngineNATS:

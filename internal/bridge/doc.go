@@ -17,7 +17,8 @@
 // of them ended. Shutdown order, when the context is cancelled: the gRPC health
 // service reports NOT_SERVING; gRPC GracefulStop (forced after a timeout);
 // every SSE connection is cancelled; [net/http.Server.Shutdown]; the engine's
-// dispatcher and the heartbeat ticker stop; the r3labs server is closed last.
+// dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
+// engine's own connection (NATS) is closed last.
 //
 // The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
 // section 6 lists the library behaviours the bridge works around, and

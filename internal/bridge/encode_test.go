@@ -30,11 +30,11 @@ func compiledInEncoder(tb testing.TB) *encoder {
 	return newEncoder(types, false, false)
 }
 
-func mustAny(t *testing.T, m proto.Message) *bridgev1.PublishRequest {
-	t.Helper()
+func mustAny(tb testing.TB, m proto.Message) *bridgev1.PublishRequest {
+	tb.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return &bridgev1.PublishRequest{Stream: "s", Payload: &bridgev1.PublishRequest_Event{Event: a}}
 }

@@ -29,11 +29,15 @@ type Engine interface {
 	// history: after a reset, the client continues from there.
 	Replay(ctx context.Context, streams []string, after uint64, limit int) (Replay, error)
 
-	// Run calls deliver for every event stored from now on, one call at a
-	// time and in id order, until ctx ends; then it returns nil. deliver must
-	// not block. An event must be in history before it is delivered, so a
-	// Replay that starts after a connection was registered misses nothing.
-	Run(ctx context.Context, deliver func(*Event)) error
+	// Run calls deliver with every event stored from now on, in batches, one
+	// call at a time and in id order (within and across calls), until ctx
+	// ends; then it returns nil. deliver must not block and must not keep the
+	// slice. Batches let the hub hand a connection several events in one
+	// write (group commit): an engine passes what it has at hand, never
+	// waiting to fill a batch. An event must be in history before it is
+	// delivered, so a Replay that starts after a connection was registered
+	// misses nothing.
+	Run(ctx context.Context, deliver func([]*Event)) error
 }
 
 // Replay is the answer of [Engine.Replay].

@@ -182,9 +182,22 @@ func compareIDs(a, b uint64) int {
 	return 0
 }
 
+// HistoryStats returns how many events all streams' histories hold and the
+// size of their data, for metrics. It takes the engine's lock: call it at
+// scrape time, not per event.
+func (e *MemoryEngine) HistoryStats() (events, bytes int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, h := range e.streams {
+		events += h.ring.len()
+		bytes += h.ring.bytes
+	}
+	return events, bytes
+}
+
 // Run implements [Engine]: it is the single dispatcher. It also sweeps expired
 // history once a minute (or once per history age, when shorter).
-func (e *MemoryEngine) Run(ctx context.Context, deliver func(*Event)) error {
+func (e *MemoryEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 	sweep := time.NewTicker(min(e.age, time.Minute))
 	defer sweep.Stop()
 	for {
@@ -194,9 +207,7 @@ func (e *MemoryEngine) Run(ctx context.Context, deliver func(*Event)) error {
 		case <-sweep.C:
 			e.sweep()
 		case <-e.wake:
-			for _, ev := range e.take() {
-				deliver(ev)
-			}
+			deliver(e.take())
 		}
 	}
 }
@@ -256,6 +267,7 @@ type ring struct {
 	buf   []*Event
 	start int
 	n     int
+	bytes int // sum of the events' data sizes
 }
 
 func (r *ring) len() int { return r.n }
@@ -273,6 +285,7 @@ func (r *ring) push(ev *Event, limit int) {
 	}
 	r.buf[(r.start+r.n)%len(r.buf)] = ev
 	r.n++
+	r.bytes += len(ev.Data)
 }
 
 func (r *ring) popFront() *Event {
@@ -280,6 +293,7 @@ func (r *ring) popFront() *Event {
 	r.buf[r.start] = nil
 	r.start = (r.start + 1) % len(r.buf)
 	r.n--
+	r.bytes -= len(ev.Data)
 	return ev
 }
 

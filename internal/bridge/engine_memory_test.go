@@ -105,7 +105,13 @@ func runEngine(t *testing.T, e *MemoryEngine, deliver func(*Event)) (stop func()
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, deliver) }()
+	go func() {
+		done <- e.Run(ctx, func(batch []*Event) {
+			for _, ev := range batch {
+				deliver(ev)
+			}
+		})
+	}()
 	stop = sync.OnceValue(func() error {
 		cancel()
 		return <-done
@@ -590,7 +596,13 @@ func TestMemoryEngineRunStops(t *testing.T) {
 			}
 			delivered := make(chan *Event, tt.before+tt.during) // never blocks deliver
 			done := make(chan error, 1)
-			go func() { done <- e.Run(ctx, func(ev *Event) { delivered <- ev }) }()
+			go func() {
+				done <- e.Run(ctx, func(batch []*Event) {
+					for _, ev := range batch {
+						delivered <- ev
+					}
+				})
+			}()
 			for range tt.during {
 				publish(t, e, "a")
 			}

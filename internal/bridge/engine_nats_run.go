@@ -9,10 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// evictEngineGap counts connections closed because the engine lost events
-// before it could deliver them; see NATSEngine.Run.
-const evictEngineGap = "engine_gap"
-
 // natsFollowRetry is the pause before Run creates its consumer again after
 // it failed (the ordered consumer retries by itself on top of this).
 const natsFollowRetry = time.Second
@@ -33,7 +29,7 @@ const natsFollowRetry = time.Second
 // anything after the jump, calls the gap handler, which closes every SSE
 // connection of this node: the browsers reconnect with their Last-Event-ID,
 // and Replay gives them the events or bridge.reset. Never a silent gap.
-func (e *NATSEngine) Run(ctx context.Context, deliver func(*Event)) error {
+func (e *NATSEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	mctx, stop := context.WithCancel(ctx)
@@ -59,7 +55,7 @@ func (e *NATSEngine) Run(ctx context.Context, deliver func(*Event)) error {
 
 // follow delivers the stream's messages from *next on until ctx ends or the
 // consumer fails; *next is always the sequence after the last one delivered.
-func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func(*Event)) error {
+func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*Event)) error {
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}
@@ -85,6 +81,7 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func(*Eve
 			e.deleteConsumer(ctx, info.Name)
 		}
 	}()
+	var one [1]*Event
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -111,7 +108,11 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func(*Eve
 		}
 		*next = seq + 1
 		if ev, ok := e.decode(msg.Subject(), seq, msg.Headers(), msg.Data(), meta.Timestamp); ok {
-			deliver(ev)
+			// One event per batch: the iterator does not say whether more
+			// are waiting. deliver keeps no slice, so one array serves.
+			one[0] = ev
+			deliver(one[:])
+			one[0] = nil
 		}
 	}
 }

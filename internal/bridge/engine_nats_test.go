@@ -461,7 +461,13 @@ func TestNATSEngineLeaksNothing(t *testing.T) {
 	got := make(chan *Event, 10)
 	runCtx, stopRun := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(runCtx, func(ev *Event) { got <- ev }) }()
+	go func() {
+		done <- e.Run(runCtx, func(batch []*Event) {
+			for _, ev := range batch {
+				got <- ev
+			}
+		})
+	}()
 	id := pub(t, e, "a")
 	if ev := recv(t, got); ev.ID != id {
 		t.Errorf("delivered %d, want %d", ev.ID, id)

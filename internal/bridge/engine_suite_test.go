@@ -293,7 +293,13 @@ func suiteRun(t *testing.T, e Engine, deliver func(*Event)) (stop func() error) 
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, deliver) }()
+	go func() {
+		done <- e.Run(ctx, func(batch []*Event) {
+			for _, ev := range batch {
+				deliver(ev)
+			}
+		})
+	}()
 	stop = sync.OnceValue(func() error {
 		cancel()
 		select {

@@ -19,13 +19,30 @@ import (
 // errClosed is returned by hub.register once the hub is shutting down.
 var errClosed = errors.New("bridge: hub closed")
 
-// Eviction reasons, as counted in hubStats.
+// Eviction reasons: the values of the reason label of
+// bridge_sse_evictions_total.
 const (
 	evictQueueFull     = "queue_full"
 	evictWriteDeadline = "write_deadline"
 	evictHeartbeat     = "heartbeat"
 	evictReplayFailed  = "replay_failed"
+	// evictEngineGap: the engine lost events before this node delivered
+	// them (NATS: trimmed from JetStream first), so every connection is
+	// closed to resume from history or get a reset.
+	evictEngineGap = "engine_gap"
 )
+
+var evictReasons = [...]string{evictQueueFull, evictWriteDeadline, evictHeartbeat, evictReplayFailed, evictEngineGap}
+
+// hubStats are the hub's counters, read by the metrics collector. Atomics, so
+// the fan-out path pays an add and nothing more.
+type hubStats struct {
+	delivered      atomic.Int64 // frames (events) handed to connections
+	replays        atomic.Int64 // resumes that replayed history
+	replayedEvents atomic.Int64
+	resets         atomic.Int64 // bridge.reset frames sent
+	evictions      [len(evictReasons)]atomic.Int64
+}
 
 // pingFrame is the heartbeat: a comment-only event, which the library writes
 // as ": ping". One value serves every connection; the library never mutates it.
@@ -50,8 +67,7 @@ type hub struct {
 	conns  map[string]*conn   // library stream id -> connection
 	closed bool
 
-	evictions sync.Map // reason -> *atomic.Int64
-	delivered atomic.Int64
+	stats hubStats
 }
 
 // newHub returns a hub whose library server buffers queueSize frames per
@@ -101,6 +117,11 @@ type conn struct {
 	firstPending uint64
 
 	evicted atomic.Bool
+	// queued counts frames handed to the library and not yet flushed; the
+	// writer flushes for real only when it drops to zero, so a connection
+	// that is behind gets its frames in few large writes instead of one
+	// syscall per frame.
+	queued atomic.Int64
 	// wmu guards rc and finished against the writer goroutine and eviction.
 	wmu      sync.Mutex
 	rc       *http.ResponseController
@@ -222,7 +243,7 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 		c.mu.Unlock()
 		for _, ev := range batch {
 			if !based || ev.ID > last {
-				h.lib.Publish(c.id, ev.frame(c.format))
+				h.send(c, ev.frame(c.format))
 				last, based = ev.ID, true
 			}
 		}
@@ -242,18 +263,29 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		return 0, false
 	}
 	if r.Reset != "" {
-		h.lib.Publish(c.id, resetFrame(r.Head, r.Reset))
+		h.stats.resets.Add(1)
+		h.send(c, resetFrame(r.Head, r.Reset))
 		return r.Head, true
+	}
+	if len(r.Events) > 0 {
+		h.stats.replays.Add(1)
+		h.stats.replayedEvents.Add(int64(len(r.Events)))
 	}
 	last = after
 	for _, ev := range r.Events {
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		h.lib.Publish(c.id, ev.frame(c.format))
+		h.send(c, ev.frame(c.format))
 		last = ev.ID
 	}
 	return last, true
+}
+
+// send hands c one frame of its replay, waiting while its queue is full.
+func (h *hub) send(c *conn, frame *sse.Event) {
+	c.queued.Add(1)
+	h.lib.Publish(c.id, frame)
 }
 
 // resetFrame tells a client that history cannot cover its gap. Its id is the
@@ -271,46 +303,140 @@ func resetFrame(head uint64, reason string) *sse.Event {
 	}
 }
 
-// deliver offers ev to every connection subscribed to its stream. It never
-// blocks: a connection whose queue is full is evicted.
-func (h *hub) deliver(ev *Event) {
+// maxGroup bounds how many events one frame group holds: large enough to
+// turn a burst into few writes, small enough to keep one library event (and
+// the write it becomes) modest.
+const maxGroup = 64
+
+// deliver offers a batch of events to the connections subscribed to their
+// streams. Consecutive events of one stream form a group, handed to each
+// connection as one library event (one TryPublish, one wake-up of its
+// writer, one write); groups never span streams, so a connection subscribed
+// to several streams still sees every frame in id order. It never blocks: a
+// connection whose queue is full is evicted.
+func (h *hub) deliver(batch []*Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for _, c := range h.subs[ev.Stream] {
-		h.offer(c, ev)
+	for len(batch) > 0 {
+		n := 1
+		for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
+			n++
+		}
+		if conns := h.subs[batch[0].Stream]; len(conns) > 0 {
+			g := &group{events: batch[:n]}
+			for _, c := range conns {
+				h.offer(c, g)
+			}
+		}
+		batch = batch[n:]
 	}
 }
 
-func (h *hub) offer(c *conn, ev *Event) {
+// group is a run of consecutive events of one stream, with its frame in each
+// format built at most once. It lives only during deliver: it aliases the
+// engine's batch.
+type group struct {
+	events []*Event
+	frames [numFormats]*sse.Event
+}
+
+// frame returns one library event that writes every event of g, in order.
+// The library writes "id: ID\ndata: DATA\nevent: EVENT\n\n" without escaping
+// DATA, so DATA here carries the first event's data and, after it, the
+// complete frames of the others but the last one's event line: the bytes on
+// the wire are exactly those of the separate frames. sselib_test.go pins the
+// library behaviour this relies on.
+func (g *group) frame(f Format) *sse.Event {
+	if len(g.events) == 1 {
+		return g.events[0].frame(f)
+	}
+	if fr := g.frames[f]; fr != nil {
+		return fr
+	}
+	first := g.events[0].frame(f)
+	size := 0
+	for _, ev := range g.events {
+		fr := ev.frame(f)
+		size += len(fr.ID) + len(fr.Data) + len(fr.Event) + 24
+	}
+	data := make([]byte, 0, size)
+	data = append(data, first.Data...)
+	prev := first
+	for _, ev := range g.events[1:] {
+		fr := ev.frame(f)
+		if len(prev.Event) > 0 {
+			data = append(data, "\nevent: "...)
+			data = append(data, prev.Event...)
+		}
+		data = append(data, "\n\nid: "...)
+		data = append(data, fr.ID...)
+		data = append(data, "\ndata: "...)
+		data = append(data, fr.Data...)
+		prev = fr
+	}
+	g.frames[f] = &sse.Event{ID: first.ID, Data: data, Event: prev.Event}
+	return g.frames[f]
+}
+
+func (h *hub) offer(c *conn, g *group) {
 	if c.evicted.Load() {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live {
-		if c.firstPending == 0 {
-			c.firstPending = ev.ID
-		}
-		switch {
-		case c.overflow:
-		case len(c.pending) >= h.queueSize:
-			c.overflow = true // replay reads these from history
-			clear(c.pending)
-			c.pending = c.pending[:0]
-		default:
-			c.pending = append(c.pending, ev)
+		for _, ev := range g.events {
+			h.hold(c, ev)
 		}
 		return
 	}
-	if ev.ID <= c.lastID { // already sent by replay
+	first, last := g.events[0].ID, g.events[len(g.events)-1].ID
+	switch {
+	case last <= c.lastID: // all sent by replay already
 		return
+	case first <= c.lastID: // partly sent by replay: rare, right after it
+		for _, ev := range g.events {
+			if ev.ID > c.lastID && !h.tryPublish(c, ev.frame(c.format), evictQueueFull) {
+				return
+			}
+			c.lastID = max(c.lastID, ev.ID)
+		}
+	default:
+		if !h.tryPublish(c, g.frame(c.format), evictQueueFull) {
+			return
+		}
+		c.lastID = last
 	}
-	if !h.lib.TryPublish(c.id, ev.frame(c.format)) {
-		h.evict(c, evictQueueFull)
-		return
+	h.stats.delivered.Add(int64(len(g.events)))
+}
+
+// hold keeps ev for a connection that is not live yet. Called with c.mu held.
+func (h *hub) hold(c *conn, ev *Event) {
+	if c.firstPending == 0 {
+		c.firstPending = ev.ID
 	}
-	c.lastID = ev.ID
-	h.delivered.Add(1)
+	switch {
+	case c.overflow:
+	case len(c.pending) >= h.queueSize:
+		c.overflow = true // replay reads these from history
+		clear(c.pending)
+		c.pending = c.pending[:0]
+	default:
+		c.pending = append(c.pending, ev)
+	}
+}
+
+// tryPublish queues frame for c without blocking, and evicts c for reason
+// when its queue is full. (queued goes up first: counted after, the writer
+// could flush the frame before it is counted and skip a later real flush.)
+func (h *hub) tryPublish(c *conn, frame *sse.Event, reason string) bool {
+	c.queued.Add(1)
+	if !h.lib.TryPublish(c.id, frame) {
+		c.queued.Add(-1)
+		h.evict(c, reason)
+		return false
+	}
+	return true
 }
 
 // heartbeat sends a ping comment to every live connection every interval until
@@ -329,9 +455,7 @@ func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 				if c.evicted.Load() {
 					continue
 				}
-				if !h.lib.TryPublish(c.id, pingFrame) {
-					h.evict(c, evictHeartbeat)
-				}
+				h.tryPublish(c, pingFrame, evictHeartbeat)
 			}
 			h.mu.RUnlock()
 		}
@@ -356,17 +480,32 @@ func (h *hub) evict(c *conn, reason string) {
 }
 
 func (h *hub) countEviction(reason string) {
-	v, _ := h.evictions.LoadOrStore(reason, new(atomic.Int64))
-	v.(*atomic.Int64).Add(1)
+	for i, r := range evictReasons {
+		if r == reason {
+			h.stats.evictions[i].Add(1)
+		}
+	}
 }
 
 // evictionCount returns how many connections were evicted for reason.
 func (h *hub) evictionCount(reason string) int64 {
-	v, ok := h.evictions.Load(reason)
-	if !ok {
-		return 0
+	for i, r := range evictReasons {
+		if r == reason {
+			return h.stats.evictions[i].Load()
+		}
 	}
-	return v.(*atomic.Int64).Load()
+	return 0
+}
+
+// subscriptionCount returns the number of (connection, stream) pairs.
+func (h *hub) subscriptionCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, c := range h.conns {
+		n += len(c.streams)
+	}
+	return n
 }
 
 // connCount returns the number of open SSE connections.

@@ -160,6 +160,22 @@ func TestStalledClientIsEvictedAlone(t *testing.T) {
 	if evicted != 1 {
 		t.Errorf("evictions = %d, want 1 (only the stalled client)", evicted)
 	}
+	// The same count is what /metrics exports.
+	families, err := newMetrics(f.hub, f.engine).reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported float64
+	for _, mf := range families {
+		if mf.GetName() == "bridge_sse_evictions_total" {
+			for _, m := range mf.GetMetric() {
+				exported += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if exported != float64(evicted) {
+		t.Errorf("bridge_sse_evictions_total = %v, want %d", exported, evicted)
+	}
 }
 
 // TestLongReplayDoesNotEvict: a resume that replays far more events than the
@@ -234,5 +250,55 @@ func TestClosedHubAnswers200AndEnds(t *testing.T) {
 	}
 	if n := f.hub.connCount(); n != 0 {
 		t.Errorf("connections = %d, want 0", n)
+	}
+}
+
+// TestGroupArrivesAsSeparateFrames: a group of events handed to a connection
+// as one library event reaches the browser as exactly the separate frames,
+// in every format.
+func TestGroupArrivesAsSeparateFrames(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	batch := []*Event{
+		{ID: 1<<62 + 1, Stream: "g", Type: "shop.v1.OrderCreated", Data: []byte(`{"n":1}`), Time: at},
+		{ID: 1<<62 + 2, Stream: "g", Data: []byte(`"untyped"`), Time: at},
+		{ID: 1<<62 + 3, Stream: "other", Data: []byte(`"not subscribed"`), Time: at},
+		{ID: 1<<62 + 4, Stream: "g", Type: "note", Data: []byte(`[1,2]`), Time: at},
+		{ID: 1<<62 + 5, Stream: "g", Type: "note", Data: []byte(`{"last":true}`), Time: at},
+	}
+	for _, format := range []string{"data", "envelope", "cloudevents"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			f := newHubFixture(t, 8, 10*time.Second, 0)
+			body := getEvents(t, f.srv.URL+"/events?stream=g&format="+format, nil)
+			events := make(chan gosse.Event, len(batch))
+			go func() {
+				for ev, err := range gosse.Read(body, nil) {
+					if err != nil {
+						return
+					}
+					events <- ev
+				}
+			}()
+			// Wait until the connection is live: a heartbeat-free probe
+			// event published through the engine arrives first.
+			probe := f.publish(t, "g", `"probe"`)
+			if got := <-events; got.LastEventID != strconv.FormatUint(probe, 10) {
+				t.Fatalf("probe frame %+v", got)
+			}
+			f.hub.deliver(batch)
+			fm, _ := parseFormat(format)
+			for _, want := range []*Event{batch[0], batch[1], batch[3], batch[4]} {
+				fr := want.frame(fm)
+				select {
+				case got := <-events:
+					if got.LastEventID != string(fr.ID) || got.Type != string(fr.Event) || got.Data != string(fr.Data) {
+						t.Errorf("frame %+v, want id %s event %q data %s", got, fr.ID, fr.Event, fr.Data)
+					}
+				case <-time.After(hubWaitLimit):
+					t.Fatalf("no frame for event %d", want.ID)
+				}
+			}
+		})
 	}
 }

@@ -115,7 +115,14 @@ func newEnginePath(b *testing.B) benchPath {
 	delivered := make(chan uint64, 1<<16)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(b.Context()))
 	done := make(chan struct{})
-	go func() { _ = other.Run(ctx, func(ev *bridge.Event) { delivered <- ev.ID }); close(done) }()
+	go func() {
+		_ = other.Run(ctx, func(batch []*bridge.Event) {
+			for _, ev := range batch {
+				delivered <- ev.ID
+			}
+		})
+		close(done)
+	}()
 	b.Cleanup(func() { cancel(); <-done })
 	data := []byte(`{"orderId":"o-1","amountMinor":"1250"}`)
 	streams := []string{"orders", "users", "shop.eu", "shop.us"}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,6 +22,7 @@ type publishService struct {
 	maxPayload int
 	log        *slog.Logger
 	closing    *atomic.Bool // set when shutdown starts
+	metrics    *metrics
 }
 
 var _ bridgev1.BridgeServiceServer = (*publishService)(nil)
@@ -30,6 +32,24 @@ var _ bridgev1.BridgeServiceServer = (*publishService)(nil)
 // must fix (never retried with success), Unavailable while shutting down or
 // while the engine is down, DeadlineExceeded or Canceled from ctx.
 func (p *publishService) Publish(ctx context.Context, req *bridgev1.PublishRequest) (*bridgev1.PublishResponse, error) {
+	start := time.Now()
+	res, err := p.publish(ctx, req)
+	result := publishOK
+	switch status.Code(err) {
+	case codes.OK:
+		p.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+	case codes.InvalidArgument:
+		result = publishInvalid
+	case codes.Unavailable:
+		result = publishUnavailable
+	default:
+		result = publishError
+	}
+	p.metrics.published.WithLabelValues(result).Inc()
+	return res, err
+}
+
+func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishRequest) (*bridgev1.PublishResponse, error) {
 	if p.closing.Load() {
 		return nil, status.Error(codes.Unavailable, "the bridge is shutting down: retry against another instance or later")
 	}

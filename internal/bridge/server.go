@@ -122,12 +122,14 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
 
-	var closing atomic.Bool
+	m := newMetrics(h, engine)
+	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
 		// Larger than MaxPayload, so an oversized event gets Publish's own
 		// InvalidArgument (which says what to do) instead of a bare
 		// ResourceExhausted from the transport.
 		grpc.MaxRecvMsgSize(max(4<<20, 2*cfg.MaxPayload+64<<10)),
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor),
 	)
 	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
 		engine:     engine,
@@ -135,6 +137,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		maxPayload: cfg.MaxPayload,
 		log:        log,
 		closing:    &closing,
+		metrics:    m,
 	})
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -153,7 +156,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		writeTimeout: cfg.WriteTimeout,
 		log:          log,
 	})
-	mux.Handle("/{$}", pageHandler())
+	registerPage(mux)
+	mux.Handle("GET /metrics", m.handler())
+	mux.Handle("GET /healthz", healthzHandler())
+	mux.Handle("GET /readyz", readyzHandler(&draining, engine))
 	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	httpSrv := &http.Server{
@@ -191,10 +197,21 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	log.Info("bridge shutting down")
-
-	closing.Store(true)
+	// Drain: report not ready (HTTP and gRPC health) first, and keep serving
+	// for cfg.DrainDelay so load balancers move traffic elsewhere; then stop.
+	draining.Store(true)
 	healthSrv.Shutdown()
+	if cfg.DrainDelay > 0 && serveErr == nil {
+		log.Info("bridge draining: not ready, still serving", "for", cfg.DrainDelay)
+		t := time.NewTimer(cfg.DrainDelay)
+		select {
+		case <-t.C:
+		case serveErr = <-errc:
+			t.Stop()
+		}
+	}
+	log.Info("bridge shutting down")
+	closing.Store(true)
 	stopped := make(chan struct{})
 	go func() { // ends when GracefulStop or the forced Stop below returns
 		gs.GracefulStop()

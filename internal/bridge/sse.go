@@ -140,6 +140,7 @@ type deadlineWriter struct {
 	c       *conn
 	timeout time.Duration
 	armed   time.Time
+	started bool // the library's first Flush, of the headers, happened
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
@@ -153,8 +154,16 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Flush implements [http.Flusher], which the library requires.
+// Flush implements [http.Flusher], which the library requires. The library
+// flushes after every frame; this flushes for real only once no frame handed
+// to the library waits behind this one (conn.queued), coalescing a burst
+// into few writes. The bufio buffer under the ResponseWriter still spills
+// to the socket when full, so nothing waits on a flush that never comes.
 func (w *deadlineWriter) Flush() {
+	if w.started && w.c.queued.Add(-1) > 0 {
+		return
+	}
+	w.started = true
 	if w.arm() != nil {
 		return
 	}

@@ -48,6 +48,23 @@ func NewTypeRegistry(paths []string) (*TypeRegistry, error) {
 	return r, nil
 }
 
+// NewTypeRegistryFromSet returns a registry of the types of set, a descriptor
+// set held in memory (such as one fetched through server reflection); origin
+// names it in errors. Its Reload does nothing.
+func NewTypeRegistryFromSet(origin string, set *descriptorpb.FileDescriptorSet) (*TypeRegistry, error) {
+	l := newSetLoader()
+	if err := l.add(origin, set); err != nil {
+		return nil, err
+	}
+	ts, err := l.finish()
+	if err != nil {
+		return nil, err
+	}
+	r := &TypeRegistry{}
+	r.cur.Store(ts)
+	return r, nil
+}
+
 // Reload reads the descriptor sets again. On error the types loaded before
 // stay in force.
 func (r *TypeRegistry) Reload() error {
@@ -140,16 +157,25 @@ func (c filesChain) FindDescriptorByName(name protoreflect.FullName) (protorefle
 
 // loadTypeSet reads and links the descriptor sets at paths.
 func loadTypeSet(paths []string) (*typeSet, error) {
-	l := &setLoader{
-		protos: map[string]*descriptorpb.FileDescriptorProto{},
-		origin: map[string]string{},
-		files:  &protoregistry.Files{},
-	}
+	l := newSetLoader()
 	for _, p := range paths {
 		if err := l.read(p); err != nil {
 			return nil, err
 		}
 	}
+	return l.finish()
+}
+
+func newSetLoader() *setLoader {
+	return &setLoader{
+		protos: map[string]*descriptorpb.FileDescriptorProto{},
+		origin: map[string]string{},
+		files:  &protoregistry.Files{},
+	}
+}
+
+// finish links every file read and builds their types.
+func (l *setLoader) finish() (*typeSet, error) {
 	for _, p := range l.order {
 		if err := l.link(p, nil); err != nil {
 			return nil, err
@@ -187,6 +213,12 @@ func (l *setLoader) read(setPath string) error {
 	if err := proto.Unmarshal(raw, &set); err != nil {
 		return fmt.Errorf("descriptor set %s is not a FileDescriptorSet (build it with `buf build -o FILE.binpb` or `protoc --include_imports --descriptor_set_out=FILE`): %w", setPath, err)
 	}
+	return l.add(setPath, &set)
+}
+
+// add takes the files of set, which origin names in errors.
+func (l *setLoader) add(origin string, set *descriptorpb.FileDescriptorSet) error {
+	setPath := origin
 	if len(set.GetFile()) == 0 {
 		return fmt.Errorf("descriptor set %s holds no files", setPath)
 	}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	gosse "github.com/tmaxmax/go-sse"
+)
+
+const tailUsage = `Usage: bridge tail [flags] --stream NAME [--stream NAME...]
+
+Subscribes to streams and prints each frame as it arrives, one line per
+frame: the id, the event name ("message" when the frame has none) and the
+data, separated by tabs (--raw prints the frames as the bridge sends them).
+When the bridge ends the stream, tail reconnects with the last id it saw, as a
+browser does, unless --reconnect=false.
+
+Exit status: 0 stopped (interrupt, or --count frames printed); 1 bad flags;
+2 the bridge could not be reached; 3 the bridge refused the subscription (its
+message says why); 4 the bridge ended the stream (with --reconnect=false).
+
+Flags:
+`
+
+// runTail is `bridge tail`.
+func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bridge tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	base := fs.String("url", "http://localhost:8080", "base `URL` of the bridge's HTTP listener")
+	var streams listFlag
+	fs.Var(&streams, "stream", "`stream` to subscribe to; repeat for several")
+	lastID := fs.String("last-event-id", "", "resume after this event `id`")
+	format := fs.String("format", "", "frame `format`: data (default), envelope or cloudevents")
+	raw := fs.Bool("raw", false, "print frames in SSE form instead of one line each")
+	count := fs.Int("count", 0, "exit after this many frames (0: never)")
+	reconnect := fs.Bool("reconnect", true, "reconnect with the last id when the bridge ends the stream")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), tailUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitf(exitUsage, "%w", err)
+	}
+	if len(streams) == 0 || fs.NArg() > 0 {
+		fs.Usage()
+		return exitf(exitUsage, "give at least one --stream and no other arguments")
+	}
+	u, err := url.Parse(strings.TrimSuffix(*base, "/") + "/events")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return exitf(exitUsage, "--url %q: give the bridge's base URL, like http://localhost:8080", *base)
+	}
+	q := url.Values{"stream": streams}
+	if *format != "" {
+		q.Set("format", *format)
+	}
+	u.RawQuery = q.Encode()
+
+	t := &tailer{url: u.String(), lastID: *lastID, raw: *raw, count: *count, out: stdout}
+	for attempt := 0; ; attempt++ {
+		err := t.once(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil // interrupted: a normal way to stop
+		case errors.Is(err, errEnough):
+			return nil
+		case err != nil && (attempt == 0 || !*reconnect):
+			return err // the first connection failed: say so
+		case err == nil && !*reconnect:
+			return exitf(exitStreamEnd, "the bridge ended the stream after id %q", t.lastID)
+		}
+		var ee *exitError
+		if errors.As(err, &ee) && ee.code == exitRefused {
+			return err // a retry would be refused again
+		}
+		fmt.Fprintf(stderr, "bridge tail: stream ended (%v); reconnecting after id %q\n", err, t.lastID)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+var errEnough = errors.New("printed --count frames")
+
+type tailer struct {
+	url     string
+	lastID  string
+	raw     bool
+	count   int
+	printed int
+	out     io.Writer
+}
+
+// once runs one subscription until the stream ends. It returns nil when the
+// bridge ended the stream, errEnough after --count frames.
+func (t *tailer) once(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
+	if err != nil {
+		return exitf(exitUsage, "%w", err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if t.lastID != "" {
+		req.Header.Set("Last-Event-ID", t.lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return exitf(exitConnect, "connect: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return exitf(exitRefused, "the bridge answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	for ev, err := range gosse.Read(resp.Body, &gosse.ReadConfig{MaxEventSize: 16 << 20}) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return exitf(exitConnect, "read: %w", err)
+		}
+		t.print(ev)
+		if t.count > 0 && t.printed >= t.count {
+			return errEnough
+		}
+	}
+	return nil
+}
+
+func (t *tailer) print(ev gosse.Event) {
+	t.lastID = ev.LastEventID
+	t.printed++
+	if t.raw {
+		fmt.Fprintf(t.out, "id: %s\n", ev.LastEventID)
+		if ev.Type != "" {
+			fmt.Fprintf(t.out, "event: %s\n", ev.Type)
+		}
+		fmt.Fprintf(t.out, "data: %s\n\n", ev.Data)
+		return
+	}
+	name := ev.Type
+	if name == "" {
+		name = "message"
+	}
+	fmt.Fprintf(t.out, "%s\t%s\t%s\n", ev.LastEventID, name, ev.Data)
+}

@@ -1,0 +1,134 @@
+package bridge
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// Publish results: the values of the result label of
+// bridge_events_published_total.
+const (
+	publishOK          = "ok"
+	publishInvalid     = "invalid"
+	publishUnavailable = "unavailable"
+	publishError       = "error"
+)
+
+// historyReporter is implemented by engines that can tell how much history
+// they hold (the memory engine; JetStream reports its own).
+type historyReporter interface {
+	HistoryStats() (events, bytes int)
+}
+
+// metrics is the bridge's Prometheus registry: one per Server, so several
+// bridges in one process (tests) do not collide. No label grows with the
+// number of streams or clients: streams and connections are only counted.
+type metrics struct {
+	reg            *prometheus.Registry
+	published      *prometheus.CounterVec
+	publishSeconds prometheus.Histogram
+	grpcHandled    *prometheus.CounterVec
+	grpcSeconds    *prometheus.HistogramVec
+}
+
+func newMetrics(h *hub, engine Engine) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_events_published_total",
+			Help: "Publish calls, by result: ok, invalid (the caller's fault), unavailable (shutting down or engine down), error.",
+		}, []string{"result"}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bridge_publish_duration_seconds",
+			Help:    "Time from receiving a Publish to the event being in history.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs to about 1.6s
+		}),
+		grpcHandled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_grpc_server_handled_total",
+			Help: "Unary gRPC calls completed on the server, by method and status code.",
+		}, []string{"grpc_method", "grpc_code"}),
+		grpcSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bridge_grpc_server_handling_seconds",
+			Help:    "Time to handle unary gRPC calls, by method.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		}, []string{"grpc_method"}),
+	}
+	for _, r := range []string{publishOK, publishInvalid, publishUnavailable, publishError} {
+		m.published.WithLabelValues(r) // export every result from the start
+	}
+	m.reg.MustRegister(
+		m.published, m.publishSeconds, m.grpcHandled, m.grpcSeconds,
+		&hubCollector{hub: h, engine: engine},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// unaryInterceptor counts and times every unary RPC. Method names are a
+// fixed set (the bridge's, health's), so the label stays bounded.
+func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	res, err := handler(ctx, req)
+	m.grpcSeconds.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	m.grpcHandled.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return res, err
+}
+
+// hubCollector reads the hub's atomics at scrape time, so fan-out pays
+// nothing for metrics.
+type hubCollector struct {
+	hub    *hub
+	engine Engine
+}
+
+var (
+	descConnections   = prometheus.NewDesc("bridge_sse_connections", "Open SSE connections.", nil, nil)
+	descSubscriptions = prometheus.NewDesc("bridge_sse_subscriptions", "Stream subscriptions of the open SSE connections (a connection to 3 streams counts 3).", nil, nil)
+	descDelivered     = prometheus.NewDesc("bridge_frames_delivered_total", "Event frames handed to SSE connections (one per event per connection; replays not included).", nil, nil)
+	descEvictions     = prometheus.NewDesc("bridge_sse_evictions_total", "SSE connections closed because they could not keep up, by reason: queue_full, write_deadline, heartbeat, replay_failed, engine_gap.", []string{"reason"}, nil)
+	descReplays       = prometheus.NewDesc("bridge_replays_total", "Resumes (Last-Event-ID) that replayed events from history.", nil, nil)
+	descReplayed      = prometheus.NewDesc("bridge_replayed_events_total", "Events sent by replays.", nil, nil)
+	descResets        = prometheus.NewDesc("bridge_resets_total", "bridge.reset frames sent: resumes that history could not cover.", nil, nil)
+	descHistoryEvents = prometheus.NewDesc("bridge_history_events", "Events held in history, all streams.", nil, nil)
+	descHistoryBytes  = prometheus.NewDesc("bridge_history_bytes", "Size of the data of the events held in history.", nil, nil)
+)
+
+func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descSubscriptions, descDelivered, descEvictions, descReplays, descReplayed, descResets} {
+		ch <- d
+	}
+	if _, ok := c.engine.(historyReporter); ok {
+		ch <- descHistoryEvents
+		ch <- descHistoryBytes
+	}
+}
+
+func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.hub
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(h.connCount()))
+	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(h.subscriptionCount()))
+	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(h.stats.delivered.Load()))
+	for i, r := range evictReasons {
+		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(h.stats.evictions[i].Load()), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descReplays, prometheus.CounterValue, float64(h.stats.replays.Load()))
+	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(h.stats.replayedEvents.Load()))
+	ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(h.stats.resets.Load()))
+	if hr, ok := c.engine.(historyReporter); ok {
+		events, bytes := hr.HistoryStats()
+		ch <- prometheus.MustNewConstMetric(descHistoryEvents, prometheus.GaugeValue, float64(events))
+		ch <- prometheus.MustNewConstMetric(descHistoryBytes, prometheus.GaugeValue, float64(bytes))
+	}
+}
