@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Runs the workloads of issue 4 (see BENCHMARKS.md) against the bridge and
+# against the baseline r3labs server, one after the other with the same
+# parameters, on loopback. Each run starts a fresh server, passes its pid to
+# the load tool (RSS and CPU from /proc) and stops it afterwards; the raw
+# JSON results go to a results directory, and a comparison table is printed.
+#
+#   bench/run.sh                        # every workload, both targets, 3 times
+#   WORKLOADS="W1 W3" REPEAT=1 bench/run.sh
+#   LOAD_FLAGS="--duration 20s" bench/run.sh
+#   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
+#
+# Environment: WORKLOADS (default: the issue's W1 W1b W2 W3 W4, then three
+# supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
+# sustains, for latency; W4-stall6s is W4 with a stall of 6 s, short enough
+# for history to fill the gap; W4-nostall is W4 without the stalled client,
+# the rate W4's healthy subscribers should keep), REPEAT (rounds, default 3; the table shows
+# medians), OUT (results directory, default bench/results/<UTC time>),
+# LOAD_FLAGS (extra bridge-load flags), BRIDGE_FLAGS (extra bridge flags),
+# RUN_TIMEOUT (seconds per run, default 120).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W1-r50 W4-stall6s W4-nostall"}
+REPEAT=${REPEAT:-3}
+OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+BIN=bench/bin
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+LOAD_FLAGS=${LOAD_FLAGS:-}
+BRIDGE_FLAGS=${BRIDGE_FLAGS:-}
+BRIDGE_HTTP=127.0.0.1:18080
+BRIDGE_GRPC=127.0.0.1:18051
+BASELINE_HTTP=127.0.0.1:18090
+
+# Sockets are files: 10,000 subscribers need more than the usual 1,024.
+ulimit -n "$(ulimit -Hn)"
+
+mkdir -p "$OUT" "$BIN"
+echo "building into $BIN" >&2
+go build -o "$BIN/" ./cmd/bridge ./cmd/baseline ./cmd/bridge-load
+
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "commit: ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown) ($(git status --porcelain 2>/dev/null | wc -l) files changed or new)}"
+	echo "nproc: $(nproc)"
+	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+	echo "kernel: $(uname -sr)"
+	echo "go: $(go version)"
+	echo "open files: $(ulimit -n)"
+	echo "load flags: ${LOAD_FLAGS:-none}"
+	echo "bridge flags: ${BRIDGE_FLAGS:-none}"
+} | tee "$OUT/machine.txt" >&2
+
+# A server left over on one of the ports would be measured instead.
+for addr in "$BRIDGE_HTTP" "$BRIDGE_GRPC" "$BASELINE_HTTP"; do
+	if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+		echo "something listens on $addr already: stop it first" >&2
+		exit 1
+	fi
+done
+
+# workload_flags prints the load tool's flags for a name of WORKLOADS.
+workload_flags() {
+	case $1 in
+	W1-r50) echo "--workload W1 --rate 50 --label W1-r50" ;;
+	W4-stall6s) echo "--workload W4 --stall-for 6s --label W4-stall6s" ;;
+	W4-nostall) echo "--workload W4 --stalled 0 --label W4-nostall" ;;
+	*) echo "--workload $1" ;;
+	esac
+}
+
+# wait_quiet waits, at most two minutes, until the machine was less than 10 %
+# busy for a second: the tool shares two cores with the server, and anything
+# else running skews both (each result's other_cpu_window_s shows how much).
+wait_quiet() {
+	local u n s i w q sq b1 t1 b2 t2
+	for _ in $(seq 120); do
+		read -r _ u n s i w q sq _ </proc/stat
+		b1=$((u + n + s + q + sq)) t1=$((u + n + s + i + w + q + sq))
+		sleep 1
+		read -r _ u n s i w q sq _ </proc/stat
+		b2=$((u + n + s + q + sq)) t2=$((u + n + s + i + w + q + sq))
+		if (((b2 - b1) * 100 < 10 * (t2 - t1))); then
+			return 0
+		fi
+	done
+	echo "   the machine stays busy with something else: measuring anyway" >&2
+}
+
+server_pid=""
+stop_server() {
+	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+		kill -TERM "$server_pid" 2>/dev/null || true
+		for _ in $(seq 150); do
+			kill -0 "$server_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	server_pid=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+for round in $(seq "$REPEAT"); do
+	for w in $WORKLOADS; do
+		for target in bridge baseline; do
+			log="$OUT/$w-$target-$round"
+			wait_quiet
+			if [[ $target == bridge ]]; then
+				# shellcheck disable=SC2086 # BRIDGE_FLAGS are words
+				"$BIN/bridge" --http-addr "$BRIDGE_HTTP" --grpc-addr "$BRIDGE_GRPC" --log-level warn $BRIDGE_FLAGS \
+					>"$log.server.log" 2>&1 &
+				url="http://$BRIDGE_HTTP"
+			else
+				"$BIN/baseline" --addr "$BASELINE_HTTP" >"$log.server.log" 2>&1 &
+				url="http://$BASELINE_HTTP"
+			fi
+			server_pid=$!
+			echo "== round $round/$REPEAT: $w against $target (pid $server_pid)" >&2
+			# shellcheck disable=SC2046,SC2086 # the flags are words
+			if ! timeout --kill-after=10 "$RUN_TIMEOUT" "$BIN/bridge-load" $(workload_flags "$w") --target "$target" \
+				--url "$url" --grpc-addr "$BRIDGE_GRPC" --pid "$server_pid" --json $LOAD_FLAGS \
+				>"$log.json" 2>"$log.log"; then
+				echo "   run failed, see $log.log" >&2
+				tail -n 5 "$log.log" >&2 || true
+				[[ -s $log.json ]] || rm -f "$log.json"
+			fi
+			stop_server
+		done
+	done
+done
+
+echo >&2
+"$BIN/bridge-load" report "$OUT"/*.json | tee "$OUT/table.md"
+echo >&2
+echo "results in $OUT" >&2
