@@ -32,7 +32,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.IntVar(&cfg.ReplayLimit, "replay-limit", 10000, "most `events` one resume replays; past it the client gets bridge.reset")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "`interval` of \": ping\" comments on every SSE connection")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a browser (a `duration`); a client that stops reading is dropped")
-	fs.IntVar(&cfg.QueueSize, "queue-size", 256, "`frames` that may wait for one connection; a connection whose queue is full is evicted and resumes")
+	fs.IntVar(&cfg.QueueSize, "queue-size", 64, "`writes` that may wait for one connection (each carries up to 64 events of a stream); a connection whose queue is full is evicted and resumes")
 	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams", 64, "`streams` one SSE connection may subscribe to")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated `origins` allowed to subscribe from other sites, or * for any; none means same origin only")
 	fs.Var((*listFlag)(&cfg.DescriptorSets), "descriptor-set", "`file` of google.protobuf.FileDescriptorSet (buf build -o FILE) whose types the bridge renders; repeat the flag, or separate files with commas; SIGHUP reloads them")

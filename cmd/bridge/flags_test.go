@@ -24,7 +24,7 @@ func TestParseFlags(t *testing.T) {
 			name: "defaults",
 			check: func(t *testing.T, got bridge.Config) {
 				t.Helper()
-				if got.GRPCAddr != ":50051" || got.HTTPAddr != ":8080" || got.HistorySize != 1000 || got.Heartbeat != 15*time.Second || got.WriteTimeout != 10*time.Second || got.QueueSize != 256 || got.MaxPayload != 64<<10 {
+				if got.GRPCAddr != ":50051" || got.HTTPAddr != ":8080" || got.HistorySize != 1000 || got.Heartbeat != 15*time.Second || got.WriteTimeout != 10*time.Second || got.QueueSize != 64 || got.MaxPayload != 64<<10 {
 					t.Errorf("defaults = %+v", got)
 				}
 			},

@@ -40,8 +40,11 @@ type Config struct {
 	// WriteTimeout bounds every write to a browser: a peer that stops reading
 	// for this long is dropped. Zero means 10s.
 	WriteTimeout time.Duration
-	// QueueSize is how many frames may wait for one connection; a connection
-	// whose queue is full is evicted. Zero means 256.
+	// QueueSize is how many writes may wait for one connection; a connection
+	// whose queue is full is evicted. One write carries a group of up to 64
+	// consecutive events of a stream (fan-out batches what arrives together),
+	// so a queue of 64 absorbs bursts of thousands of frames while costing
+	// half a KiB per connection. Zero means 64.
 	QueueSize int
 	// MaxStreamsPerConn is how many streams one SSE connection may subscribe
 	// to. Zero means 64.
@@ -86,7 +89,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.ReplayLimit, 10_000)
 	setDefault(&c.Heartbeat, 15*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
-	setDefault(&c.QueueSize, 256)
+	setDefault(&c.QueueSize, 64)
 	setDefault(&c.MaxStreamsPerConn, 64)
 	setDefault(&c.MaxPayload, 64<<10)
 	setDefault(&c.ShutdownTimeout, 10*time.Second)

@@ -91,9 +91,14 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.hub.replay(ctx, c)
 	}()
 
-	lr := r.Clone(ctx)
-	lr.URL.RawQuery = "stream=" + c.id
-	lr.Header.Del("Last-Event-ID")
+	// The library's request: a shallow copy with the connection's own stream
+	// (r.Clone would copy the headers, held for the connection's lifetime).
+	// The header map is this handler's own to change.
+	r.Header.Del("Last-Event-ID")
+	lr := r.WithContext(ctx)
+	u := *r.URL
+	u.RawQuery = "stream=" + c.id
+	lr.URL = &u
 	s.hub.lib.ServeHTTP(&deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, timeout: s.writeTimeout}, lr)
 
 	// The library returns only once ctx ended and its subscriber is gone.
