@@ -100,24 +100,10 @@ func idsOf(evs []*Event) []uint64 {
 }
 
 // runEngine runs e.Run(deliver) on a goroutine until stop is called or the
-// test ends; stop cancels Run, waits for it to return and returns its error.
+// test ends; see suiteRun, which it is.
 func runEngine(t *testing.T, e *MemoryEngine, deliver func(*Event)) (stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- e.Run(ctx, func(batch []*Event) {
-			for _, ev := range batch {
-				deliver(ev)
-			}
-		})
-	}()
-	stop = sync.OnceValue(func() error {
-		cancel()
-		return <-done
-	})
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	return suiteRun(t, e, deliver)
 }
 
 // publishConcurrently has goroutines goroutines publish each events apiece,
