@@ -6,16 +6,21 @@
 //	service --Publish--> validate --> encode once --> Engine (id, bounded history) --> hub --> one r3labs stream per HTTP connection --> browser
 //
 // A publish is validated and encoded to its JSON frame data exactly once
-// ([encodePayload]); the [Engine] assigns the event an id that increases across
-// all streams and stores it in the stream's bounded history; the engine's
-// single dispatcher hands events, in id order, to the hub, which offers each to
-// every connection subscribed to its stream without ever blocking: a
-// connection whose queue is full is evicted (closed), and its browser
-// reconnects with Last-Event-ID and catches up from history.
+// (encoder.payload; the other formats are built at most once per event, too);
+// the [Engine] assigns the event an id that increases across all streams and
+// stores it in the stream's bounded history; the engine's single dispatcher
+// hands events, in id order and in batches, to the hub. The hub groups
+// consecutive events of one stream and offers each group to every connection
+// subscribed to that stream as one write, without ever blocking: a connection
+// whose queue is full is evicted (closed), and its browser reconnects with
+// Last-Event-ID and catches up from history. A connection's writer flushes
+// only when nothing more is queued for it, so a burst costs few system calls.
 //
-// Lifecycle: [Serve] owns every goroutine it starts and returns only after all
-// of them ended. Shutdown order, when the context is cancelled: the gRPC health
-// service reports NOT_SERVING; gRPC GracefulStop (forced after a timeout);
+// Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
+// after all of them ended. Shutdown order, when the context is cancelled: the
+// bridge reports not ready (/readyz and gRPC health NOT_SERVING) and keeps
+// serving for the drain delay; Publish answers Unavailable; gRPC GracefulStop
+// (forced after a timeout);
 // every SSE connection is cancelled; [net/http.Server.Shutdown]; the engine's
 // dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
