@@ -81,12 +81,12 @@ func FuzzMatchPattern(f *testing.F) {
 	})
 }
 
-func testAuthenticator(t testing.TB) (*authenticator, []byte) {
-	t.Helper()
+func testAuthenticator(tb testing.TB) (*authenticator, []byte) {
+	tb.Helper()
 	secret := []byte("fuzz secret of at least thirty-two bytes")
 	cfg := Config{JWTKey: "unused"}
 	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return newAuthenticatorWithKey(secret, "HS256", &cfg), secret
 }

@@ -32,7 +32,7 @@ const (
 	evictEngineGap = "engine_gap"
 	// evictTokenExpiry: the subscriber's token is about to expire; the
 	// browser reconnects carrying its refreshed token.
-	evictTokenExpiry = "token_expiry"
+	evictTokenExpiry = "token_expiry" //nolint:gosec // G101: a metric label, not a credential
 )
 
 var evictReasons = [...]string{evictQueueFull, evictWriteDeadline, evictHeartbeat, evictReplayFailed, evictEngineGap, evictTokenExpiry}
