@@ -40,6 +40,23 @@ func TestParseFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "subscriber auth from flags and environment",
+			args: []string{"--jwt-key", "key.pem", "--public-streams", "public.>", "--public-streams", "status", "--auth-query-token"},
+			env:  map[string]string{"BRIDGE_JWT_ISSUER": "https://auth.example", "BRIDGE_JWT_LEEWAY": "30s", "BRIDGE_CORS_ORIGINS": "https://app.example"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.JWTKey != "key.pem" || got.JWTIssuer != "https://auth.example" || got.JWTLeeway != 30*time.Second || !got.AuthQueryToken ||
+					strings.Join(got.PublicStreams, " ") != "public.> status" || got.AuthCookie != "__Secure-bridge_token" || got.JWTClaim != "bridge" {
+					t.Errorf("auth config = %+v", got)
+				}
+			},
+		},
+		{
+			name:    "star origin with auth",
+			args:    []string{"--jwt-key", "key.pem", "--cors-origins", "*"},
+			wantErr: `CORS origin "*" cannot be used with subscriber auth`,
+		},
+		{
 			name: "flag wins over environment",
 			args: []string{"--queue-size", "16"},
 			env:  map[string]string{"BRIDGE_QUEUE_SIZE": "99"},

@@ -129,14 +129,25 @@ type sseClient struct {
 // bridge has registered the connection: later publishes reach it.
 func subscribe(t *testing.T, baseURL, query, lastEventID string) *sseClient {
 	t.Helper()
+	h := http.Header{}
+	if lastEventID != "" {
+		h.Set("Last-Event-ID", lastEventID)
+	}
+	return subscribeWith(t, baseURL, query, h)
+}
+
+// subscribeWith is subscribe with the request headers h (a token, a cookie,
+// an Origin).
+func subscribeWith(t *testing.T, baseURL, query string, h http.Header) *sseClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/events?"+query, nil)
 	if err != nil {
 		cancel()
 		t.Fatalf("NewRequest: %v", err)
 	}
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
+	for k, vs := range h {
+		req.Header[k] = vs
 	}
 	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 )
@@ -53,6 +54,36 @@ type Config struct {
 	// ("*" allows any). Empty means same-origin only.
 	CORSOrigins []string
 
+	// JWTKey is a file holding the key that verifies subscriber tokens: an
+	// HMAC secret of at least 32 bytes (a trailing newline is ignored), or a
+	// PEM public key (RSA, ECDSA or Ed25519). Empty (the default) means
+	// subscriber auth is off: any client can read any stream.
+	JWTKey string
+	// JWTAlg pins the one accepted algorithm. Empty means inferred from the
+	// key: HS256 for a secret, RS256 for RSA, ES256/384/512 by the ECDSA
+	// curve, EdDSA for Ed25519. "none" is never accepted.
+	JWTAlg string
+	// JWTIssuer, when set, is the iss every token must carry. None by default.
+	JWTIssuer string
+	// JWTAudience, when set, must be in every token's aud. None by default.
+	JWTAudience string
+	// JWTLeeway is the clock skew allowed on exp and nbf. Zero means 10s; a
+	// negative value means none.
+	JWTLeeway time.Duration
+	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}.
+	// Zero means "bridge".
+	JWTClaim string
+	// AuthQueryToken accepts the token as ?access_token= (for clients that
+	// can set neither a header nor a cookie; the URL may end up in logs).
+	// False by default.
+	AuthQueryToken bool
+	// AuthCookie is the name of the cookie holding the token. Zero means
+	// "__Secure-bridge_token".
+	AuthCookie string
+	// PublicStreams are grant patterns of streams anyone may read without a
+	// token when auth is on. None by default.
+	PublicStreams []string
+
 	// DescriptorSets are files of google.protobuf.FileDescriptorSet whose
 	// message types the bridge renders, besides the compiled-in ones. None by
 	// default.
@@ -94,6 +125,9 @@ func (c *Config) Validate() error {
 	setDefault(&c.MaxPayload, 64<<10)
 	setDefault(&c.ShutdownTimeout, 10*time.Second)
 	setDefault(&c.Engine, EngineMemory)
+	setDefault(&c.JWTLeeway, 10*time.Second)
+	setDefault(&c.JWTClaim, "bridge")
+	setDefault(&c.AuthCookie, "__Secure-bridge_token")
 	c.NATS.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -130,7 +164,58 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("CORS origin %q must not end with a slash: browsers send origins without a path", o))
 		}
 	}
+	errs = append(errs, c.validateAuth()...)
 	return errors.Join(errs...)
+}
+
+// AuthEnabled reports whether subscriber auth is on: a verifier is configured.
+func (c *Config) AuthEnabled() bool { return c.JWTKey != "" }
+
+func (c *Config) validateAuth() []error {
+	var errs []error
+	if !c.AuthEnabled() {
+		for name, set := range map[string]bool{
+			"JWT algorithm": c.JWTAlg != "", "JWT issuer": c.JWTIssuer != "", "JWT audience": c.JWTAudience != "",
+			"query token": c.AuthQueryToken, "public streams": len(c.PublicStreams) > 0,
+		} {
+			if set {
+				errs = append(errs, fmt.Errorf("%s is set but subscriber auth is off: set the JWT key (--jwt-key) too", name))
+			}
+		}
+		return errs
+	}
+	if slices.Contains(c.CORSOrigins, "*") {
+		errs = append(errs, errors.New("CORS origin \"*\" cannot be used with subscriber auth: browsers send no credentials to \"*\"; list the origins of your pages"))
+	}
+	if strings.EqualFold(c.JWTAlg, "none") {
+		errs = append(errs, errors.New("JWT algorithm \"none\" is never accepted"))
+	}
+	if !validCookieName(c.AuthCookie) {
+		errs = append(errs, fmt.Errorf("auth cookie name %q is invalid: use letters, digits and !#$%%&'*+-.^_`|~", c.AuthCookie))
+	}
+	if c.JWTClaim == "" {
+		errs = append(errs, errors.New("JWT claim name is empty"))
+	}
+	for _, p := range c.PublicStreams {
+		if !validPattern(p) {
+			errs = append(errs, fmt.Errorf("public stream pattern %q is invalid: tokens of letters, digits, '_' and '-' separated by dots, '*' for one token, '>' last for the rest", p))
+		}
+	}
+	return errs
+}
+
+// validCookieName reports whether name is an RFC 6265 token.
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func setDefault[T comparable](field *T, def T) {

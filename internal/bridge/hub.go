@@ -30,9 +30,12 @@ const (
 	// them (NATS: trimmed from JetStream first), so every connection is
 	// closed to resume from history or get a reset.
 	evictEngineGap = "engine_gap"
+	// evictTokenExpiry: the subscriber's token is about to expire; the
+	// browser reconnects carrying its refreshed token.
+	evictTokenExpiry = "token_expiry" //nolint:gosec // G101: a metric label, not a credential
 )
 
-var evictReasons = [...]string{evictQueueFull, evictWriteDeadline, evictHeartbeat, evictReplayFailed, evictEngineGap}
+var evictReasons = [...]string{evictQueueFull, evictWriteDeadline, evictHeartbeat, evictReplayFailed, evictEngineGap, evictTokenExpiry}
 
 // hubStats are the hub's counters, read by the metrics collector. Atomics, so
 // the fan-out path pays an add and nothing more.

@@ -97,7 +97,7 @@ var (
 	descConnections   = prometheus.NewDesc("bridge_sse_connections", "Open SSE connections.", nil, nil)
 	descSubscriptions = prometheus.NewDesc("bridge_sse_subscriptions", "Stream subscriptions of the open SSE connections (a connection to 3 streams counts 3).", nil, nil)
 	descDelivered     = prometheus.NewDesc("bridge_frames_delivered_total", "Event frames handed to SSE connections (one per event per connection; replays not included).", nil, nil)
-	descEvictions     = prometheus.NewDesc("bridge_sse_evictions_total", "SSE connections closed because they could not keep up, by reason: queue_full, write_deadline, heartbeat, replay_failed, engine_gap.", []string{"reason"}, nil)
+	descEvictions     = prometheus.NewDesc("bridge_sse_evictions_total", "SSE connections closed because they could not keep up, by reason: queue_full, write_deadline, heartbeat, replay_failed, engine_gap, token_expiry.", []string{"reason"}, nil)
 	descReplays       = prometheus.NewDesc("bridge_replays_total", "Resumes (Last-Event-ID) that replayed events from history.", nil, nil)
 	descReplayed      = prometheus.NewDesc("bridge_replayed_events_total", "Events sent by replays.", nil, nil)
 	descResets        = prometheus.NewDesc("bridge_resets_total", "bridge.reset frames sent: resumes that history could not cover.", nil, nil)

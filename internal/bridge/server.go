@@ -26,6 +26,7 @@ import (
 type Server struct {
 	cfg   Config
 	types *TypeRegistry
+	auth  *authenticator // nil: subscriber auth off
 }
 
 // New validates cfg (applying defaults) and loads its descriptor sets.
@@ -37,10 +38,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	auth, err := newAuthenticator(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	if n := types.Count(); n > 0 {
 		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
 	}
-	return &Server{cfg: cfg, types: types}, nil
+	return &Server{cfg: cfg, types: types, auth: auth}, nil
 }
 
 // ReloadTypes reads the descriptor sets again. On error the types loaded
@@ -151,7 +156,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	mux := http.NewServeMux()
 	mux.Handle("/events", &sseHandler{
 		hub:          h,
-		cors:         corsPolicy{origins: cfg.CORSOrigins},
+		cors:         corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil},
+		auth:         s.auth,
 		maxStreams:   cfg.MaxStreamsPerConn,
 		writeTimeout: cfg.WriteTimeout,
 		log:          log,
@@ -190,6 +196,11 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})
+	if s.auth == nil {
+		log.Warn("subscriber auth is off: any client can read any stream; set --jwt-key to require tokens")
+	} else {
+		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
+	}
 	log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 
 	var serveErr error

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -24,13 +25,25 @@ var errEvicted = errors.New("bridge: connection evicted")
 type sseHandler struct {
 	hub          *hub
 	cors         corsPolicy
+	auth         *authenticator // nil: subscriber auth off
 	maxStreams   int
 	writeTimeout time.Duration
 	log          *slog.Logger
 }
 
 func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.cors.apply(w.Header(), r.Header.Get("Origin"))
+	// The token parameter leaves the URL before anything else can see (or
+	// log) it; the handler's own copy of the query keeps it.
+	query, queryErr := url.ParseQuery(r.URL.RawQuery)
+	if queryErr == nil && query.Has("access_token") {
+		r = stripQueryToken(r, query)
+	}
+	if s.auth != nil {
+		// Error answers are about this one request and this one token.
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	origin := r.Header.Get("Origin")
+	s.cors.apply(w.Header(), origin)
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodOptions:
@@ -45,9 +58,12 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Status codes are decided here, before the stream starts: EventSource
 	// gives up for good on any non-200, so 400 is only for a request that can
 	// never succeed.
-	query, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		http.Error(w, "malformed query string: "+err.Error(), http.StatusBadRequest)
+	if s.auth != nil && !s.cors.allowed(origin, r.Host) {
+		http.Error(w, fmt.Sprintf("origin %q may not subscribe: add it to --cors-origins", origin), http.StatusForbidden)
+		return
+	}
+	if queryErr != nil {
+		http.Error(w, "malformed query string: "+queryErr.Error(), http.StatusBadRequest)
 		return
 	}
 	streams, err := parseStreams(query["stream"], s.maxStreams)
@@ -70,6 +86,15 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lastID != "" && !resume {
 		s.log.Debug("ignore garbled Last-Event-ID", "value", lastID)
 	}
+	// Auth comes last among the checks, after the cheap ones, and before
+	// registration: a refused stream never gets a frame, replay included.
+	var expires time.Time
+	if s.auth != nil {
+		var ok bool
+		if expires, ok = s.authorize(w, r, query, streams); !ok {
+			return
+		}
+	}
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -83,6 +108,13 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprint(w, ": shutting down\n\n")
 		return
+	}
+
+	if !expires.IsZero() {
+		// Close before the token expires, so the browser reconnects with the
+		// refreshed one (its cookie); evict, so the close is counted.
+		t := time.AfterFunc(closeDelay(time.Now(), expires), func() { s.hub.evict(c, evictTokenExpiry) })
+		defer t.Stop()
 	}
 
 	replayDone := make(chan struct{})
@@ -108,6 +140,50 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	<-replayDone
 	s.hub.unregister(c)
+}
+
+// authorize checks the request's token and grants, and answers 401 or 403
+// when they do not let it read every one of streams. It returns the token's
+// expiry (zero without a token) and whether the request may go on.
+func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url.Values, streams []string) (expires time.Time, ok bool) {
+	token, found, err := s.auth.extractToken(r, query)
+	var p principal
+	switch {
+	case err != nil:
+	case found:
+		p, err = s.auth.verify(token)
+	case len(s.auth.refused(streams, p)) > 0:
+		err = errNoToken
+	}
+	if err != nil {
+		s.log.Debug("subscriber refused: 401", "reason", err.Error(), "streams", streams)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="bridge"`)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return time.Time{}, false
+	}
+	if refused := s.auth.refused(streams, p); len(refused) > 0 {
+		s.log.Debug("subscriber refused: 403", "refused", refused)
+		http.Error(w, fmt.Sprintf("your token does not grant the streams %s: subscribe to granted streams only, or get a token that grants these", strings.Join(refused, ", ")), http.StatusForbidden)
+		return time.Time{}, false
+	}
+	return p.expires, true
+}
+
+// stripQueryToken returns r with access_token removed from its URL (and
+// RequestURI), so no later reader of the request sees the token.
+func stripQueryToken(r *http.Request, query url.Values) *http.Request {
+	rest := make(url.Values, len(query))
+	for k, v := range query {
+		if k != "access_token" {
+			rest[k] = v
+		}
+	}
+	r2 := r.WithContext(r.Context())
+	u := *r.URL
+	u.RawQuery = rest.Encode()
+	r2.URL = &u
+	r2.RequestURI = u.RequestURI()
+	return r2
 }
 
 // parseStreams validates and de-duplicates the stream parameters, keeping

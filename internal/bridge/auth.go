@@ -1,0 +1,269 @@
+package bridge
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Subscriber auth: a JWT verifier with one accepted algorithm, where a token
+// comes from, and what it grants. sse.go calls it after the cheap checks
+// (method, Origin, stream names) and before the library sees the request.
+
+// minHMACKey is the shortest HMAC secret accepted: RFC 7518 §3.2 asks for a
+// key at least as long as the hash output (256 bits for HS256).
+const minHMACKey = 32
+
+// authenticator verifies subscriber tokens. Safe for concurrent use: every
+// field is set once by newAuthenticator.
+type authenticator struct {
+	key        any // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+	alg        string
+	parser     *jwt.Parser
+	claim      string
+	queryToken bool
+	cookie     string
+	public     grantSet
+}
+
+// newAuthenticator reads the key file of cfg (validated) and builds the
+// verifier; nil, nil when no key is configured (auth off).
+func newAuthenticator(cfg *Config) (*authenticator, error) {
+	if cfg.JWTKey == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(cfg.JWTKey)
+	if err != nil {
+		return nil, fmt.Errorf("read JWT key: %w", err)
+	}
+	key, alg, err := parseVerifyKey(raw, cfg.JWTAlg)
+	if err != nil {
+		return nil, fmt.Errorf("JWT key %s: %w", cfg.JWTKey, err)
+	}
+	return newAuthenticatorWithKey(key, alg, cfg), nil
+}
+
+func newAuthenticatorWithKey(key any, alg string, cfg *Config) *authenticator {
+	opts := []jwt.ParserOption{
+		// One algorithm, so "none" and HS/RS confusion (an HMAC token signed
+		// with the public key as secret) are refused before any verification.
+		jwt.WithValidMethods([]string{alg}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(max(cfg.JWTLeeway, 0)),
+	}
+	if cfg.JWTIssuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.JWTIssuer))
+	}
+	if cfg.JWTAudience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.JWTAudience))
+	}
+	return &authenticator{
+		key:        key,
+		alg:        alg,
+		parser:     jwt.NewParser(opts...),
+		claim:      cfg.JWTClaim,
+		queryToken: cfg.AuthQueryToken,
+		cookie:     cfg.AuthCookie,
+		public:     grantSet(cfg.PublicStreams),
+	}
+}
+
+// parseVerifyKey turns a key file into a verification key and its one
+// algorithm: a PEM public key (RSA, ECDSA or Ed25519), else an HMAC secret
+// (the file's bytes, without a trailing newline). pinned, when set, must fit
+// the key.
+func parseVerifyKey(raw []byte, pinned string) (key any, alg string, err error) {
+	if block, _ := pem.Decode(raw); block != nil {
+		return parsePEMKey(block, pinned)
+	}
+	if bytes.Contains(raw, []byte("-----BEGIN")) {
+		// Never fall back to using a broken PEM file as an HMAC secret: that
+		// is the HS/RS confusion, with the public key as the secret.
+		return nil, "", errors.New("looks like PEM but does not parse")
+	}
+	secret := bytes.TrimRight(raw, "\r\n")
+	if len(secret) < minHMACKey {
+		return nil, "", fmt.Errorf("an HMAC secret must be at least %d bytes, got %d (openssl rand -hex 32 makes one)", minHMACKey, len(secret))
+	}
+	alg, err = pick(pinned, "HS256", "HS256", "HS384", "HS512")
+	return secret, alg, err
+}
+
+func parsePEMKey(block *pem.Block, pinned string) (any, string, error) {
+	var pub any
+	var err error
+	switch block.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			pub = cert.PublicKey
+		}
+	default:
+		return nil, "", fmt.Errorf("PEM block %q is not a public key: give the public key (openssl pkey -pubout), never the private one", block.Type)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("parse public key: %w", err)
+	}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, "", fmt.Errorf("RSA key of %d bits: use at least 2048", k.N.BitLen())
+		}
+		alg, err := pick(pinned, "RS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+		return k, alg, err
+	case *ecdsa.PublicKey:
+		var alg string
+		switch k.Curve {
+		case elliptic.P256():
+			alg = "ES256"
+		case elliptic.P384():
+			alg = "ES384"
+		case elliptic.P521():
+			alg = "ES512"
+		default:
+			return nil, "", errors.New("ECDSA key on an unsupported curve: use P-256, P-384 or P-521")
+		}
+		alg, err := pick(pinned, alg, alg)
+		return k, alg, err
+	case ed25519.PublicKey:
+		alg, err := pick(pinned, "EdDSA", "EdDSA")
+		return k, alg, err
+	default:
+		return nil, "", fmt.Errorf("public key of type %T is not supported: use RSA, ECDSA or Ed25519", pub)
+	}
+}
+
+// pick returns pinned when it is one of allowed, def when pinned is empty.
+func pick(pinned, def string, allowed ...string) (string, error) {
+	if pinned == "" {
+		return def, nil
+	}
+	if !slices.Contains(allowed, pinned) {
+		return "", fmt.Errorf("--jwt-alg %s does not fit this key: use one of %s", pinned, strings.Join(allowed, ", "))
+	}
+	return pinned, nil
+}
+
+// Errors of token extraction and verification. Their text goes into 401
+// bodies, so it says what to do and never contains the token.
+var (
+	errNoToken       = errors.New("no token: log in, then send it as the cookie, or as Authorization: Bearer")
+	errTwoTokens     = errors.New("more than one Authorization header: send one Authorization: Bearer header")
+	errNotBearer     = errors.New("the Authorization header is not \"Bearer TOKEN\"")
+	errTokenQuery    = errors.New("more than one access_token parameter: send one")
+	errTokenExpired  = errors.New("token expired or not valid yet: get a new token and reconnect")
+	errTokenInvalid  = errors.New("token invalid: get a new token and reconnect")
+	errTokenNoGrants = errors.New("token invalid: its grants claim is malformed; get a new token")
+)
+
+// extractToken finds the request's token: Authorization: Bearer first, then
+// ?access_token= (only when allowed), then the cookie. The first present
+// wins; found is false when there is none. query is the request's query as
+// parsed before access_token was stripped from the URL.
+func (a *authenticator) extractToken(r *http.Request, query url.Values) (token string, found bool, err error) {
+	if hs := r.Header.Values("Authorization"); len(hs) > 0 {
+		if len(hs) > 1 {
+			return "", true, errTwoTokens
+		}
+		scheme, tok, ok := strings.Cut(strings.TrimSpace(hs[0]), " ")
+		tok = strings.TrimSpace(tok)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+			return "", true, errNotBearer
+		}
+		return tok, true, nil
+	}
+	if a.queryToken {
+		if vs, ok := query["access_token"]; ok {
+			if len(vs) > 1 {
+				return "", true, errTokenQuery
+			}
+			return vs[0], true, nil
+		}
+	}
+	if c, err := r.Cookie(a.cookie); err == nil {
+		return c.Value, true, nil
+	}
+	return "", false, nil
+}
+
+// principal is what a verified token says.
+type principal struct {
+	subscribe grantSet
+	expires   time.Time
+}
+
+// verify checks token (signature, algorithm, exp, nbf, iss, aud) and reads
+// its grants. The error is one of the errToken* values.
+func (a *authenticator) verify(token string) (principal, error) {
+	claims := jwt.MapClaims{}
+	_, err := a.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):
+		return principal{}, errTokenExpired
+	case err != nil:
+		return principal{}, errTokenInvalid
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return principal{}, errTokenInvalid
+	}
+	p := principal{expires: exp.Time}
+	if raw, ok := claims[a.claim]; ok {
+		b, err := json.Marshal(raw)
+		if err != nil {
+			return principal{}, errTokenNoGrants
+		}
+		var g struct {
+			Subscribe []string `json:"subscribe"`
+		}
+		if err := json.Unmarshal(b, &g); err != nil {
+			return principal{}, errTokenNoGrants
+		}
+		p.subscribe = g.Subscribe
+	}
+	return p, nil
+}
+
+// refused returns the streams that neither the public patterns nor the
+// token's grants cover, in request order.
+func (a *authenticator) refused(streams []string, p principal) []string {
+	var out []string
+	for _, s := range streams {
+		if !a.public.allows(s) && !p.subscribe.allows(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// closeDelay is when a live stream of a token expiring at exp closes: at a
+// random point between 80 % and 100 % of its remaining life, so a page's
+// connections do not all reconnect at once, and each reconnect carries the
+// refreshed token. Zero when the token is already past exp (within leeway).
+func closeDelay(now, exp time.Time) time.Duration {
+	left := exp.Sub(now)
+	if left <= 0 {
+		return 0
+	}
+	return left*4/5 + rand.N(left/5+1) //nolint:gosec // jitter, not a secret
+}
