@@ -36,6 +36,12 @@ type metrics struct {
 	publishSeconds prometheus.Histogram
 	grpcHandled    *prometheus.CounterVec
 	grpcSeconds    *prometheus.HistogramVec
+	// authFailures counts refused credentials by side (subscriber,
+	// publisher) and reason (a fixed set per side: see authFailed).
+	authFailures *prometheus.CounterVec
+	// rejections counts requests refused or shed before they were served,
+	// by reason (a fixed set: see rejected).
+	rejections *prometheus.CounterVec
 }
 
 func newMetrics(h *hub, engine Engine) *metrics {
@@ -59,17 +65,48 @@ func newMetrics(h *hub, engine Engine) *metrics {
 			Help:    "Time to handle unary gRPC calls, by method.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 		}, []string{"grpc_method"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_auth_failures_total",
+			Help: "Refused credentials, by side (subscriber, publisher) and reason.",
+		}, []string{"side", "reason"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_rejections_total",
+			Help: "Requests refused or shed before being served, by reason.",
+		}, []string{"reason"}),
 	}
 	for _, r := range []string{publishOK, publishInvalid, publishUnavailable, publishError} {
 		m.published.WithLabelValues(r) // export every result from the start
 	}
 	m.reg.MustRegister(
-		m.published, m.publishSeconds, m.grpcHandled, m.grpcSeconds,
+		m.published, m.publishSeconds, m.grpcHandled, m.grpcSeconds, m.authFailures, m.rejections,
 		&hubCollector{hub: h, engine: engine},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// Sides of bridge_auth_failures_total.
+const (
+	sideSubscriber = "subscriber"
+	sidePublisher  = "publisher"
+)
+
+// authFailed counts one refused credential. reason must come from a fixed
+// set (a constant), never from client input: labels must stay bounded. Safe
+// on a nil *metrics (tests that build handlers without a Server).
+func (m *metrics) authFailed(side, reason string) {
+	if m != nil {
+		m.authFailures.WithLabelValues(side, reason).Inc()
+	}
+}
+
+// rejected counts one request refused or shed before it was served. reason
+// must be a constant, as for authFailed. Safe on a nil *metrics.
+func (m *metrics) rejected(reason string) {
+	if m != nil {
+		m.rejections.WithLabelValues(reason).Inc()
+	}
 }
 
 func (m *metrics) handler() http.Handler {

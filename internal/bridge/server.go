@@ -160,6 +160,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		auth:         s.auth,
 		maxStreams:   cfg.MaxStreamsPerConn,
 		writeTimeout: cfg.WriteTimeout,
+		metrics:      m,
 		log:          log,
 	})
 	registerPage(mux)

@@ -28,6 +28,7 @@ type sseHandler struct {
 	auth         *authenticator // nil: subscriber auth off
 	maxStreams   int
 	writeTimeout time.Duration
+	metrics      *metrics // nil in tests that need none
 	log          *slog.Logger
 }
 
