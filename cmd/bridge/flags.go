@@ -36,6 +36,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams", 64, "`streams` one SSE connection may subscribe to")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated `origins` allowed to subscribe from other sites, or * for any; none means same origin only")
 	fs.StringVar(&cfg.JWTKey, "jwt-key", "", "`file` of the key that verifies subscriber tokens: an HMAC secret of at least 32 bytes, or a PEM public key (RSA, ECDSA, Ed25519); none means auth off, any client reads any stream")
+	fs.StringVar(&cfg.JWKS, "jwks", "", "JSON Web Key Set verifying subscriber tokens, instead of --jwt-key: a `file` (SIGHUP reloads it) or an https URL (fetched every 15m and on an unknown kid); needs --jwt-audience; RSA, ECDSA and Ed25519 keys only")
+	fs.StringVar(&cfg.JWKSCA, "jwks-ca", "", "PEM `file` of the CAs of the --jwks URL's certificate; none means the system's roots")
 	fs.StringVar(&cfg.JWTAlg, "jwt-alg", "", "the one accepted JWT `algorithm` (HS256, RS256, ES256, EdDSA, ...); none means inferred from --jwt-key")
 	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "`iss` every subscriber token must carry")
 	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "`aud` every subscriber token must include")

@@ -60,6 +60,7 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// gives up for good on any non-200, so 400 is only for a request that can
 	// never succeed.
 	if s.auth != nil && !s.cors.allowed(origin, r.Host) {
+		s.metrics.authFailed(sideSubscriber, authReasonOrigin)
 		http.Error(w, fmt.Sprintf("origin %q may not subscribe: add it to --cors-origins", origin), http.StatusForbidden)
 		return
 	}
@@ -144,25 +145,35 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorize checks the request's token and grants, and answers 401 or 403
-// when they do not let it read every one of streams. It returns the token's
-// expiry (zero without a token) and whether the request may go on.
+// when they do not let it read every one of streams, or sheds the request
+// when the key set cannot be fetched (a retry fixes that). Each refusal is
+// counted by reason. It returns the token's expiry (zero without a token)
+// and whether the request may go on.
 func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url.Values, streams []string) (expires time.Time, ok bool) {
 	token, found, err := s.auth.extractToken(r, query)
 	var p principal
 	switch {
 	case err != nil:
 	case found:
-		p, err = s.auth.verify(token)
+		p, err = s.auth.verify(r.Context(), token)
 	case len(s.auth.refused(streams, p)) > 0:
 		err = errNoToken
 	}
+	if errors.Is(err, errJWKSUnavailable) {
+		s.metrics.authFailed(sideSubscriber, authReasonJWKSUnavailable)
+		s.log.Debug("subscriber shed: JWKS unavailable", "streams", streams)
+		shed(w, jitter(shedRetryMin, shedRetryMax), "token signing keys unavailable, retry")
+		return time.Time{}, false
+	}
 	if err != nil {
+		s.metrics.authFailed(sideSubscriber, authFailureReason(err))
 		s.log.Debug("subscriber refused: 401", "reason", err.Error(), "streams", streams)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bridge"`)
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return time.Time{}, false
 	}
 	if refused := s.auth.refused(streams, p); len(refused) > 0 {
+		s.metrics.authFailed(sideSubscriber, authReasonNotGranted)
 		s.log.Debug("subscriber refused: 403", "refused", refused)
 		http.Error(w, fmt.Sprintf("your token does not grant the streams %s: subscribe to granted streams only, or get a token that grants these", strings.Join(refused, ", ")), http.StatusForbidden)
 		return time.Time{}, false
