@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 			select {
 			case <-hup:
 				_ = srv.ReloadTypes() // these log the outcome
-				_ = srv.ReloadJWKS()
+				_ = srv.ReloadJWKS(ctx)
 			case <-ctx.Done():
 				return
 			}

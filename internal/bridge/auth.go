@@ -49,7 +49,7 @@ type authenticator struct {
 // set URL is fetched later, by jwksKeys.start.
 func newAuthenticator(cfg *Config) (*authenticator, error) {
 	if cfg.JWKS != "" {
-		keys, err := newJWKSKeys(cfg.JWKS, cfg.JWKSCA, cfg.Logger)
+		keys, err := newJWKSKeys(cfg.JWKS, cfg.JWKSCA, cfg.jwksUnknownKIDEvery, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}

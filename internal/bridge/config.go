@@ -125,6 +125,11 @@ type Config struct {
 
 	// Logger receives the bridge's logs. Nil means discard.
 	Logger *slog.Logger
+
+	// jwksUnknownKIDEvery is the least time between two key set fetches
+	// caused by unknown key ids. Zero means jwksUnknownKIDEvery; tests
+	// shorten it (export_test.go) to see a recovery without waiting.
+	jwksUnknownKIDEvery time.Duration
 }
 
 // Validate applies defaults to zero fields and reports the first invalid one.
@@ -144,6 +149,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.JWTLeeway, 10*time.Second)
 	setDefault(&c.JWTClaim, "bridge")
 	setDefault(&c.AuthCookie, "__Secure-bridge_token")
+	setDefault(&c.jwksUnknownKIDEvery, jwksUnknownKIDEvery)
 	c.NATS.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

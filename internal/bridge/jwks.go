@@ -83,31 +83,41 @@ type jwksKeys struct {
 	kf keyfunc.Keyfunc
 
 	// URL only.
-	transport *http.Transport
-	client    jwkset.Storage // fetches the set, rate-limited, for an unknown kid; set by start
-	refreshMu sync.Mutex     // one unknown-kid fetch at a time
-	loaded    atomic.Bool    // a fetch succeeded
-	failing   atomic.Bool    // the last fetch failed
+	unknownKIDEvery time.Duration
+	transport       *http.Transport
+	client          jwkset.Storage // fetches the set, rate-limited, for an unknown kid; set by start
+	refreshMu       sync.Mutex     // one unknown-kid fetch at a time
+	loaded          atomic.Bool    // a fetch succeeded
+	failing         atomic.Bool    // the last fetch failed
 }
 
 // newJWKSKeys reads a key set file, or prepares a URL's fetches (start
 // fetches). caFile, when set, holds the PEM CAs that sign the URL's
-// certificate.
-func newJWKSKeys(source, caFile string, log *slog.Logger) (*jwksKeys, error) {
-	k := &jwksKeys{source: source, remote: isJWKSURL(source), log: log, keys: jwkset.NewMemoryStorage()}
+// certificate; unknownKIDEvery is the least time between two fetches
+// caused by unknown key ids.
+func newJWKSKeys(source, caFile string, unknownKIDEvery time.Duration, log *slog.Logger) (*jwksKeys, error) {
+	k := &jwksKeys{source: source, remote: isJWKSURL(source), log: log, keys: jwkset.NewMemoryStorage(), unknownKIDEvery: unknownKIDEvery}
+	if !k.remote {
+		set, err := readJWKSFile(source)
+		if err != nil {
+			return nil, err
+		}
+		store, err := set.ToStorage()
+		if err != nil {
+			return nil, fmt.Errorf("JWKS file %s: %w", source, err)
+		}
+		k.keys = store.(*jwkset.MemoryJWKSet) //nolint:forcetypeassert // documented to be a memory storage
+	}
 	var err error
 	if k.kf, err = keyfunc.New(keyfunc.Options{Storage: lookupKeys{k.keys, k}}); err != nil {
 		return nil, fmt.Errorf("JWKS %s: %w", source, err)
 	}
 	if !k.remote {
-		if err := k.reload(); err != nil {
-			return nil, err
-		}
 		return k, nil
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // documented to be an *http.Transport
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err := os.ReadFile(caFile) //nolint:gosec // G304: the operator names the file
 		if err != nil {
 			return nil, fmt.Errorf("read JWKS CA file: %w", err)
 		}
@@ -167,13 +177,13 @@ func (k *jwksKeys) start(ctx context.Context) error {
 	k.client, err = jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs:          map[string]jwkset.Storage{k.source: store},
 		RateLimitWaitMax:  jwksFetchTimeout,
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(jwksUnknownKIDEvery), 1),
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(k.unknownKIDEvery), 1),
 	})
 	if err != nil {
 		return fmt.Errorf("JWKS %s: %w", k.source, err)
 	}
 	if k.loaded.Load() {
-		k.log.Info("fetched JWKS", "url", k.source, "keys", k.count())
+		k.log.Info("fetched JWKS", "url", k.source, "keys", k.count(ctx))
 	} else {
 		k.log.Warn("JWKS unreachable: subscribers with tokens are asked to retry until a fetch succeeds", "url", k.source)
 	}
@@ -190,44 +200,55 @@ func (k *jwksKeys) stop() {
 
 // reload reads a key set file again; on error the keys in force stay. A
 // URL is fetched in the background instead: nothing to do.
-func (k *jwksKeys) reload() error {
+func (k *jwksKeys) reload(ctx context.Context) error {
 	if k.remote {
 		return nil
 	}
-	raw, err := os.ReadFile(k.source)
+	set, err := readJWKSFile(k.source)
 	if err != nil {
-		return fmt.Errorf("read JWKS file: %w", err)
+		return err
 	}
-	keys, err := parseJWKSFile(raw)
+	keys, err := set.JWKSlice()
 	if err != nil {
 		return fmt.Errorf("JWKS file %s: %w", k.source, err)
 	}
-	return k.keys.KeyReplaceAll(context.Background(), keys)
+	return k.keys.KeyReplaceAll(ctx, keys)
+}
+
+// readJWKSFile reads and checks a key set file.
+func readJWKSFile(path string) (jwkset.JWKSMarshal, error) {
+	raw, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file
+	if err != nil {
+		return jwkset.JWKSMarshal{}, fmt.Errorf("read JWKS file: %w", err)
+	}
+	set, err := parseJWKSFile(raw)
+	if err != nil {
+		return jwkset.JWKSMarshal{}, fmt.Errorf("JWKS file %s: %w", path, err)
+	}
+	return set, nil
 }
 
 // parseJWKSFile parses a key set and refuses it whole when any key is not
 // usable: a file is under the operator's control, so a key that would be
 // silently ignored is a mistake to report.
-func parseJWKSFile(raw []byte) ([]jwkset.JWK, error) {
+func parseJWKSFile(raw []byte) (jwkset.JWKSMarshal, error) {
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, fmt.Errorf("not a JWK Set (RFC 7517 §5, {\"keys\": [...]}): %w", err)
+		return set, fmt.Errorf("not a JWK Set (RFC 7517 §5, {\"keys\": [...]}): %w", err)
 	}
 	if len(set.Keys) == 0 {
-		return nil, errors.New(`no keys: a JWK Set has {"keys": [...]}`)
+		return set, errors.New(`no keys: a JWK Set has {"keys": [...]}`)
 	}
-	keys := make([]jwkset.JWK, 0, len(set.Keys))
 	for i, m := range set.Keys {
 		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
 		if err == nil {
 			err = checkJWK(j)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("key %d (kid %q): %w", i, m.KID, err)
+			return set, fmt.Errorf("key %d (kid %q): %w", i, m.KID, err)
 		}
-		keys = append(keys, j)
 	}
-	return keys, nil
+	return set, nil
 }
 
 // checkJWK says why a key cannot verify subscriber tokens, if it cannot.
@@ -379,8 +400,9 @@ func (k *jwksKeys) unavailable() bool {
 	return k.remote && (!k.loaded.Load() || k.failing.Load())
 }
 
-func (k *jwksKeys) count() int {
-	all, _ := k.keys.KeyReadAll(context.Background()) // a memory storage never fails
+// count returns how many usable keys are loaded.
+func (k *jwksKeys) count(ctx context.Context) int {
+	all, _ := k.keys.KeyReadAll(ctx) // a memory storage never fails
 	return len(all)
 }
 
@@ -459,16 +481,16 @@ func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
 // verified with its keys only. On error the keys loaded before stay in
 // force. With a key set URL (fetched in the background) or no key set it
 // does nothing. Safe to call at any time, from any goroutine.
-func (s *Server) ReloadJWKS() error {
+func (s *Server) ReloadJWKS(ctx context.Context) error {
 	if s.auth == nil || s.auth.keys == nil || s.auth.keys.remote {
 		return nil
 	}
 	k := s.auth.keys
-	if err := k.reload(); err != nil {
+	if err := k.reload(ctx); err != nil {
 		s.cfg.Logger.Error("reload JWKS: keeping the keys loaded before", "err", err)
 		return err
 	}
-	s.cfg.Logger.Info("reloaded JWKS", "file", k.source, "keys", k.count())
+	s.cfg.Logger.Info("reloaded JWKS", "file", k.source, "keys", k.count(ctx))
 	return nil
 }
 

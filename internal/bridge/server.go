@@ -207,7 +207,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	if s.auth == nil {
 		log.Warn("subscriber auth is off: any client can read any stream; set --jwt-key or --jwks to require tokens")
 	} else if s.auth.keys != nil {
-		log.Info("subscriber auth on", "jwks", s.auth.keys.source, "keys", s.auth.keys.count(), "public_streams", cfg.PublicStreams)
+		log.Info("subscriber auth on", "jwks", s.auth.keys.source, "keys", s.auth.keys.count(ctx), "public_streams", cfg.PublicStreams)
 	} else {
 		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
 	}
