@@ -275,6 +275,9 @@ type principal struct {
 // errJWKSUnavailable when the key set could not be fetched (a retry may
 // succeed). ctx bounds a key set fetch the token causes.
 func (a *authenticator) verify(ctx context.Context, token string) (principal, error) {
+	if !compactJWS(token) {
+		return principal{}, errTokenInvalid
+	}
 	claims := jwt.MapClaims{}
 	keyfunc := func(*jwt.Token) (any, error) { return a.key, nil }
 	if a.keys != nil {
@@ -310,6 +313,21 @@ func (a *authenticator) verify(ctx context.Context, token string) (principal, er
 		p.subscribe = g.Subscribe
 	}
 	return p, nil
+}
+
+// compactJWS reports whether token uses only the characters of a JWS in
+// compact serialization (RFC 7515 §7.1: base64url parts joined by dots).
+// The base64 decoder skips CR and LF, so without this a signed token with
+// line breaks added would still verify.
+func compactJWS(token string) bool {
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return token != ""
 }
 
 // refused returns the streams that neither the public patterns nor the

@@ -14,3 +14,10 @@ func WithJWKSUnknownKIDEvery(cfg Config, d time.Duration) Config {
 	cfg.jwksUnknownKIDEvery = d
 	return cfg
 }
+
+// SSEEvent is an event as the test event-stream parser (sseparse_test.go)
+// dispatches it.
+type SSEEvent = sseEvent
+
+// ParseSSE parses a response body as a browser does and returns its events.
+func ParseSSE(b []byte) []SSEEvent { return parseSSE(b).Events }
