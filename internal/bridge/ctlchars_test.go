@@ -148,7 +148,7 @@ func openRawStream(t *testing.T, baseURL, query string, h http.Header) *rawStrea
 		t.Fatal(err)
 	}
 	req.Header = h
-	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed at cleanup
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
