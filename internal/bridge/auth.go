@@ -210,6 +210,7 @@ func (a *authenticator) extractToken(r *http.Request, query url.Values) (token s
 type principal struct {
 	subscribe grantSet
 	expires   time.Time
+	subject   string // the token's sub; empty when it has none
 }
 
 // verify checks token (signature, algorithm, exp, nbf, iss, aud) and reads
@@ -228,6 +229,7 @@ func (a *authenticator) verify(token string) (principal, error) {
 		return principal{}, errTokenInvalid
 	}
 	p := principal{expires: exp.Time}
+	p.subject, _ = claims.GetSubject() // a sub that is not a string counts as none
 	if raw, ok := claims[a.claim]; ok {
 		b, err := json.Marshal(raw)
 		if err != nil {

@@ -122,7 +122,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		_ = httpLis.Close()
 		return err
 	}
-	h := newHub(engine, cfg.QueueSize, cfg.ReplayLimit, log)
+	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
+	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
 	if n, ok := engine.(*NATSEngine); ok {
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
@@ -130,16 +131,17 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	m := newMetrics(h, engine)
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
-		// Larger than MaxPayload, so an oversized event gets Publish's own
-		// InvalidArgument (which says what to do) instead of a bare
-		// ResourceExhausted from the transport.
-		grpc.MaxRecvMsgSize(max(4<<20, 2*cfg.MaxPayload+64<<10)),
+		// MaxPayload and room for the rest of the request: an event a little
+		// over MaxPayload gets Publish's InvalidArgument, which says what to
+		// do; one far over it is refused unread (ResourceExhausted).
+		grpc.MaxRecvMsgSize(maxGRPCMessage(cfg.MaxPayload)),
 		grpc.ChainUnaryInterceptor(m.unaryInterceptor),
 	)
 	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
 		engine:     engine,
 		enc:        newEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
+		maxName:    cfg.MaxStreamName,
 		log:        log,
 		closing:    &closing,
 		metrics:    m,
@@ -153,15 +155,20 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(reflectOpts))
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
 
+	proxies, _ := parseTrustedProxies(cfg.TrustedProxies) // Validate checked them
 	mux := http.NewServeMux()
 	mux.Handle("/events", &sseHandler{
-		hub:          h,
-		cors:         corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil},
-		auth:         s.auth,
-		maxStreams:   cfg.MaxStreamsPerConn,
-		writeTimeout: cfg.WriteTimeout,
-		metrics:      m,
-		log:          log,
+		hub:           h,
+		cors:          corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil},
+		auth:          s.auth,
+		maxStreams:    cfg.MaxStreamsPerConnection,
+		maxStreamName: cfg.MaxStreamName,
+		limits:        newAdmission(&cfg),
+		proxies:       proxies,
+		retry:         cfg.Retry,
+		writeTimeout:  cfg.WriteTimeout,
+		metrics:       m,
+		log:           log,
 	})
 	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
@@ -171,7 +178,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	defer cancelBase()
 	httpSrv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		// No WriteTimeout: it would cut every stream at that age. Each write
 		// has its own deadline instead (deadlineWriter).
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
