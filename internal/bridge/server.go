@@ -155,21 +155,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(reflectOpts))
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
 
-	proxies, _ := parseTrustedProxies(cfg.TrustedProxies) // Validate checked them
 	mux := http.NewServeMux()
-	mux.Handle("/events", &sseHandler{
-		hub:           h,
-		cors:          corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil},
-		auth:          s.auth,
-		maxStreams:    cfg.MaxStreamsPerConnection,
-		maxStreamName: cfg.MaxStreamName,
-		limits:        newAdmission(&cfg),
-		proxies:       proxies,
-		retry:         cfg.Retry,
-		writeTimeout:  cfg.WriteTimeout,
-		metrics:       m,
-		log:           log,
-	})
+	mux.Handle("/events", newSSEHandler(&cfg, h, s.auth, m))
 	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("GET /healthz", healthzHandler())

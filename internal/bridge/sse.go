@@ -42,6 +42,25 @@ type sseHandler struct {
 	log           *slog.Logger
 }
 
+// newSSEHandler builds the handler of cfg (validated) for hub h; auth is
+// nil when subscriber auth is off.
+func newSSEHandler(cfg *Config, h *hub, auth *authenticator, m *metrics) *sseHandler {
+	proxies, _ := parseTrustedProxies(cfg.TrustedProxies) // Validate checked them
+	return &sseHandler{
+		hub:           h,
+		cors:          corsPolicy{origins: cfg.CORSOrigins, credentials: auth != nil},
+		auth:          auth,
+		maxStreams:    cfg.MaxStreamsPerConnection,
+		maxStreamName: cfg.MaxStreamName,
+		limits:        newAdmission(cfg),
+		proxies:       proxies,
+		retry:         cfg.Retry,
+		writeTimeout:  cfg.WriteTimeout,
+		metrics:       m,
+		log:           cfg.Logger,
+	}
+}
+
 func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The token parameter leaves the URL before anything else can see (or
 	// log) it; the handler's own copy of the query keeps it.
@@ -165,6 +184,10 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if dw.replayDone != nil {
 		<-dw.replayDone
 	}
+	// The places go back before the connection leaves the hub's count, so
+	// whoever sees the count drop can connect again.
+	releaseSubject()
+	release()
 	s.hub.unregister(c)
 }
 
