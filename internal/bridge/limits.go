@@ -200,13 +200,6 @@ func (c *connCounter[K]) release(key K) {
 	c.n[key]--
 }
 
-// count returns the places key holds.
-func (c *connCounter[K]) count(key K) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[key]
-}
-
 // size returns the number of keys held.
 func (c *connCounter[K]) size() int {
 	c.mu.Lock()

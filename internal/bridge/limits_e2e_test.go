@@ -42,7 +42,7 @@ func openRaw(t *testing.T, baseURL, query string, h http.Header) *rawStream {
 	for k, vs := range h {
 		req.Header[k] = vs
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed at cleanup
 	if err != nil {
 		cancel()
 		t.Fatalf("GET /events?%s: %v", query, err)
@@ -147,7 +147,8 @@ func TestRetryBeforeShutdownEndsStreams(t *testing.T) {
 	if line, _ := s.next(t); line != "id: "+id(n) {
 		t.Fatalf("line %q, want the frame of %d", line, n)
 	}
-	for line, _ := s.next(t); line != ""; line, _ = s.next(t) {
+	for line := "-"; line != ""; { // the rest of the frame
+		line, _ = s.next(t)
 	}
 	if err := b.stop(); err != nil {
 		t.Fatalf("Serve() = %v", err)

@@ -146,7 +146,7 @@ func openWith(t *testing.T, client *http.Client, baseURL, query string, h http.H
 	for k, vs := range h {
 		req.Header[k] = vs
 	}
-	resp, err := client.Do(req)
+	resp, err := client.Do(req) //nolint:bodyclose // closed at cleanup
 	if err != nil {
 		cancel()
 		t.Fatalf("GET /events?%s: %v", query, err)
@@ -625,10 +625,10 @@ func TestRetryBeforeTokenExpiryClose(t *testing.T) {
 		c = x
 	}
 	f.hub.mu.RUnlock()
-	f.hub.closeWithRetry(c, evictTokenExpiry, jitter(tokenRetryMin, tokenRetryMax))
+	f.hub.closeWithRetry(c, evictTokenExpiry, jitter(tokenRetryFrom, tokenRetryTo))
 	got := s.rest(t)
-	if len(got) != 1 || got[0].retry < tokenRetryMin.Milliseconds() || got[0].retry > tokenRetryMax.Milliseconds() {
-		t.Fatalf("after the token-expiry close: %+v, want one retry: from %v to %v, then the end", got, tokenRetryMin, tokenRetryMax)
+	if len(got) != 1 || got[0].retry < tokenRetryFrom.Milliseconds() || got[0].retry > tokenRetryTo.Milliseconds() {
+		t.Fatalf("after the token-expiry close: %+v, want one retry: from %v to %v, then the end", got, tokenRetryFrom, tokenRetryTo)
 	}
 	if n := f.hub.evictionCount(evictTokenExpiry); n != 1 {
 		t.Errorf("token_expiry closes = %d, want 1", n)
@@ -700,8 +700,10 @@ func TestRateTableExpiresAndCaps(t *testing.T) {
 func TestConnCounter(t *testing.T) {
 	t.Parallel()
 	c := newConnCounter[string](2)
-	if !c.acquire("x") || !c.acquire("x") || c.acquire("x") {
-		t.Fatalf("acquire x three times: want two places")
+	for i, want := range []bool{true, true, false} {
+		if got := c.acquire("x"); got != want {
+			t.Fatalf("acquire %d of x = %v, want %v: two places", i, got, want)
+		}
 	}
 	c.release("x")
 	if !c.acquire("x") {

@@ -14,8 +14,8 @@ import "time"
 // closes themselves are already spread over the last fifth of the token's
 // life (closeDelay).
 const (
-	tokenRetryMin = 250 * time.Millisecond
-	tokenRetryMax = time.Second
+	tokenRetryFrom = 250 * time.Millisecond
+	tokenRetryTo   = time.Second
 )
 
 // connectRetry is the retry: sent first on every accepted stream: a random

@@ -159,7 +159,7 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Close before the token expires, with a short retry:, so the
 		// browser reconnects soon with the refreshed token (its cookie).
 		t := time.AfterFunc(closeDelay(time.Now(), p.expires), func() {
-			s.hub.closeWithRetry(c, evictTokenExpiry, jitter(tokenRetryMin, tokenRetryMax))
+			s.hub.closeWithRetry(c, evictTokenExpiry, jitter(tokenRetryFrom, tokenRetryTo))
 		})
 		defer t.Stop()
 	}
@@ -407,7 +407,7 @@ func lastWords(w *deadlineWriter, c *conn) {
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return
 	}
-	if _, err := w.ResponseWriter.Write([]byte(retryField(d) + "\n")); err == nil {
+	if _, err := w.ResponseWriter.Write([]byte(retryField(d) + "\n")); err == nil { //nolint:gosec // G705: a number the bridge formats, no client input
 		_ = c.rc.Flush()
 	}
 }
