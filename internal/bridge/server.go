@@ -104,10 +104,11 @@ func (s *Server) Run(ctx context.Context) error {
 //
 // Shutdown order: health NOT_SERVING and Publish answers Unavailable; gRPC
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
-// cancelled (browsers reconnect); the HTTP server shuts down; the dispatcher
-// and heartbeat stop; the r3labs server closes when it has no subscriber
-// left (closing it earlier leaks a goroutine per client); the engine is
-// released last (the nats engine drains its NATS connection).
+// sent a spread retry: and cancelled (browsers reconnect, not all at once);
+// the HTTP server shuts down; the dispatcher and heartbeat stop; the r3labs
+// server closes when it has no subscriber left (closing it earlier leaks a
+// goroutine per client); the engine is released last (the nats engine
+// drains its NATS connection).
 //
 // With cfg.Engine "nats", Serve first connects to NATS and creates or
 // updates the JetStream stream, and returns an error (closing the
