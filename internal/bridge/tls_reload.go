@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,22 +135,29 @@ type tlsSource interface {
 // attempt: polling compares contents, not modification times (which a
 // rewrite within the same second, or a restored backup, leaves unchanged),
 // and a broken file is reported once per change, not at every poll.
+//
+// A poll loads a change only once it has settled — the same digest at two
+// polls in a row — so a certificate and key rewritten one after the other
+// are not caught half-way and reported as a mismatch.
 type watchedFiles[T any] struct {
 	what     string // names the input in logs and errors
 	files    []string
 	parse    func(contents [][]byte) (*T, error)
 	describe func(*T) []any // log attributes of a value; never key material
 
-	value  atomic.Pointer[T]
-	digest [sha256.Size]byte // of the last attempt; guarded by tlsReloader.mu
+	value atomic.Pointer[T]
+	// Guarded by tlsReloader.mu.
+	digest  [sha256.Size]byte // of the last attempt
+	pending [sha256.Size]byte // of a change seen by the last poll, not loaded yet
 }
 
 // current returns the value in force. Safe for concurrent use.
 func (w *watchedFiles[T]) current() *T { return w.value.Load() }
 
 // load reads the files and, when force is set or they changed since the last
-// attempt, parses them and puts the result in force. loaded reports a value
-// put in force; on error the value before stays.
+// attempt (and the change settled), parses them and puts the result in
+// force. loaded reports a value put in force; on error the value before
+// stays.
 func (w *watchedFiles[T]) load(force bool) (loaded bool, err error) {
 	contents := make([][]byte, len(w.files))
 	h := sha256.New()
@@ -170,8 +178,12 @@ func (w *watchedFiles[T]) load(force bool) (loaded bool, err error) {
 	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	if !force && sum == w.digest {
-		return false, nil
+	if !force {
+		settled := sum == w.pending
+		w.pending = sum
+		if sum == w.digest || !settled {
+			return false, nil
+		}
 	}
 	w.digest = sum
 	if readErr != nil {
@@ -179,7 +191,7 @@ func (w *watchedFiles[T]) load(force bool) (loaded bool, err error) {
 	}
 	v, err := w.parse(contents)
 	if err != nil {
-		return false, fmt.Errorf("%s %s: %w", w.what, joinFiles(w.files), err)
+		return false, fmt.Errorf("%s %s: %w", w.what, strings.Join(w.files, " and "), err)
 	}
 	w.value.Store(v)
 	return true, nil
@@ -187,13 +199,6 @@ func (w *watchedFiles[T]) load(force bool) (loaded bool, err error) {
 
 func (w *watchedFiles[T]) logAttrs() []any {
 	return append([]any{"what", w.what, "files", w.files}, w.describe(w.current())...)
-}
-
-func joinFiles(files []string) string {
-	if len(files) == 2 {
-		return files[0] + " and " + files[1]
-	}
-	return fmt.Sprint(files)
 }
 
 // newKeyPairFiles watches a PEM certificate (chain) file and its key file.
