@@ -46,7 +46,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads the descriptor sets; a bad set keeps the old types.
+	// SIGHUP reloads the descriptor sets and the TLS files; whatever fails to
+	// load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -54,7 +55,7 @@ func run(ctx context.Context, args []string) error {
 		for {
 			select {
 			case <-hup:
-				_ = srv.ReloadTypes() // it logs the outcome
+				_ = srv.Reload() // it logs the outcome
 			case <-ctx.Done():
 				return
 			}

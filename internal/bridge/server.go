@@ -27,6 +27,7 @@ type Server struct {
 	cfg   Config
 	types *TypeRegistry
 	auth  *authenticator // nil: subscriber auth off
+	tls   *tlsReloader   // nil: TLS off on both listeners
 }
 
 // New validates cfg (applying defaults) and loads its descriptor sets.
@@ -42,10 +43,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsr, err := newTLSReloader(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	if n := types.Count(); n > 0 {
 		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
 	}
-	return &Server{cfg: cfg, types: types, auth: auth}, nil
+	return &Server{cfg: cfg, types: types, auth: auth, tls: tlsr}, nil
 }
 
 // ReloadTypes reads the descriptor sets again. On error the types loaded
@@ -114,6 +119,11 @@ func (s *Server) Run(ctx context.Context) error {
 // updates the JetStream stream, and returns an error (closing the
 // listeners) when it cannot. While it serves, the health status of
 // bridge.v1.BridgeService follows the engine's readiness.
+//
+// With TLS configured, the HTTP listener serves HTTPS (HTTP/2 and HTTP/1.1)
+// and the gRPC listener gRPC over TLS; while it serves, Serve checks the TLS
+// files every cfg.TLSReloadInterval and loads those that changed (see
+// [Server.ReloadTLS]).
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	cfg := s.cfg
 	log := cfg.Logger
@@ -132,6 +142,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	m := newMetrics(h, engine)
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
+		s.tls.grpcServerOption(), // TLS when configured, else plaintext
 		// MaxPayload and room for the rest of the request: an event a little
 		// over MaxPayload gets Publish's InvalidArgument, which says what to
 		// do; one far over it is refused unread (ResourceExhausted).
@@ -173,6 +184,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.tls.configureHTTP(httpSrv, cfg.WriteTimeout)
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -180,6 +192,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	errc := make(chan error, 2) // one per listener, so no sender ever blocks
 	wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
+	wg.Go(func() { s.tls.watch(runCtx, cfg.TLSReloadInterval) })
 	if r, ok := engine.(readiness); ok {
 		wg.Go(func() { reportReadiness(runCtx, r, healthSrv, log) })
 	}
@@ -189,7 +202,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	wg.Go(func() {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := serveHTTP(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})
