@@ -36,6 +36,8 @@ func run(ctx context.Context, args []string) error {
 			return runPublish(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "tail":
 			return runTail(ctx, args[1:], os.Stdout, os.Stderr)
+		case "hash-token":
+			return runHashToken(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		}
 	}
 	cfg, err := parseFlags(args, os.LookupEnv, os.Stderr)
@@ -46,7 +48,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads the descriptor sets; a bad set keeps the old types.
+	// SIGHUP reloads the descriptor sets and the publishers file; a bad
+	// file keeps what was loaded before.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -54,7 +57,8 @@ func run(ctx context.Context, args []string) error {
 		for {
 			select {
 			case <-hup:
-				_ = srv.ReloadTypes() // it logs the outcome
+				_ = srv.ReloadTypes()      // it logs the outcome
+				_ = srv.ReloadPublishers() // so does this
 			case <-ctx.Done():
 				return
 			}

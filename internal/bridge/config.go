@@ -84,6 +84,21 @@ type Config struct {
 	// token when auth is on. None by default.
 	PublicStreams []string
 
+	// Publishers is a JSON file listing who may publish: for each publisher
+	// a name, one credential (token_sha256, the hex SHA-256 of a bearer
+	// token, or cert, a client certificate principal), the stream patterns
+	// it may publish to, and an optional rate; see publishers.go and the
+	// README. Empty (the default) means no publishers file.
+	Publishers string
+	// PublisherJWT also accepts, as a publisher's bearer token, a JWT
+	// verified as subscriber tokens are (JWTKey) whose grants claim lists
+	// {"publish": [patterns]}. False by default; needs JWTKey.
+	PublisherJWT bool
+	// GRPCInsecure waives protected mode: with neither Publishers nor
+	// PublisherJWT, any caller that reaches the gRPC port may publish, not
+	// only loopback callers. False by default; an error with publisher auth.
+	GRPCInsecure bool
+
 	// DescriptorSets are files of google.protobuf.FileDescriptorSet whose
 	// message types the bridge renders, besides the compiled-in ones. None by
 	// default.
@@ -165,6 +180,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validatePublishers()...)
 	return errors.Join(errs...)
 }
 
