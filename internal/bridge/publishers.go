@@ -158,6 +158,10 @@ func parsePublishers(raw []byte) (*publisherSet, error) {
 	dec.DisallowUnknownFields()
 	var f publisherFileJSON
 	if err := dec.Decode(&f); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			err = fmt.Errorf("%w at byte %d", err, syntax.Offset)
+		}
 		return nil, fmt.Errorf("not valid: %w; the file is a JSON object, {\"publishers\": [{\"name\": ..., \"token_sha256\": ... or \"cert\": ..., \"streams\": [...]}]}", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -223,7 +227,7 @@ func parsePublisher(e publisherJSON) (p *publisher, errs []error) {
 		sum, err := hex.DecodeString(e.TokenSHA256)
 		if err != nil || len(sum) != sha256.Size {
 			got := fmt.Sprintf("%d characters", len(e.TokenSHA256))
-			if err != nil {
+			if strings.Trim(e.TokenSHA256, "0123456789abcdefABCDEF") != "" {
 				got += " that are not all hex digits"
 			}
 			errs = append(errs, fmt.Errorf("token_sha256 must be 64 hex digits, the SHA-256 of the token (printf %%s \"$TOKEN\" | sha256sum, or bridge hash-token), got %s", got))
