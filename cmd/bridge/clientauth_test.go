@@ -363,4 +363,3 @@ func TestParsePublisherFlags(t *testing.T) {
 		}
 	}
 }
-

@@ -9,7 +9,7 @@ import (
 	"io"
 )
 
-const hashTokenUsage = `Usage: bridge hash-token < TOKEN_FILE
+const hashUsage = `Usage: bridge hash-token < TOKEN_FILE
 
 Reads a publisher's bearer token from stdin (a trailing newline is ignored)
 and prints its token_sha256 for the publishers file (--publishers): the hex
@@ -26,7 +26,7 @@ const maxToken = 64 << 10
 func runHashToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bridge hash-token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { _, _ = io.WriteString(fs.Output(), hashTokenUsage) }
+	fs.Usage = func() { _, _ = io.WriteString(fs.Output(), hashUsage) }
 	if err := fs.Parse(args); err != nil {
 		return exitf(exitUsage, "%w", err)
 	}

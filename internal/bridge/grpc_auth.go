@@ -24,7 +24,7 @@ import (
 
 // Reasons of bridge_auth_failures_total{side="publisher"}.
 const (
-	reasonNoCredential  = "no_credential"
+	reasonNoCredential  = "no_credential" //nolint:gosec // a metric label, not a credential
 	reasonMalformed     = "malformed"
 	reasonBadToken      = "bad_token"
 	reasonUnknownCert   = "unknown_cert"

@@ -2,7 +2,6 @@ package bridge_test
 
 import (
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,12 +94,7 @@ func TestProtectedMode(t *testing.T) {
 // TestProtectedModeUnixSocket: a caller on a unix socket is on this machine.
 func TestProtectedModeUnixSocket(t *testing.T) {
 	t.Parallel()
-	dir, err := os.MkdirTemp("", "bridge") // short: socket paths are limited to about 100 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "grpc.sock")
+	sock := filepath.Join(t.TempDir(), "grpc.sock") // within the limit of about 100 bytes
 	grpcLis, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Skipf("unix sockets: %v", err)

@@ -14,8 +14,6 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -45,11 +43,11 @@ type Names struct {
 }
 
 // NewCA returns a fresh self-signed CA named name.
-func NewCA(t testing.TB, name string) *CA {
-	t.Helper()
-	key := newKey(t)
+func NewCA(tb testing.TB, name string) *CA {
+	tb.Helper()
+	key := newKey(tb)
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          serial(tb),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Minute),
 		NotAfter:              time.Now().Add(time.Hour),
@@ -59,11 +57,11 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatalf("create CA: %v", err)
+		tb.Fatalf("create CA: %v", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("parse CA: %v", err)
+		tb.Fatalf("parse CA: %v", err)
 	}
 	return &CA{Cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
@@ -76,22 +74,22 @@ func (ca *CA) Pool() *x509.CertPool {
 }
 
 // Client issues a client certificate carrying n.
-func (ca *CA) Client(t testing.TB, n Names) Leaf {
-	t.Helper()
-	return ca.issue(t, n, x509.ExtKeyUsageClientAuth)
+func (ca *CA) Client(tb testing.TB, n Names) Leaf {
+	tb.Helper()
+	return ca.issue(tb, n, x509.ExtKeyUsageClientAuth)
 }
 
 // Server issues a server certificate carrying n.
-func (ca *CA) Server(t testing.TB, n Names) Leaf {
-	t.Helper()
-	return ca.issue(t, n, x509.ExtKeyUsageServerAuth)
+func (ca *CA) Server(tb testing.TB, n Names) Leaf {
+	tb.Helper()
+	return ca.issue(tb, n, x509.ExtKeyUsageServerAuth)
 }
 
-func (ca *CA) issue(t testing.TB, n Names, usage x509.ExtKeyUsage) Leaf {
-	t.Helper()
-	key := newKey(t)
+func (ca *CA) issue(tb testing.TB, n Names, usage x509.ExtKeyUsage) Leaf {
+	tb.Helper()
+	key := newKey(tb)
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
+		SerialNumber: serial(tb),
 		Subject:      pkix.Name{CommonName: n.CommonName},
 		DNSNames:     n.DNSNames,
 		IPAddresses:  n.IPs,
@@ -103,21 +101,21 @@ func (ca *CA) issue(t testing.TB, n Names, usage x509.ExtKeyUsage) Leaf {
 	for _, s := range n.URIs {
 		u, err := url.Parse(s)
 		if err != nil {
-			t.Fatalf("URI SAN %q: %v", s, err)
+			tb.Fatalf("URI SAN %q: %v", s, err)
 		}
 		tmpl.URIs = append(tmpl.URIs, u)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatalf("issue certificate: %v", err)
+		tb.Fatalf("issue certificate: %v", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("parse certificate: %v", err)
+		tb.Fatalf("parse certificate: %v", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatalf("marshal key: %v", err)
+		tb.Fatalf("marshal key: %v", err)
 	}
 	l := Leaf{
 		Cert:    cert,
@@ -126,36 +124,25 @@ func (ca *CA) issue(t testing.TB, n Names, usage x509.ExtKeyUsage) Leaf {
 	}
 	l.TLS, err = tls.X509KeyPair(l.CertPEM, l.KeyPEM)
 	if err != nil {
-		t.Fatalf("key pair: %v", err)
+		tb.Fatalf("key pair: %v", err)
 	}
 	return l
 }
 
-// WriteFile writes data to a new file named name in a temporary directory of
-// t, and returns its path.
-func WriteFile(t testing.TB, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
+func newKey(tb testing.TB) *ecdsa.PrivateKey {
+	tb.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("generate key: %v", err)
+		tb.Fatalf("generate key: %v", err)
 	}
 	return k
 }
 
-func serial(t testing.TB) *big.Int {
-	t.Helper()
+func serial(tb testing.TB) *big.Int {
+	tb.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return n
 }
