@@ -40,7 +40,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "`iss` every subscriber token must carry")
 	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "`aud` every subscriber token must include")
 	fs.DurationVar(&cfg.JWTLeeway, "jwt-leeway", 10*time.Second, "clock skew allowed on exp and nbf (a `duration`; negative for none)")
-	fs.StringVar(&cfg.JWTClaim, "jwt-claim", "bridge", "`claim` holding the grants, {\"subscribe\": [patterns]}")
+	fs.StringVar(&cfg.JWTClaim, "jwt-claim", "bridge", "`claim` holding the grants, {\"subscribe\": [patterns]} (and \"publish\", with --publisher-jwt)")
 	fs.BoolVar(&cfg.AuthQueryToken, "auth-query-token", false, "also accept the token as ?access_token= (it may end up in proxy logs)")
 	fs.StringVar(&cfg.AuthCookie, "auth-cookie", "__Secure-bridge_token", "`name` of the cookie holding the subscriber token")
 	fs.Var((*listFlag)(&cfg.PublicStreams), "public-streams", "stream `patterns` anyone may read without a token when auth is on (* one token, > the rest); repeat the flag, or separate with commas")

@@ -70,8 +70,8 @@ type Config struct {
 	// JWTLeeway is the clock skew allowed on exp and nbf. Zero means 10s; a
 	// negative value means none.
 	JWTLeeway time.Duration
-	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}.
-	// Zero means "bridge".
+	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}
+	// (and "publish", read with PublisherJWT). Zero means "bridge".
 	JWTClaim string
 	// AuthQueryToken accepts the token as ?access_token= (for clients that
 	// can set neither a header nor a cookie; the URL may end up in logs).

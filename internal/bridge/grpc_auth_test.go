@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -451,5 +452,25 @@ func TestPublisherJWTs(t *testing.T) {
 	checkCall(t, "publish with a token of another key", err, codes.Unauthenticated)
 	if n := historyEvents(t, b.baseURL); n != 2 {
 		t.Errorf("history holds %v events, want 2", n)
+	}
+}
+
+// TestPublisherAuthLeaksNothing: refused unary and streaming calls leave no
+// goroutine behind once the bridge has stopped. Not parallel: goleak sees
+// every goroutine of the test binary.
+func TestPublisherAuthLeaksNothing(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b, _ := startBridgeFrom(t, bridge.Config{Publishers: testPublishers(t)}, elsewhere)
+	if _, err := b.publishAs(t, nil, "orders"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("Publish without a token = %v, want Unauthenticated", err)
+	}
+	if _, err := b.reflect(t, nil); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("reflection without a token = %v, want Unauthenticated", err)
+	}
+	if _, err := b.publishAs(t, bearer(ordersToken), "orders"); err != nil {
+		t.Errorf("Publish with a token = %v", err)
+	}
+	if err := b.stop(); err != nil {
+		t.Fatalf("Serve() = %v, want nil", err)
 	}
 }
