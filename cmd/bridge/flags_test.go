@@ -103,6 +103,30 @@ func TestParseFlags(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "TLS from flags and environment",
+			args: []string{"--tls-cert", "http.pem", "--tls-key", "http-key.pem", "--grpc-tls-cert", "grpc.pem", "--grpc-tls-key", "grpc-key.pem"},
+			env:  map[string]string{"BRIDGE_GRPC_CLIENT_CA": "clients.pem", "BRIDGE_TLS_RELOAD_INTERVAL": "30s"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.TLSCert != "http.pem" || got.TLSKey != "http-key.pem" || got.GRPCTLSCert != "grpc.pem" || got.GRPCTLSKey != "grpc-key.pem" ||
+					got.GRPCClientCA != "clients.pem" || got.TLSReloadInterval != 30*time.Second {
+					t.Errorf("TLS config = cert %q key %q, gRPC cert %q key %q CA %q, reload every %v",
+						got.TLSCert, got.TLSKey, got.GRPCTLSCert, got.GRPCTLSKey, got.GRPCClientCA, got.TLSReloadInterval)
+				}
+			},
+		},
+		{
+			name: "TLS reload every 5s by default",
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.TLSReloadInterval != 5*time.Second || got.TLSCert != "" || got.GRPCTLSCert != "" {
+					t.Errorf("TLS defaults: reload every %v, cert %q, gRPC cert %q", got.TLSReloadInterval, got.TLSCert, got.GRPCTLSCert)
+				}
+			},
+		},
+		{name: "TLS certificate without key", args: []string{"--tls-cert", "http.pem"}, wantErr: "--tls-key"},
+		{name: "client CA without gRPC TLS", args: []string{"--grpc-client-ca", "clients.pem"}, wantErr: "--grpc-client-ca"},
 		{name: "unknown engine", args: []string{"--engine", "redis"}, wantErr: "engine \"redis\" is unknown"},
 		{name: "bad nats storage", args: []string{"--engine", "nats", "--nats-storage", "disk"}, wantErr: "NATS storage"},
 		{name: "bad nats replicas", args: []string{"--engine", "nats", "--nats-replicas", "7"}, wantErr: "NATS replicas"},

@@ -48,8 +48,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads the descriptor sets and the publishers file; a bad
-	// file keeps what was loaded before.
+	// SIGHUP reloads the descriptor sets, the TLS files and the publishers
+	// file; whatever fails to load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -57,8 +57,7 @@ func run(ctx context.Context, args []string) error {
 		for {
 			select {
 			case <-hup:
-				_ = srv.ReloadTypes()      // it logs the outcome
-				_ = srv.ReloadPublishers() // so does this
+				_ = srv.Reload() // it logs the outcome
 			case <-ctx.Done():
 				return
 			}

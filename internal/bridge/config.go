@@ -84,6 +84,29 @@ type Config struct {
 	// token when auth is on. None by default.
 	PublicStreams []string
 
+	// TLSCert and TLSKey are the PEM certificate (chain) and key files of
+	// the HTTP listener. With both set it serves HTTPS, and HTTP/2 to clients
+	// that offer it (ALPN), so a browser's EventSources share one connection.
+	// Empty (the default) means plain HTTP; set both or neither.
+	TLSCert string
+	TLSKey  string
+	// GRPCTLSCert and GRPCTLSKey are the PEM certificate and key files of the
+	// gRPC listener. Empty (the default) means plaintext gRPC; set both or
+	// neither.
+	GRPCTLSCert string
+	GRPCTLSKey  string
+	// GRPCClientCA is a PEM file of the CAs that sign publishers' client
+	// certificates. When set, the gRPC listener asks for a client certificate
+	// and refuses the handshake of one the CAs did not sign; a client without
+	// a certificate still connects (to authenticate another way). Needs the
+	// gRPC TLS pair. None by default.
+	GRPCClientCA string
+	// TLSReloadInterval is how often the TLS files are checked for a change;
+	// a changed file is loaded again (so are all of them on
+	// [Server.ReloadTLS]). Zero means 5s; negative means never (reload on
+	// request only).
+	TLSReloadInterval time.Duration
+
 	// Publishers is a JSON file listing who may publish: for each publisher
 	// a name, one credential (token_sha256, the hex SHA-256 of a bearer
 	// token, or cert, a client certificate principal), the stream patterns
@@ -143,6 +166,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.JWTLeeway, 10*time.Second)
 	setDefault(&c.JWTClaim, "bridge")
 	setDefault(&c.AuthCookie, "__Secure-bridge_token")
+	setDefault(&c.TLSReloadInterval, defaultTLSReloadInterval)
 	c.NATS.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -180,6 +204,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validatePublishers()...)
 	return errors.Join(errs...)
 }

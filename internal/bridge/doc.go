@@ -25,6 +25,11 @@
 // dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
 //
+// TLS (tls.go, tls_reload.go): each listener's certificate, and the gRPC
+// client CA pool, sit behind an atomic pointer that handshakes read; a reload
+// ([Server.ReloadTLS], or the poll Serve runs) swaps it, so open connections
+// are untouched and a file that fails to load changes nothing.
+//
 // The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
 // section 6 lists the library behaviours the bridge works around, and
 // sselib_test.go pins each of them.

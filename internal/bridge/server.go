@@ -27,6 +27,7 @@ type Server struct {
 	cfg   Config
 	types *TypeRegistry
 	auth  *authenticator // nil: subscriber auth off
+	tls   *tlsReloader   // nil: TLS off on both listeners
 	pubs  *publishers    // nil: no publishers file
 }
 
@@ -43,6 +44,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsr, err := newTLSReloader(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	pubs, err := loadPublishers(cfg.Publishers)
 	if err != nil {
 		return nil, err
@@ -50,7 +55,7 @@ func New(cfg Config) (*Server, error) {
 	if n := types.Count(); n > 0 {
 		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
 	}
-	return &Server{cfg: cfg, types: types, auth: auth, pubs: pubs}, nil
+	return &Server{cfg: cfg, types: types, auth: auth, tls: tlsr, pubs: pubs}, nil
 }
 
 // ReloadTypes reads the descriptor sets again. On error the types loaded
@@ -118,6 +123,11 @@ func (s *Server) Run(ctx context.Context) error {
 // updates the JetStream stream, and returns an error (closing the
 // listeners) when it cannot. While it serves, the health status of
 // bridge.v1.BridgeService follows the engine's readiness.
+//
+// With TLS configured, the HTTP listener serves HTTPS (HTTP/2 and HTTP/1.1)
+// and the gRPC listener gRPC over TLS; while it serves, Serve checks the TLS
+// files every cfg.TLSReloadInterval and loads those that changed (see
+// [Server.ReloadTLS]).
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	cfg := s.cfg
 	log := cfg.Logger
@@ -136,6 +146,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	gauth := s.grpcAuth(m)
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
+		s.tls.grpcServerOption(), // TLS when configured, else plaintext
 		// Larger than MaxPayload, so an oversized event gets Publish's own
 		// InvalidArgument (which says what to do) instead of a bare
 		// ResourceExhausted from the transport.
@@ -185,6 +196,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.tls.configureHTTP(httpSrv, cfg.WriteTimeout)
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -192,6 +204,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	errc := make(chan error, 2) // one per listener, so no sender ever blocks
 	wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
+	wg.Go(func() { s.tls.watch(runCtx, cfg.TLSReloadInterval) })
 	if r, ok := engine.(readiness); ok {
 		wg.Go(func() { reportReadiness(runCtx, r, healthSrv, log) })
 	}
@@ -201,7 +214,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	wg.Go(func() {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := serveHTTP(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})

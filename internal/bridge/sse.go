@@ -118,12 +118,6 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer t.Stop()
 	}
 
-	replayDone := make(chan struct{})
-	go func() { // owned by this handler, which waits for it below
-		defer close(replayDone)
-		s.hub.replay(ctx, c)
-	}()
-
 	// The library's request: a shallow copy with the connection's own stream
 	// (r.Clone would copy the headers, held for the connection's lifetime).
 	// The header map is this handler's own to change.
@@ -132,14 +126,17 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u := *r.URL
 	u.RawQuery = "stream=" + c.id
 	lr.URL = &u
-	s.hub.lib.ServeHTTP(&deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, timeout: s.writeTimeout}, lr)
+	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout}
+	s.hub.lib.ServeHTTP(dw, lr)
 
 	// The library returns only once ctx ended and its subscriber is gone.
 	c.wmu.Lock()
 	c.finished = true
 	c.wmu.Unlock()
 	cancel()
-	<-replayDone
+	if dw.replayDone != nil {
+		<-dw.replayDone
+	}
 	s.hub.unregister(c)
 }
 
@@ -220,9 +217,13 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	hub     *hub
 	c       *conn
+	ctx     context.Context // the connection's: replay ends with it
 	timeout time.Duration
 	armed   time.Time
 	started bool // the library's first Flush, of the headers, happened
+	// replayDone is closed when the connection's replay goroutine ended;
+	// nil when the connection needed none.
+	replayDone <-chan struct{}
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
@@ -245,7 +246,12 @@ func (w *deadlineWriter) Flush() {
 	if w.started && w.c.queued.Add(-1) > 0 {
 		return
 	}
-	w.started = true
+	if !w.started {
+		// The library flushes the headers once it registered the
+		// subscriber: the connection can go live.
+		w.started = true
+		w.replayDone = w.hub.subscribed(w.ctx, w.c)
+	}
 	if w.arm() != nil {
 		return
 	}
