@@ -54,7 +54,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "`iss` every subscriber token must carry")
 	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "`aud` every subscriber token must include")
 	fs.DurationVar(&cfg.JWTLeeway, "jwt-leeway", 10*time.Second, "clock skew allowed on exp and nbf (a `duration`; negative for none)")
-	fs.StringVar(&cfg.JWTClaim, "jwt-claim", "bridge", "`claim` holding the grants, {\"subscribe\": [patterns]}")
+	fs.StringVar(&cfg.JWTClaim, "jwt-claim", "bridge", "`claim` holding the grants, {\"subscribe\": [patterns]} (and \"publish\", with --publisher-jwt)")
 	fs.BoolVar(&cfg.AuthQueryToken, "auth-query-token", false, "also accept the token as ?access_token= (it may end up in proxy logs)")
 	fs.StringVar(&cfg.AuthCookie, "auth-cookie", "__Secure-bridge_token", "`name` of the cookie holding the subscriber token")
 	fs.Var((*listFlag)(&cfg.PublicStreams), "public-streams", "stream `patterns` anyone may read without a token when auth is on (* one token, > the rest); repeat the flag, or separate with commas")
@@ -64,6 +64,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key `file` of the gRPC listener, with --grpc-tls-cert")
 	fs.StringVar(&cfg.GRPCClientCA, "grpc-client-ca", "", "PEM `file` of the CAs of publishers' client certificates (mTLS): a certificate they did not sign fails the handshake; clients without one still connect; needs --grpc-tls-cert")
 	fs.DurationVar(&cfg.TLSReloadInterval, "tls-reload-interval", 5*time.Second, "how often the TLS files are checked for a change (a `duration`; negative: only on SIGHUP)")
+	fs.StringVar(&cfg.Publishers, "publishers", "", "JSON `file` of the publishers: name, token_sha256 or cert, streams, rate; SIGHUP reloads it; none means protected mode unless --publisher-jwt or --grpc-insecure")
+	fs.BoolVar(&cfg.PublisherJWT, "publisher-jwt", false, "also accept JWTs verified with --jwt-key whose grants claim lists {\"publish\": [patterns]} as publisher tokens")
+	fs.BoolVar(&cfg.GRPCInsecure, "grpc-insecure", false, "with no publisher auth, let any caller publish, not only loopback ones (turns protected mode off; trusted networks only)")
 	fs.Var((*listFlag)(&cfg.DescriptorSets), "descriptor-set", "`file` of google.protobuf.FileDescriptorSet (buf build -o FILE) whose types the bridge renders; repeat the flag, or separate files with commas; SIGHUP reloads them")
 	fs.StringVar(&jsonNames, "json-names", "camel", "field `names` of typed events in JSON: camel (orderId) or proto (order_id)")
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", false, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
@@ -88,7 +91,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&logFormat, "log-format", "text", "`format` of logs: text or json")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: bridge [serve] [flags]\n"+
-			"       bridge publish --help | bridge tail --help (a client for a running bridge)\n\n"+
+			"       bridge publish --help | bridge tail --help (a client for a running bridge)\n"+
+			"       bridge hash-token < TOKEN_FILE (the token_sha256 of a publisher's token)\n\n"+
 			"Serves gRPC Publish and Server-Sent Events at /events. Every flag can also be set\n"+
 			"with an environment variable, BRIDGE_ and the flag's name in upper snake case\n"+
 			"(--grpc-addr is BRIDGE_GRPC_ADDR); a flag on the command line wins.\n\nFlags:\n")

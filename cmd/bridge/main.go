@@ -36,6 +36,8 @@ func run(ctx context.Context, args []string) error {
 			return runPublish(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "tail":
 			return runTail(ctx, args[1:], os.Stdout, os.Stderr)
+		case "hash-token":
+			return runHashToken(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		}
 	}
 	cfg, err := parseFlags(args, os.LookupEnv, os.Stderr)
@@ -46,8 +48,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads the descriptor sets and the TLS files; whatever fails to
-	// load keeps what was loaded before.
+	// SIGHUP reloads the descriptor sets, the TLS files and the publishers
+	// file; whatever fails to load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

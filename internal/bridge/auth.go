@@ -209,6 +209,7 @@ func (a *authenticator) extractToken(r *http.Request, query url.Values) (token s
 // principal is what a verified token says.
 type principal struct {
 	subscribe grantSet
+	publish   grantSet // used only with --publisher-jwt (grpc_auth.go)
 	expires   time.Time
 	subject   string // the token's sub; empty when it has none
 }
@@ -237,11 +238,12 @@ func (a *authenticator) verify(token string) (principal, error) {
 		}
 		var g struct {
 			Subscribe []string `json:"subscribe"`
+			Publish   []string `json:"publish"`
 		}
 		if err := json.Unmarshal(b, &g); err != nil {
 			return principal{}, errTokenNoGrants
 		}
-		p.subscribe = g.Subscribe
+		p.subscribe, p.publish = g.Subscribe, g.Publish
 	}
 	return p, nil
 }

@@ -71,8 +71,8 @@ type Config struct {
 	// JWTLeeway is the clock skew allowed on exp and nbf. Zero means 10s; a
 	// negative value means none.
 	JWTLeeway time.Duration
-	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}.
-	// Zero means "bridge".
+	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}
+	// (and "publish", read with PublisherJWT). Zero means "bridge".
 	JWTClaim string
 	// AuthQueryToken accepts the token as ?access_token= (for clients that
 	// can set neither a header nor a cookie; the URL may end up in logs).
@@ -107,6 +107,21 @@ type Config struct {
 	// [Server.ReloadTLS]). Zero means 5s; negative means never (reload on
 	// request only).
 	TLSReloadInterval time.Duration
+
+	// Publishers is a JSON file listing who may publish: for each publisher
+	// a name, one credential (token_sha256, the hex SHA-256 of a bearer
+	// token, or cert, a client certificate principal), the stream patterns
+	// it may publish to, and an optional rate; see publishers.go and the
+	// README. Empty (the default) means no publishers file.
+	Publishers string
+	// PublisherJWT also accepts, as a publisher's bearer token, a JWT
+	// verified as subscriber tokens are (JWTKey) whose grants claim lists
+	// {"publish": [patterns]}. False by default; needs JWTKey.
+	PublisherJWT bool
+	// GRPCInsecure waives protected mode: with neither Publishers nor
+	// PublisherJWT, any caller that reaches the gRPC port may publish, not
+	// only loopback callers. False by default; an error with publisher auth.
+	GRPCInsecure bool
 
 	// DescriptorSets are files of google.protobuf.FileDescriptorSet whose
 	// message types the bridge renders, besides the compiled-in ones. None by
@@ -230,6 +245,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAuth()...)
 	errs = append(errs, c.validateLimits()...)
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validatePublishers()...)
 	return errors.Join(errs...)
 }
 

@@ -37,6 +37,14 @@
 // ([Server.ReloadTLS], or the poll Serve runs) swaps it, so open connections
 // are untouched and a file that fails to load changes nothing.
 //
+// Publisher auth (grpc_auth.go, publishers.go, protected.go): one function
+// decides every gRPC call but health, installed as both the unary and the
+// stream interceptor: protected mode (loopback callers only) while no
+// publisher auth is configured, else a publisher's bearer token (looked up
+// by its SHA-256) or verified client certificate, its stream grants and its
+// rate. The publishers file sits behind an atomic pointer, swapped by
+// [Server.ReloadPublishers].
+//
 // The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
 // section 6 lists the library behaviours the bridge works around, and
 // sselib_test.go pins each of them.

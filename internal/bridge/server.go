@@ -28,6 +28,7 @@ type Server struct {
 	types *TypeRegistry
 	auth  *authenticator // nil: subscriber auth off
 	tls   *tlsReloader   // nil: TLS off on both listeners
+	pubs  *publishers    // nil: no publishers file
 }
 
 // New validates cfg (applying defaults) and loads its descriptor sets.
@@ -47,10 +48,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	pubs, err := loadPublishers(cfg.Publishers)
+	if err != nil {
+		return nil, err
+	}
 	if n := types.Count(); n > 0 {
 		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
 	}
-	return &Server{cfg: cfg, types: types, auth: auth, tls: tlsr}, nil
+	return &Server{cfg: cfg, types: types, auth: auth, tls: tlsr, pubs: pubs}, nil
 }
 
 // ReloadTypes reads the descriptor sets again. On error the types loaded
@@ -140,6 +145,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	}
 
 	m := newMetrics(h, engine)
+	gauth := s.grpcAuth(m)
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
 		s.tls.grpcServerOption(), // TLS when configured, else plaintext
@@ -147,7 +153,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		// over MaxPayload gets Publish's InvalidArgument, which says what to
 		// do; one far over it is refused unread (ResourceExhausted).
 		grpc.MaxRecvMsgSize(maxGRPCMessage(cfg.MaxPayload)),
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor),
+		// Metrics first, so refused calls are counted by their code too.
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor, gauth.unary),
+		grpc.ChainStreamInterceptor(gauth.stream),
 	)
 	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
 		engine:     engine,
@@ -211,6 +219,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	} else {
 		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
 	}
+	gauth.logMode()
 	log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 
 	var serveErr error

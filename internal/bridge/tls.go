@@ -39,9 +39,11 @@ func (c *Config) validateTLS() []error {
 // call at any time, from any goroutine.
 func (s *Server) ReloadTLS() error { return s.tls.reload(true) }
 
-// Reload is [Server.ReloadTypes] and [Server.ReloadTLS], what SIGHUP does;
-// the error joins both.
-func (s *Server) Reload() error { return errors.Join(s.ReloadTypes(), s.ReloadTLS()) }
+// Reload is [Server.ReloadTypes], [Server.ReloadTLS] and
+// [Server.ReloadPublishers], what SIGHUP does; the error joins theirs.
+func (s *Server) Reload() error {
+	return errors.Join(s.ReloadTypes(), s.ReloadTLS(), s.ReloadPublishers())
+}
 
 // configureHTTP gives srv the TLS configuration of the HTTP listener, when it
 // has a certificate; [serveHTTP] then serves HTTPS. Browsers get HTTP/2
