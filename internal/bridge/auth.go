@@ -211,6 +211,7 @@ type principal struct {
 	subscribe grantSet
 	publish   grantSet // used only with --publisher-jwt (grpc_auth.go)
 	expires   time.Time
+	subject   string // the token's sub; empty when it has none
 }
 
 // verify checks token (signature, algorithm, exp, nbf, iss, aud) and reads
@@ -229,6 +230,7 @@ func (a *authenticator) verify(token string) (principal, error) {
 		return principal{}, errTokenInvalid
 	}
 	p := principal{expires: exp.Time}
+	p.subject, _ = claims.GetSubject() // a sub that is not a string counts as none
 	if raw, ok := claims[a.claim]; ok {
 		b, err := json.Marshal(raw)
 		if err != nil {

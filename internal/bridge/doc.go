@@ -16,12 +16,19 @@
 // Last-Event-ID and catches up from history. A connection's writer flushes
 // only when nothing more is queued for it, so a burst costs few system calls.
 //
+// Admission (limits.go, clientip.go): GET /events checks the request itself,
+// then the connect rates and connection counts, then the token; a connect a
+// retry later would serve is shed with status 200, a jittered retry: and the
+// end of the stream, because EventSource gives up for good on any other
+// status. Every accepted stream starts with a jittered retry: (retry.go).
+//
 // Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the
 // bridge reports not ready (/readyz and gRPC health NOT_SERVING) and keeps
 // serving for the drain delay; Publish answers Unavailable; gRPC GracefulStop
 // (forced after a timeout);
-// every SSE connection is cancelled; [net/http.Server.Shutdown]; the engine's
+// every SSE connection is sent a retry: spread to match the connect rate, then
+// cancelled; [net/http.Server.Shutdown]; the engine's
 // dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
 //

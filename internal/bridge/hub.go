@@ -42,6 +42,7 @@ type hubStats struct {
 	replays        atomic.Int64 // resumes that replayed history
 	replayedEvents atomic.Int64
 	resets         atomic.Int64 // bridge.reset frames sent
+	replaysCapped  atomic.Int64 // resets because more than the replay cap was missed
 	evictions      [len(evictReasons)]atomic.Int64
 }
 
@@ -62,6 +63,10 @@ type hub struct {
 	log         *slog.Logger
 	queueSize   int
 	replayLimit int
+	// retry is the configured --retry, and connectRate the node's connect
+	// rate (0: none): they spread the reconnects of a shutdown.
+	retry       time.Duration
+	connectRate float64
 
 	mu     sync.RWMutex
 	subs   map[string][]*conn // stream name -> its connections
@@ -127,6 +132,12 @@ type conn struct {
 	wmu      sync.Mutex
 	rc       *http.ResponseController
 	finished bool // the handler returned: rc must not be used any more
+
+	// closeRetry, when not zero, is the retry: (in nanoseconds) the handler
+	// sends as the stream's last words once the library returned: set by a
+	// close that is no fault of the client (shutdown, token expiry), so it
+	// comes back when it should instead of when the browser's default says.
+	closeRetry atomic.Int64
 }
 
 // register adds a connection for streams, resuming after id after when resume
@@ -273,6 +284,9 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 	}
 	if r.Reset != "" {
 		h.stats.resets.Add(1)
+		if r.Reset == ResetTooFarBehind {
+			h.stats.replaysCapped.Add(1)
+		}
 		h.send(c, resetFrame(r.Head, r.Reset))
 		return r.Head, true
 	}
@@ -534,14 +548,30 @@ func (h *hub) connCount() int {
 }
 
 // close refuses new connections and cancels every open one, so their handlers
-// return and the HTTP server can shut down.
+// return and the HTTP server can shut down. Each is first given a retry: of
+// its own (see shutdownRetry), so a restart is not a reconnect storm.
 func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
+	lo, hi := shutdownRetry(h.retry, len(h.conns), h.connectRate)
 	for _, c := range h.conns {
+		c.closeRetry.CompareAndSwap(0, int64(jitter(lo, hi)))
 		c.cancel()
 	}
 	h.mu.Unlock()
+}
+
+// closeWithRetry ends c for reason, a reason that is no fault of the
+// client (token expiry): unlike evict, the write in progress is not cut and
+// the stream ends with a retry: of retry, so the reconnect comes that soon.
+// Only the first close of c counts.
+func (h *hub) closeWithRetry(c *conn, reason string, retry time.Duration) {
+	if c.evicted.Load() || !c.closeRetry.CompareAndSwap(0, int64(max(retry, time.Millisecond))) {
+		return
+	}
+	h.countEviction(reason)
+	h.log.Debug("close connection", "reason", reason, "streams", c.streams)
+	c.cancel()
 }
 
 // connSeq numbers connections for their library stream ids.

@@ -114,10 +114,11 @@ func (s *Server) Run(ctx context.Context) error {
 //
 // Shutdown order: health NOT_SERVING and Publish answers Unavailable; gRPC
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
-// cancelled (browsers reconnect); the HTTP server shuts down; the dispatcher
-// and heartbeat stop; the r3labs server closes when it has no subscriber
-// left (closing it earlier leaks a goroutine per client); the engine is
-// released last (the nats engine drains its NATS connection).
+// sent a spread retry: and cancelled (browsers reconnect, not all at once);
+// the HTTP server shuts down; the dispatcher and heartbeat stop; the r3labs
+// server closes when it has no subscriber left (closing it earlier leaks a
+// goroutine per client); the engine is released last (the nats engine
+// drains its NATS connection).
 //
 // With cfg.Engine "nats", Serve first connects to NATS and creates or
 // updates the JetStream stream, and returns an error (closing the
@@ -137,7 +138,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		_ = httpLis.Close()
 		return err
 	}
-	h := newHub(engine, cfg.QueueSize, cfg.ReplayLimit, log)
+	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
+	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
 	if n, ok := engine.(*NATSEngine); ok {
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
@@ -147,10 +149,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
 		s.tls.grpcServerOption(), // TLS when configured, else plaintext
-		// Larger than MaxPayload, so an oversized event gets Publish's own
-		// InvalidArgument (which says what to do) instead of a bare
-		// ResourceExhausted from the transport.
-		grpc.MaxRecvMsgSize(max(4<<20, 2*cfg.MaxPayload+64<<10)),
+		// MaxPayload and room for the rest of the request: an event a little
+		// over MaxPayload gets Publish's InvalidArgument, which says what to
+		// do; one far over it is refused unread (ResourceExhausted).
+		grpc.MaxRecvMsgSize(maxGRPCMessage(cfg.MaxPayload)),
 		// Metrics first, so refused calls are counted by their code too.
 		grpc.ChainUnaryInterceptor(m.unaryInterceptor, gauth.unary),
 		grpc.ChainStreamInterceptor(gauth.stream),
@@ -159,6 +161,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		engine:     engine,
 		enc:        newEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
+		maxName:    cfg.MaxStreamName,
 		log:        log,
 		closing:    &closing,
 		metrics:    m,
@@ -173,15 +176,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
 
 	mux := http.NewServeMux()
-	mux.Handle("/events", &sseHandler{
-		hub:          h,
-		cors:         corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil},
-		auth:         s.auth,
-		maxStreams:   cfg.MaxStreamsPerConn,
-		writeTimeout: cfg.WriteTimeout,
-		metrics:      m,
-		log:          log,
-	})
+	mux.Handle("/events", newSSEHandler(&cfg, h, s.auth, m))
 	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("GET /healthz", healthzHandler())
@@ -190,7 +185,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	defer cancelBase()
 	httpSrv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		// No WriteTimeout: it would cut every stream at that age. Each write
 		// has its own deadline instead (deadlineWriter).
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
