@@ -244,7 +244,7 @@ func checkShed(t *testing.T, s *stream, reason string) {
 		t.Fatalf("status %d %q, want 200 text/event-stream", s.resp.StatusCode, s.resp.Header.Get("Content-Type"))
 	}
 	got := s.rest(t)
-	if len(got) != 1 || got[0].retry < shedRetryMin.Milliseconds() || got[0].retry > shedRetryMax.Milliseconds() ||
+	if len(got) != 1 || got[0].retry < shedRetryLow.Milliseconds() || got[0].retry > shedRetryHigh.Milliseconds() ||
 		got[0].hasData || got[0].hasID || len(got[0].comments) != 1 || got[0].comments[0] != reason {
 		t.Fatalf("shed stream %+v, want one block: retry: from 5000 to 30000 ms, comment %q, no frame; then the end", got, reason)
 	}

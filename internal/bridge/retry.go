@@ -38,5 +38,5 @@ func shutdownRetry(retry time.Duration, n int, connectRate float64) (lo, hi time
 		connectRate = defaultConnectRate
 	}
 	width := time.Duration(float64(n) / (connectRate / 2) * float64(time.Second))
-	return retry, retry + min(max(width, retry), shedRetryMax)
+	return retry, retry + min(max(width, retry), shedRetryHigh)
 }

@@ -272,7 +272,7 @@ func parseStreams(names []string, limit, maxName int) (_ []string, reason string
 func (s *sseHandler) shed(w http.ResponseWriter, reason string) {
 	s.metrics.rejected(reason)
 	s.log.Debug("subscriber shed", "reason", reason)
-	shed(w, jitter(shedRetryMin, shedRetryMax), reason)
+	shed(w, jitter(shedRetryLow, shedRetryHigh), reason)
 }
 
 // deadlineWriter gives every write to the browser a deadline, so a peer that
