@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,11 +31,23 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "`address` of the HTTP listener (/events, the page at /)")
 	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "`events` kept per stream for resume (with --engine nats: the JetStream stream's MaxMsgsPerSubject)")
 	fs.DurationVar(&cfg.HistoryAge, "history-age", time.Hour, "how long an event stays in history (a `duration`; with --engine nats: the JetStream stream's MaxAge)")
-	fs.IntVar(&cfg.ReplayLimit, "replay-limit", 10000, "most `events` one resume replays; past it the client gets bridge.reset")
+	fs.IntVar(&cfg.MaxReplay, "max-replay", 1000, "most `events` one (re)connect replays; past it the client gets bridge.reset (too_far_behind), never a partial replay; negative for no limit")
+	fs.IntVar(&cfg.MaxReplay, "replay-limit", 1000, "deprecated: use --max-replay")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "`interval` of \": ping\" comments on every SSE connection")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a browser (a `duration`); a client that stops reading is dropped")
 	fs.IntVar(&cfg.QueueSize, "queue-size", 64, "`writes` that may wait for one connection (each carries up to 64 events of a stream); a connection whose queue is full is evicted and resumes")
-	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams", 64, "`streams` one SSE connection may subscribe to")
+	fs.IntVar(&cfg.MaxStreamsPerConnection, "max-streams-per-connection", 32, "`streams` one SSE connection may subscribe to (more is a 400); negative for no limit")
+	fs.IntVar(&cfg.MaxStreamsPerConnection, "max-streams", 32, "deprecated: use --max-streams-per-connection")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", 10000, "SSE `connections` one node holds; over it a connect is shed (200, retry: 5-30 s, end); negative for no limit")
+	fs.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 0, "SSE `connections` one client address (IPv6: its /64) may hold, shed over it; 0 for no limit (see --trusted-proxies)")
+	fs.IntVar(&cfg.MaxConnectionsPerSubject, "max-connections-per-subject", 0, "SSE `connections` one token subject (sub) may hold, shed over it; 0 for no limit; needs --jwt-key")
+	fs.Float64Var(&cfg.ConnectRate, "connect-rate", 1000, "SSE connects per second one node accepts (a `rate`, burst one second's worth), shed over it; negative for no limit")
+	fs.Float64Var(&cfg.ConnectRatePerIP, "connect-rate-per-ip", 0, "SSE connects per second one client address accepts (a `rate`, burst one second's worth), shed over it; 0 for no limit")
+	fs.IntVar(&cfg.MaxStreamName, "max-stream-name", bridge.MaxStreamName, "longest stream name, in `bytes` (400 on /events, InvalidArgument on Publish; at most 1024)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest HTTP request header, in `bytes`; over it the answer is 431")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time allowed to read an HTTP request header (a `duration`); past it the connection is closed")
+	fs.Var((*listFlag)(&cfg.TrustedProxies), "trusted-proxies", "CIDR `prefixes` (or addresses) of proxies whose X-Forwarded-For the per-address limits believe; none means only the TCP peer counts; repeat or separate with commas")
+	fs.DurationVar(&cfg.Retry, "retry", 2*time.Second, "reconnection delay sent to every SSE connection as retry:, a random value from 1 to 2 times this `duration`")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated `origins` allowed to subscribe from other sites, or * for any; none means same origin only")
 	fs.StringVar(&cfg.JWTKey, "jwt-key", "", "`file` of the key that verifies subscriber tokens: an HMAC secret of at least 32 bytes, or a PEM public key (RSA, ECDSA, Ed25519); none means auth off, any client reads any stream")
 	fs.StringVar(&cfg.JWKS, "jwks", "", "JSON Web Key Set verifying subscriber tokens, instead of --jwt-key: a `file` (SIGHUP reloads it) or an https URL (fetched every 15m and on an unknown kid); needs --jwt-audience; RSA, ECDSA and Ed25519 keys only")
@@ -42,10 +56,19 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "`iss` every subscriber token must carry")
 	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "`aud` every subscriber token must include")
 	fs.DurationVar(&cfg.JWTLeeway, "jwt-leeway", 10*time.Second, "clock skew allowed on exp and nbf (a `duration`; negative for none)")
-	fs.StringVar(&cfg.JWTClaim, "jwt-claim", "bridge", "`claim` holding the grants, {\"subscribe\": [patterns]}")
+	fs.StringVar(&cfg.JWTClaim, "jwt-claim", "bridge", "`claim` holding the grants, {\"subscribe\": [patterns]} (and \"publish\", with --publisher-jwt)")
 	fs.BoolVar(&cfg.AuthQueryToken, "auth-query-token", false, "also accept the token as ?access_token= (it may end up in proxy logs)")
 	fs.StringVar(&cfg.AuthCookie, "auth-cookie", "__Secure-bridge_token", "`name` of the cookie holding the subscriber token")
 	fs.Var((*listFlag)(&cfg.PublicStreams), "public-streams", "stream `patterns` anyone may read without a token when auth is on (* one token, > the rest); repeat the flag, or separate with commas")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) `file` of the HTTP listener, with --tls-key: serves HTTPS and HTTP/2; SIGHUP or a change of the file reloads it")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` of the HTTP listener, with --tls-cert")
+	fs.StringVar(&cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate (chain) `file` of the gRPC listener, with --grpc-tls-key: serves gRPC over TLS; SIGHUP or a change of the file reloads it")
+	fs.StringVar(&cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key `file` of the gRPC listener, with --grpc-tls-cert")
+	fs.StringVar(&cfg.GRPCClientCA, "grpc-client-ca", "", "PEM `file` of the CAs of publishers' client certificates (mTLS): a certificate they did not sign fails the handshake; clients without one still connect; needs --grpc-tls-cert")
+	fs.DurationVar(&cfg.TLSReloadInterval, "tls-reload-interval", 5*time.Second, "how often the TLS files are checked for a change (a `duration`; negative: only on SIGHUP)")
+	fs.StringVar(&cfg.Publishers, "publishers", "", "JSON `file` of the publishers: name, token_sha256 or cert, streams, rate; SIGHUP reloads it; none means protected mode unless --publisher-jwt or --grpc-insecure")
+	fs.BoolVar(&cfg.PublisherJWT, "publisher-jwt", false, "also accept JWTs verified with --jwt-key whose grants claim lists {\"publish\": [patterns]} as publisher tokens")
+	fs.BoolVar(&cfg.GRPCInsecure, "grpc-insecure", false, "with no publisher auth, let any caller publish, not only loopback ones (turns protected mode off; trusted networks only)")
 	fs.Var((*listFlag)(&cfg.DescriptorSets), "descriptor-set", "`file` of google.protobuf.FileDescriptorSet (buf build -o FILE) whose types the bridge renders; repeat the flag, or separate files with commas; SIGHUP reloads them")
 	fs.StringVar(&jsonNames, "json-names", "camel", "field `names` of typed events in JSON: camel (orderId) or proto (order_id)")
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", false, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
@@ -70,7 +93,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&logFormat, "log-format", "text", "`format` of logs: text or json")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: bridge [serve] [flags]\n"+
-			"       bridge publish --help | bridge tail --help (a client for a running bridge)\n\n"+
+			"       bridge publish --help | bridge tail --help (a client for a running bridge)\n"+
+			"       bridge hash-token < TOKEN_FILE (the token_sha256 of a publisher's token)\n\n"+
 			"Serves gRPC Publish and Server-Sent Events at /events. Every flag can also be set\n"+
 			"with an environment variable, BRIDGE_ and the flag's name in upper snake case\n"+
 			"(--grpc-addr is BRIDGE_GRPC_ADDR); a flag on the command line wins.\n\nFlags:\n")
@@ -86,6 +110,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if err := applyEnv(fs, lookupEnv); err != nil {
 		return cfg, err
 	}
+	warnDeprecated(fs, lookupEnv, stderr)
 
 	if cors != "" {
 		for o := range strings.SplitSeq(cors, ",") {
@@ -122,15 +147,35 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	return cfg, cfg.Validate()
 }
 
+// deprecatedFlags maps each renamed flag's old name to its new one. Both
+// set the same field; the old one (and its environment variable) keeps
+// working, with a warning, and is left out of --help.
+var deprecatedFlags = map[string]string{
+	"max-streams":  "max-streams-per-connection",
+	"replay-limit": "max-replay",
+}
+
 // applyEnv sets every flag not given on the command line from its BRIDGE_*
-// environment variable, when that is set.
+// environment variable, when that is set. A flag and its deprecated name
+// are one setting: either given on the command line wins over both
+// variables, and the new name's variable wins over the old one's.
 func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for old, current := range deprecatedFlags {
+		if given[old] || given[current] {
+			given[old], given[current] = true, true
+		}
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if err != nil || given[f.Name] {
 			return
+		}
+		if current, ok := deprecatedFlags[f.Name]; ok {
+			if _, set := lookupEnv(envName(current)); set {
+				return
+			}
 		}
 		name := envName(f.Name)
 		if v, ok := lookupEnv(name); ok {
@@ -142,6 +187,22 @@ func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
 	return err
 }
 
+// warnDeprecated says which deprecated flags or variables were used, and
+// what replaces them.
+func warnDeprecated(fs *flag.FlagSet, lookupEnv func(string) (string, bool), stderr io.Writer) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, old := range slices.Sorted(maps.Keys(deprecatedFlags)) {
+		current := deprecatedFlags[old]
+		if given[old] {
+			fmt.Fprintf(stderr, "bridge: --%s is deprecated: use --%s\n", old, current)
+		}
+		if _, set := lookupEnv(envName(old)); set {
+			fmt.Fprintf(stderr, "bridge: %s is deprecated: use %s\n", envName(old), envName(current))
+		}
+	}
+}
+
 // envName is the environment variable of a flag: BRIDGE_ + upper snake case.
 func envName(flagName string) string {
 	return "BRIDGE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -150,6 +211,9 @@ func envName(flagName string) string {
 // printFlags lists every flag with its environment variable and default.
 func printFlags(fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
+		if _, old := deprecatedFlags[f.Name]; old {
+			return
+		}
 		arg, usage := flag.UnquoteUsage(f)
 		def := f.DefValue
 		if def == "" {

@@ -123,6 +123,90 @@ func TestParseFlags(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "limit defaults",
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.MaxConnections != 10000 || got.MaxConnectionsPerIP != 0 || got.MaxConnectionsPerSubject != 0 || got.ConnectRate != 1000 ||
+					got.ConnectRatePerIP != 0 || got.MaxStreamsPerConnection != 32 || got.MaxStreamName != 128 || got.MaxReplay != 1000 ||
+					got.MaxHeaderBytes != 32<<10 || got.ReadHeaderTimeout != 10*time.Second || got.Retry != 2*time.Second || len(got.TrustedProxies) != 0 {
+					t.Errorf("limit defaults = %+v", got)
+				}
+			},
+		},
+		{
+			name: "limits from flags and environment",
+			args: []string{"--max-connections", "500", "--max-connections-per-ip", "20", "--connect-rate", "50.5", "--trusted-proxies", "10.0.0.0/8", "--trusted-proxies", "fd00::/8,192.0.2.1",
+				"--max-streams-per-connection", "4", "--max-stream-name", "64", "--max-replay", "200", "--retry", "3s"},
+			env: map[string]string{"BRIDGE_CONNECT_RATE_PER_IP": "2", "BRIDGE_MAX_HEADER_BYTES": "8192", "BRIDGE_READ_HEADER_TIMEOUT": "5s", "BRIDGE_MAX_CONNECTIONS": "7"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.MaxConnections != 500 || got.MaxConnectionsPerIP != 20 || got.ConnectRate != 50.5 || got.ConnectRatePerIP != 2 ||
+					strings.Join(got.TrustedProxies, " ") != "10.0.0.0/8 fd00::/8 192.0.2.1" || got.MaxStreamsPerConnection != 4 || got.MaxStreamName != 64 ||
+					got.MaxReplay != 200 || got.Retry != 3*time.Second || got.MaxHeaderBytes != 8192 || got.ReadHeaderTimeout != 5*time.Second {
+					t.Errorf("limits = %+v", got)
+				}
+			},
+		},
+		{
+			name: "limits turned off",
+			args: []string{"--max-connections", "-1", "--connect-rate", "-1", "--max-replay", "-1"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.MaxConnections != -1 || got.ConnectRate != -1 || got.MaxReplay != -1 {
+					t.Errorf("limits turned off = %+v", got)
+				}
+			},
+		},
+		{
+			name: "deprecated names still work",
+			args: []string{"--max-streams", "5"},
+			env:  map[string]string{"BRIDGE_REPLAY_LIMIT": "300"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.MaxStreamsPerConnection != 5 || got.MaxReplay != 300 {
+					t.Errorf("from deprecated names: streams %d, replay %d; want 5, 300", got.MaxStreamsPerConnection, got.MaxReplay)
+				}
+			},
+		},
+		{
+			name: "new name wins over the deprecated one",
+			args: []string{"--max-replay", "40"},
+			env:  map[string]string{"BRIDGE_REPLAY_LIMIT": "300", "BRIDGE_MAX_STREAMS": "9", "BRIDGE_MAX_STREAMS_PER_CONNECTION": "6"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.MaxReplay != 40 || got.MaxStreamsPerConnection != 6 {
+					t.Errorf("replay %d, streams %d; want 40 (flag over any variable), 6 (new variable over old)", got.MaxReplay, got.MaxStreamsPerConnection)
+				}
+			},
+		},
+		{name: "per subject without auth", args: []string{"--max-connections-per-subject", "3"}, wantErr: "subscriber auth is off"},
+		{name: "bad trusted proxy", args: []string{"--trusted-proxies", "lb.example"}, wantErr: "trusted proxy"},
+		{name: "stream name limit too high", args: []string{"--max-stream-name", "5000"}, wantErr: "max stream name"},
+		{
+			name: "TLS from flags and environment",
+			args: []string{"--tls-cert", "http.pem", "--tls-key", "http-key.pem", "--grpc-tls-cert", "grpc.pem", "--grpc-tls-key", "grpc-key.pem"},
+			env:  map[string]string{"BRIDGE_GRPC_CLIENT_CA": "clients.pem", "BRIDGE_TLS_RELOAD_INTERVAL": "30s"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.TLSCert != "http.pem" || got.TLSKey != "http-key.pem" || got.GRPCTLSCert != "grpc.pem" || got.GRPCTLSKey != "grpc-key.pem" ||
+					got.GRPCClientCA != "clients.pem" || got.TLSReloadInterval != 30*time.Second {
+					t.Errorf("TLS config = cert %q key %q, gRPC cert %q key %q CA %q, reload every %v",
+						got.TLSCert, got.TLSKey, got.GRPCTLSCert, got.GRPCTLSKey, got.GRPCClientCA, got.TLSReloadInterval)
+				}
+			},
+		},
+		{
+			name: "TLS reload every 5s by default",
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.TLSReloadInterval != 5*time.Second || got.TLSCert != "" || got.GRPCTLSCert != "" {
+					t.Errorf("TLS defaults: reload every %v, cert %q, gRPC cert %q", got.TLSReloadInterval, got.TLSCert, got.GRPCTLSCert)
+				}
+			},
+		},
+		{name: "TLS certificate without key", args: []string{"--tls-cert", "http.pem"}, wantErr: "--tls-key"},
+		{name: "client CA without gRPC TLS", args: []string{"--grpc-client-ca", "clients.pem"}, wantErr: "--grpc-client-ca"},
 		{name: "unknown engine", args: []string{"--engine", "redis"}, wantErr: "engine \"redis\" is unknown"},
 		{name: "bad nats storage", args: []string{"--engine", "nats", "--nats-storage", "disk"}, wantErr: "NATS storage"},
 		{name: "bad nats replicas", args: []string{"--engine", "nats", "--nats-replicas", "7"}, wantErr: "NATS replicas"},
@@ -154,6 +238,27 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+func TestDeprecatedFlagsWarn(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	env := map[string]string{"BRIDGE_REPLAY_LIMIT": "300"}
+	if _, err := parseFlags([]string{"--max-streams", "5"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--max-streams is deprecated: use --max-streams-per-connection", "BRIDGE_REPLAY_LIMIT is deprecated: use BRIDGE_MAX_REPLAY"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("warnings %q, want %q", out.String(), want)
+		}
+	}
+	out.Reset()
+	if _, err := parseFlags([]string{"--help"}, func(string) (string, bool) { return "", false }, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "--max-streams ") || strings.Contains(out.String(), "--replay-limit") {
+		t.Errorf("help lists deprecated flags:\n%s", out.String())
+	}
+}
+
 func TestHelpListsEnvironmentAndDefaults(t *testing.T) {
 	t.Parallel()
 	var out strings.Builder
@@ -161,7 +266,8 @@ func TestHelpListsEnvironmentAndDefaults(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseFlags(--help) = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"--grpc-addr", "BRIDGE_GRPC_ADDR", "default :50051", "--write-timeout", "default 10s", "BRIDGE_CORS_ORIGINS", "--engine", "default memory", "--nats-url", "BRIDGE_NATS_URL", "default nats://127.0.0.1:4222", "--nats-stream", "default BRIDGE", "--nats-storage", "default file", "MaxMsgsPerSubject", "MaxAge"} {
+	for _, want := range []string{"--grpc-addr", "BRIDGE_GRPC_ADDR", "default :50051", "--write-timeout", "default 10s", "BRIDGE_CORS_ORIGINS", "--engine", "default memory", "--nats-url", "BRIDGE_NATS_URL", "default nats://127.0.0.1:4222", "--nats-stream", "default BRIDGE", "--nats-storage", "default file", "MaxMsgsPerSubject", "MaxAge",
+		"--max-connections", "BRIDGE_MAX_CONNECTIONS", "default 10000", "--connect-rate", "--max-streams-per-connection", "default 32", "--max-replay", "--trusted-proxies", "--retry", "default 2s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, out.String())
 		}

@@ -36,6 +36,8 @@ func run(ctx context.Context, args []string) error {
 			return runPublish(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "tail":
 			return runTail(ctx, args[1:], os.Stdout, os.Stderr)
+		case "hash-token":
+			return runHashToken(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		}
 	}
 	cfg, err := parseFlags(args, os.LookupEnv, os.Stderr)
@@ -46,8 +48,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads the descriptor sets and the JWKS file; a bad file keeps
-	// what was loaded before.
+	// SIGHUP reloads the descriptor sets, the TLS files, the publishers file
+	// and the JWKS file; whatever fails to load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -55,8 +57,7 @@ func run(ctx context.Context, args []string) error {
 		for {
 			select {
 			case <-hup:
-				_ = srv.ReloadTypes() // these log the outcome
-				_ = srv.ReloadJWKS(ctx)
+				_ = srv.Reload() // it logs the outcome
 			case <-ctx.Done():
 				return
 			}

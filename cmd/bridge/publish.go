@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -35,8 +37,13 @@ event in protojson form, for example
 Its type is looked up in the bridge's own types, then through the bridge's
 server reflection, so types loaded from descriptor sets work too.
 
+A bridge with publisher auth wants a token (--token-file, --token, or the
+environment variable BRIDGE_TOKEN) or a client certificate (--cert, --key);
+--ca, --cert or --key connect with TLS.
+
 Exit status: 0 published; 1 bad flags or payload; 2 the bridge could not be
-reached; 3 the bridge refused the event (its message says why).
+reached; 3 the bridge refused the event (its message says why: a missing or
+bad credential, a stream not granted, over the publisher's rate, ...).
 
 Flags:
 `
@@ -49,6 +56,8 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	stream := fs.String("stream", "", "`stream` to publish to (required)")
 	typ := fs.String("type", "", "SSE event `name`; default: the message name of a typed event, none for json")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of the whole call")
+	var auth clientAuth
+	auth.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), publishUsage)
 		fs.PrintDefaults()
@@ -68,49 +77,99 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, anonymous, err := dialBridge(*addr, &auth, stderr)
 	if err != nil {
-		return exitf(exitUsage, "address %q: %w", *addr, err)
+		return err
 	}
 	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	id, err := publishPayload(ctx, conn, &bridgev1.PublishRequest{Stream: *stream, Type: *typ}, payload)
+	if err != nil {
+		if anonymous && status.Code(err) == codes.Unauthenticated {
+			return exitf(exitRefused, "%w; %w", err, errNoToken)
+		}
+		return err
+	}
+	fmt.Fprintln(stdout, id)
+	return nil
+}
 
-	req := &bridgev1.PublishRequest{Stream: *stream, Type: *typ}
+// dialBridge makes the client connection of `bridge publish`: TLS when any of
+// --ca, --cert, --key is set, and the token on every call when there is one.
+// anonymous reports that the calls carry no credential at all.
+func dialBridge(addr string, auth *clientAuth, stderr io.Writer) (conn *grpc.ClientConn, anonymous bool, err error) {
+	token, err := auth.bearer(os.LookupEnv)
+	if err != nil {
+		return nil, false, err
+	}
+	tlsCfg, err := auth.tlsConfig()
+	if err != nil {
+		return nil, false, err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if tlsCfg != nil {
+		opts[0] = grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))
+	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds(token)))
+		if tlsCfg == nil {
+			warnPlaintext(stderr, addr)
+		}
+	}
+	conn, err = grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, false, exitf(exitUsage, "address %q: %w", addr, err)
+	}
+	return conn, token == "" && (tlsCfg == nil || len(tlsCfg.Certificates) == 0), nil
+}
+
+// publishPayload completes req with payload (JSON, or a typed event in
+// protojson form) and publishes it, returning the event's id.
+func publishPayload(ctx context.Context, conn *grpc.ClientConn, req *bridgev1.PublishRequest, payload []byte) (uint64, error) {
 	if typeURL, typed, err := peekType(payload); err != nil {
-		return exitf(exitUsage, "payload is not JSON: %w", err)
+		return 0, exitf(exitUsage, "payload is not JSON: %w", err)
 	} else if typed {
 		event, err := typedEvent(ctx, conn, typeURL, payload)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		req.Payload = &bridgev1.PublishRequest_Event{Event: event}
 	} else {
 		var v structpb.Value
 		if err := protojson.Unmarshal(payload, &v); err != nil {
-			return exitf(exitUsage, "payload is not JSON: %w", err)
+			return 0, exitf(exitUsage, "payload is not JSON: %w", err)
 		}
 		req.Payload = &bridgev1.PublishRequest_Json{Json: &v}
 	}
-
 	res, err := bridgev1.NewBridgeServiceClient(conn).Publish(ctx, req)
 	if err != nil {
-		return rpcError(*addr, err)
+		return 0, rpcError(conn.Target(), err)
 	}
-	fmt.Fprintln(stdout, res.GetId())
-	return nil
+	return res.GetId(), nil
 }
 
 // rpcError classifies a failed call: the bridge unreachable, or refusing.
+// The result still carries the call's status (status.Code works on it).
 func rpcError(addr string, err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		return exitf(exitConnect, "bridge at %s: %s: %s", addr, st.Code(), st.Message())
+		return &exitError{code: exitConnect, err: &callError{fmt.Sprintf("bridge at %s: %s: %s", addr, st.Code(), st.Message()), err}}
 	default:
-		return exitf(exitRefused, "bridge at %s refused the event: %s: %s", addr, st.Code(), st.Message())
+		return &exitError{code: exitRefused, err: &callError{fmt.Sprintf("bridge at %s refused the event: %s: %s", addr, st.Code(), st.Message()), err}}
 	}
 }
+
+// callError is a failed call described for people, wrapping the call's
+// error so its gRPC status stays readable.
+type callError struct {
+	msg string
+	err error
+}
+
+func (e *callError) Error() string { return e.msg }
+func (e *callError) Unwrap() error { return e.err }
 
 // peekType reports whether payload is a JSON object with "@type", and its value.
 func peekType(payload []byte) (typeURL string, typed bool, err error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -21,6 +22,10 @@ frame: the id, the event name ("message" when the frame has none) and the
 data, separated by tabs (--raw prints the frames as the bridge sends them).
 When the bridge ends the stream, tail reconnects with the last id it saw, as a
 browser does, unless --reconnect=false.
+
+A bridge with subscriber auth wants a token (--token-file, --token, or the
+environment variable BRIDGE_TOKEN), sent as Authorization: Bearer. --ca,
+--cert or --key connect with TLS (an http:// URL is then read as https://).
 
 Exit status: 0 stopped (interrupt, or --count frames printed); 1 bad flags;
 2 the bridge could not be reached; 3 the bridge refused the subscription (its
@@ -41,6 +46,8 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	raw := fs.Bool("raw", false, "print frames in SSE form instead of one line each")
 	count := fs.Int("count", 0, "exit after this many frames (0: never)")
 	reconnect := fs.Bool("reconnect", true, "reconnect with the last id when the bridge ends the stream")
+	var auth clientAuth
+	auth.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), tailUsage)
 		fs.PrintDefaults()
@@ -61,8 +68,27 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		q.Set("format", *format)
 	}
 	u.RawQuery = q.Encode()
+	token, err := auth.bearer(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := auth.tlsConfig()
+	if err != nil {
+		return err
+	}
+	client := http.DefaultClient
+	if tlsCfg != nil {
+		u.Scheme = "https"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		client = &http.Client{Transport: tr}
+		defer tr.CloseIdleConnections()
+	}
+	if token != "" && u.Scheme == "http" {
+		warnPlaintext(stderr, u.Host)
+	}
 
-	t := &tailer{url: u.String(), lastID: *lastID, raw: *raw, count: *count, out: stdout}
+	t := &tailer{url: u.String(), client: client, token: token, lastID: *lastID, raw: *raw, count: *count, out: stdout}
 	for attempt := 0; ; attempt++ {
 		err := t.once(ctx)
 		switch {
@@ -92,6 +118,8 @@ var errEnough = errors.New("printed --count frames")
 
 type tailer struct {
 	url     string
+	client  *http.Client
+	token   string // sent as Authorization: Bearer; none when empty
 	lastID  string
 	raw     bool
 	count   int
@@ -110,7 +138,10 @@ func (t *tailer) once(ctx context.Context) error {
 	if t.lastID != "" {
 		req.Header.Set("Last-Event-ID", t.lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	resp, err := t.client.Do(req)
 	if err != nil {
 		return exitf(exitConnect, "connect: %w", err)
 	}

@@ -209,7 +209,8 @@ const (
 	authReasonUnknownKey      = "unknown_key"
 	authReasonBadGrants       = "bad_grants"
 	authReasonNotGranted      = "not_granted"
-	authReasonOrigin          = "origin"
+	// authReasonJWKSUnavailable: a publisher's token could not be checked
+	// (a subscriber is shed instead, and counted in bridge_rejections_total).
 	authReasonJWKSUnavailable = "jwks_unavailable"
 )
 
@@ -267,7 +268,9 @@ func (a *authenticator) extractToken(r *http.Request, query url.Values) (token s
 // principal is what a verified token says.
 type principal struct {
 	subscribe grantSet
+	publish   grantSet // used only with --publisher-jwt (grpc_auth.go)
 	expires   time.Time
+	subject   string // the token's sub; empty when it has none
 }
 
 // verify checks token (signature, algorithm, exp, nbf, iss, aud) and reads
@@ -299,6 +302,7 @@ func (a *authenticator) verify(ctx context.Context, token string) (principal, er
 		return principal{}, errTokenInvalid
 	}
 	p := principal{expires: exp.Time}
+	p.subject, _ = claims.GetSubject() // a sub that is not a string counts as none
 	if raw, ok := claims[a.claim]; ok {
 		b, err := json.Marshal(raw)
 		if err != nil {
@@ -306,11 +310,12 @@ func (a *authenticator) verify(ctx context.Context, token string) (principal, er
 		}
 		var g struct {
 			Subscribe []string `json:"subscribe"`
+			Publish   []string `json:"publish"`
 		}
 		if err := json.Unmarshal(b, &g); err != nil {
 			return principal{}, errTokenNoGrants
 		}
-		p.subscribe = g.Subscribe
+		p.subscribe, p.publish = g.Subscribe, g.Publish
 	}
 	return p, nil
 }

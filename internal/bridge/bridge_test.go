@@ -391,9 +391,9 @@ func TestResumeBeyondHistoryGetsResetFirst(t *testing.T) {
 	}
 
 	for _, tc := range []struct{ name, lastEventID, reason string }{
-		{name: "trimmed", lastEventID: id(first), reason: "no longer in history"},
-		{name: "from before a restart", lastEventID: "1", reason: "restart"},
-		{name: "from the future", lastEventID: id(last + 1e12), reason: "newer than any event"},
+		{name: "trimmed", lastEventID: id(first), reason: bridge.ResetTrimmed},
+		{name: "from before a restart", lastEventID: "1", reason: bridge.ResetHistoryLost},
+		{name: "from the future", lastEventID: id(last + 1e12), reason: bridge.ResetUnknownID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -406,8 +406,8 @@ func TestResumeBeyondHistoryGetsResetFirst(t *testing.T) {
 			// The reset's id is the newest id when history was read: at least
 			// last (the live publish below may run first).
 			resetID, err := strconv.ParseUint(reset.LastEventID, 10, 64)
-			if reset.Type != bridge.ResetEvent || !strings.Contains(data.Reason, tc.reason) || err != nil || resetID < last || data.LastEventID != reset.LastEventID {
-				t.Fatalf("first frame = %+v, want %s with an id from %d and a reason saying %q", reset, bridge.ResetEvent, last, tc.reason)
+			if reset.Type != bridge.ResetEvent || data.Reason != tc.reason || err != nil || resetID < last || data.LastEventID != reset.LastEventID {
+				t.Fatalf("first frame = %+v, want %s with an id from %d and reason %q", reset, bridge.ResetEvent, last, tc.reason)
 			}
 			c.close()
 		})
@@ -506,7 +506,7 @@ func nan() float64 {
 
 func TestSubscribeStatusCodesAndHeaders(t *testing.T) {
 	t.Parallel()
-	b := startBridge(t, bridge.Config{CORSOrigins: []string{"https://app.example"}, MaxStreamsPerConn: 2})
+	b := startBridge(t, bridge.Config{CORSOrigins: []string{"https://app.example"}, MaxStreamsPerConnection: 2})
 	for _, tc := range []struct {
 		name, method, query, origin string
 		status                      int

@@ -265,7 +265,7 @@ func TestCrossOriginPageWithCookieInBrowser(t *testing.T) {
 	if diff := cmp.Diff(probeState{Opens: 1, Events: want, Errors: []int{0, 2}}, readProbe(tab, t)); diff != "" {
 		t.Errorf("the page recorded (-want +got), errors: one to reconnect, one to stop:\n%s", diff)
 	}
-	if got := authFailures(t, b.baseURL, "expired"); got != 1 {
+	if got := subscriberAuthFailures(t, b.baseURL, "expired"); got != 1 {
 		t.Errorf("expired token failures = %v, want 1", got)
 	}
 
@@ -281,8 +281,8 @@ func TestCrossOriginPageWithCookieInBrowser(t *testing.T) {
 	if diff := cmp.Diff(probeState{Opens: 0, Events: []probeEvent{}, Errors: []int{2}}, readProbe(other, t)); diff != "" {
 		t.Errorf("the other origin's page recorded (-want +got):\n%s", diff)
 	}
-	if got := authFailures(t, b.baseURL, "origin"); got != 1 {
-		t.Errorf("origin failures = %v, want 1", got)
+	if got := scrape(t, b.baseURL)[`bridge_rejections_total{reason="origin"}`]; got != 1 {
+		t.Errorf("origin rejections = %v, want 1", got)
 	}
 }
 

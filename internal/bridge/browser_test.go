@@ -173,7 +173,7 @@ func TestPageInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#events li.reset[data-event-type="bridge.reset"]`)),
 		)
 		text := run(tab, t, chromedp.TextContent(chromedp.CSS(`li.reset`)))
-		for _, s := range []string{"bridge.reset", "events may be missing", "no longer in history"} {
+		for _, s := range []string{"bridge.reset", "events may be missing", bridge.ResetTrimmed} {
 			if !strings.Contains(text, s) {
 				t.Errorf("reset frame shows %q, want it to say %q", text, s)
 			}

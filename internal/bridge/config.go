@@ -31,9 +31,10 @@ type Config struct {
 	// HistoryAge is how long an event stays in history. Zero means one hour.
 	// The nats engine sets it as the JetStream stream's MaxAge.
 	HistoryAge time.Duration
-	// ReplayLimit is the most events one resume replays; past it the client
-	// gets a bridge.reset frame instead. Zero means 10,000.
-	ReplayLimit int
+	// MaxReplay is the most events one (re)connect replays; past it the
+	// client gets a bridge.reset frame (reason too_far_behind) instead, never
+	// a partial replay. Zero means 1000; negative means no limit.
+	MaxReplay int
 
 	// Heartbeat is the interval of `: ping` comments on every connection.
 	// Zero means 15s.
@@ -47,9 +48,9 @@ type Config struct {
 	// so a queue of 64 absorbs bursts of thousands of frames while costing
 	// half a KiB per connection. Zero means 64.
 	QueueSize int
-	// MaxStreamsPerConn is how many streams one SSE connection may subscribe
-	// to. Zero means 64.
-	MaxStreamsPerConn int
+	// MaxStreamsPerConnection is how many streams one SSE connection may
+	// subscribe to; more is a 400. Zero means 32; negative means no limit.
+	MaxStreamsPerConnection int
 	// CORSOrigins lists the origins allowed to subscribe from another site
 	// ("*" allows any). Empty means same-origin only.
 	CORSOrigins []string
@@ -86,8 +87,8 @@ type Config struct {
 	// JWTLeeway is the clock skew allowed on exp and nbf. Zero means 10s; a
 	// negative value means none.
 	JWTLeeway time.Duration
-	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}.
-	// Zero means "bridge".
+	// JWTClaim is the claim holding the grants, {"subscribe": [patterns]}
+	// (and "publish", read with PublisherJWT). Zero means "bridge".
 	JWTClaim string
 	// AuthQueryToken accepts the token as ?access_token= (for clients that
 	// can set neither a header nor a cookie; the URL may end up in logs).
@@ -99,6 +100,44 @@ type Config struct {
 	// PublicStreams are grant patterns of streams anyone may read without a
 	// token when auth is on. None by default.
 	PublicStreams []string
+
+	// TLSCert and TLSKey are the PEM certificate (chain) and key files of
+	// the HTTP listener. With both set it serves HTTPS, and HTTP/2 to clients
+	// that offer it (ALPN), so a browser's EventSources share one connection.
+	// Empty (the default) means plain HTTP; set both or neither.
+	TLSCert string
+	TLSKey  string
+	// GRPCTLSCert and GRPCTLSKey are the PEM certificate and key files of the
+	// gRPC listener. Empty (the default) means plaintext gRPC; set both or
+	// neither.
+	GRPCTLSCert string
+	GRPCTLSKey  string
+	// GRPCClientCA is a PEM file of the CAs that sign publishers' client
+	// certificates. When set, the gRPC listener asks for a client certificate
+	// and refuses the handshake of one the CAs did not sign; a client without
+	// a certificate still connects (to authenticate another way). Needs the
+	// gRPC TLS pair. None by default.
+	GRPCClientCA string
+	// TLSReloadInterval is how often the TLS files are checked for a change;
+	// a changed file is loaded again (so are all of them on
+	// [Server.ReloadTLS]). Zero means 5s; negative means never (reload on
+	// request only).
+	TLSReloadInterval time.Duration
+
+	// Publishers is a JSON file listing who may publish: for each publisher
+	// a name, one credential (token_sha256, the hex SHA-256 of a bearer
+	// token, or cert, a client certificate principal), the stream patterns
+	// it may publish to, and an optional rate; see publishers.go and the
+	// README. Empty (the default) means no publishers file.
+	Publishers string
+	// PublisherJWT also accepts, as a publisher's bearer token, a JWT
+	// verified as subscriber tokens are (JWTKey) whose grants claim lists
+	// {"publish": [patterns]}. False by default; needs JWTKey.
+	PublisherJWT bool
+	// GRPCInsecure waives protected mode: with neither Publishers nor
+	// PublisherJWT, any caller that reaches the gRPC port may publish, not
+	// only loopback callers. False by default; an error with publisher auth.
+	GRPCInsecure bool
 
 	// DescriptorSets are files of google.protobuf.FileDescriptorSet whose
 	// message types the bridge renders, besides the compiled-in ones. None by
@@ -112,8 +151,50 @@ type Config struct {
 	JSONEmitDefaults bool
 
 	// MaxPayload is the largest event data (the JSON, in bytes) accepted.
-	// Zero means 64 KiB.
+	// Zero means 64 KiB. gRPC messages larger than MaxPayload + 64 KiB are
+	// refused by the transport (ResourceExhausted).
 	MaxPayload int
+
+	// Limits: for the counts and rates below, zero means the default and a
+	// negative value turns the limit off. Over a connection limit or a
+	// connect rate, a subscriber is shed: 200, a retry: of 5 to 30 s
+	// (jittered), and the end of the stream.
+
+	// MaxConnections is how many SSE connections one node holds. Zero means
+	// 10,000.
+	MaxConnections int
+	// MaxConnectionsPerIP is how many SSE connections one client address
+	// (an IPv6 /64) may hold; see TrustedProxies. Zero means no limit.
+	MaxConnectionsPerIP int
+	// MaxConnectionsPerSubject is how many SSE connections one token subject
+	// (sub) may hold; it needs subscriber auth. Zero means no limit.
+	MaxConnectionsPerSubject int
+	// ConnectRate is how many SSE connects per second one node accepts, with
+	// a burst of one second's worth. Zero means 1000.
+	ConnectRate float64
+	// ConnectRatePerIP is how many SSE connects per second one client
+	// address accepts, with a burst of one second's worth. Zero means no
+	// limit.
+	ConnectRatePerIP float64
+	// MaxStreamName is the longest stream name accepted, in bytes, on both
+	// sides: 400 on /events, InvalidArgument on Publish. Zero means 128; at
+	// most 1024.
+	MaxStreamName int
+	// MaxHeaderBytes bounds the size of an HTTP request's header; over it
+	// the answer is 431. Zero means 32 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the time to read an HTTP request's header;
+	// past it the connection is closed. Zero means 10s.
+	ReadHeaderTimeout time.Duration
+	// TrustedProxies are the CIDR prefixes (or addresses) of the proxies
+	// whose X-Forwarded-For is believed for the per-address limits: the
+	// client is the rightmost address that is not a trusted proxy. Empty
+	// means only the TCP peer counts.
+	TrustedProxies []string
+	// Retry is the reconnection delay every SSE connection is sent first,
+	// as a retry: field of a random value between Retry and 2×Retry, so that
+	// clients dropped together do not come back together. Zero means 2s.
+	Retry time.Duration
 
 	// DrainDelay is how long the bridge keeps serving, reporting not ready,
 	// after it is told to stop and before it stops accepting: time for load
@@ -138,17 +219,16 @@ func (c *Config) Validate() error {
 	setDefault(&c.HTTPAddr, ":8080")
 	setDefault(&c.HistorySize, defaultHistorySize)
 	setDefault(&c.HistoryAge, defaultHistoryAge)
-	setDefault(&c.ReplayLimit, 10_000)
 	setDefault(&c.Heartbeat, 15*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
 	setDefault(&c.QueueSize, 64)
-	setDefault(&c.MaxStreamsPerConn, 64)
 	setDefault(&c.MaxPayload, 64<<10)
 	setDefault(&c.ShutdownTimeout, 10*time.Second)
 	setDefault(&c.Engine, EngineMemory)
 	setDefault(&c.JWTLeeway, 10*time.Second)
 	setDefault(&c.JWTClaim, "bridge")
 	setDefault(&c.AuthCookie, "__Secure-bridge_token")
+	setDefault(&c.TLSReloadInterval, defaultTLSReloadInterval)
 	setDefault(&c.jwksUnknownKIDEvery, jwksUnknownKIDEvery)
 	c.NATS.setDefaults()
 	if c.Logger == nil {
@@ -163,11 +243,9 @@ func (c *Config) Validate() error {
 	}
 	positive("history size", int64(c.HistorySize))
 	positive("history age", int64(c.HistoryAge))
-	positive("replay limit", int64(c.ReplayLimit))
 	positive("heartbeat", int64(c.Heartbeat))
 	positive("write timeout", int64(c.WriteTimeout))
 	positive("queue size", int64(c.QueueSize))
-	positive("max streams per connection", int64(c.MaxStreamsPerConn))
 	positive("max payload", int64(c.MaxPayload))
 	positive("shutdown timeout", int64(c.ShutdownTimeout))
 	positive("drain delay", int64(c.DrainDelay))
@@ -187,6 +265,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validateLimits()...)
+	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validatePublishers()...)
 	return errors.Join(errs...)
 }
 

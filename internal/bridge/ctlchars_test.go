@@ -132,14 +132,14 @@ func TestControlCharactersInSubscribeRequests(t *testing.T) {
 	}
 }
 
-// rawStream is an open subscription read as raw bytes and parsed with the
+// byteStream is an open subscription read as raw bytes and parsed with the
 // test's own event-stream parser.
-type rawStream struct {
+type byteStream struct {
 	chunks chan []byte
 	buf    []byte
 }
 
-func openRawStream(t *testing.T, baseURL, query string, h http.Header) *rawStream {
+func openByteStream(t *testing.T, baseURL, query string, h http.Header) *byteStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
@@ -157,7 +157,7 @@ func openRawStream(t *testing.T, baseURL, query string, h http.Header) *rawStrea
 		body, _ := io.ReadAll(resp.Body)
 		t.Fatalf("GET /events?%s = %d (%s), want 200", query, resp.StatusCode, body)
 	}
-	s := &rawStream{chunks: make(chan []byte, 64)}
+	s := &byteStream{chunks: make(chan []byte, 64)}
 	go func() { // ends with the body, at cleanup
 		defer close(s.chunks)
 		for {
@@ -176,7 +176,7 @@ func openRawStream(t *testing.T, baseURL, query string, h http.Header) *rawStrea
 
 // events reads until the stream holds n events and returns them, with the
 // bytes they came in.
-func (s *rawStream) events(t *testing.T, n int) ([]bridge.SSEEvent, string) {
+func (s *byteStream) events(t *testing.T, n int) ([]bridge.SSEEvent, string) {
 	t.Helper()
 	limit := time.NewTimer(waitLimit)
 	defer limit.Stop()
@@ -199,13 +199,13 @@ func (s *rawStream) events(t *testing.T, n int) ([]bridge.SSEEvent, string) {
 func TestControlCharactersInLastEventIDAreIgnored(t *testing.T) {
 	t.Parallel()
 	b := startBridge(t, bridge.Config{JWTKey: writeKeyFile(t, testHMACKey)})
-	h := bearer(mint(t, jwt.SigningMethodHS256, testHMACKey, claimsFor("orders")))
+	h := bearerHeader(mint(t, jwt.SigningMethodHS256, testHMACKey, claimsFor("orders")))
 	b.publish(t, jsonReq(t, "orders", "before")) // a resume would replay it
 	for _, c := range controlChars {
 		for _, v := range []string{"1" + c.escaped, c.escaped + "1", "1" + c.escaped + "2", c.escaped} {
 			t.Run(c.name+" "+v, func(t *testing.T) {
 				t.Parallel()
-				s := openRawStream(t, b.baseURL, "stream=orders&lastEventId="+v, h)
+				s := openByteStream(t, b.baseURL, "stream=orders&lastEventId="+v, h)
 				live := b.publish(t, jsonReq(t, "orders", "live "+v))
 				// Other subtests publish too: read up to this one's event.
 				for n := 1; ; n++ {
@@ -229,7 +229,7 @@ func TestControlCharactersInLastEventIDAreIgnored(t *testing.T) {
 func TestControlCharactersInPublish(t *testing.T) {
 	t.Parallel()
 	b := startBridge(t, bridge.Config{})
-	s := openRawStream(t, b.baseURL, "stream=orders", http.Header{})
+	s := openByteStream(t, b.baseURL, "stream=orders", http.Header{})
 	hello := &bridgev1.PublishRequest_Json{Json: structpb.NewStringValue("hello")}
 	for _, c := range controlChars {
 		for _, tc := range []struct {

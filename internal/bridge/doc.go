@@ -16,14 +16,34 @@
 // Last-Event-ID and catches up from history. A connection's writer flushes
 // only when nothing more is queued for it, so a burst costs few system calls.
 //
+// Admission (limits.go, clientip.go): GET /events checks the request itself,
+// then the connect rates and connection counts, then the token; a connect a
+// retry later would serve is shed with status 200, a jittered retry: and the
+// end of the stream, because EventSource gives up for good on any other
+// status. Every accepted stream starts with a jittered retry: (retry.go).
+//
 // Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the
 // bridge reports not ready (/readyz and gRPC health NOT_SERVING) and keeps
 // serving for the drain delay; Publish answers Unavailable; gRPC GracefulStop
 // (forced after a timeout);
-// every SSE connection is cancelled; [net/http.Server.Shutdown]; the engine's
+// every SSE connection is sent a retry: spread to match the connect rate, then
+// cancelled; [net/http.Server.Shutdown]; the engine's
 // dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
+//
+// TLS (tls.go, tls_reload.go): each listener's certificate, and the gRPC
+// client CA pool, sit behind an atomic pointer that handshakes read; a reload
+// ([Server.ReloadTLS], or the poll Serve runs) swaps it, so open connections
+// are untouched and a file that fails to load changes nothing.
+//
+// Publisher auth (grpc_auth.go, publishers.go, protected.go): one function
+// decides every gRPC call but health, installed as both the unary and the
+// stream interceptor: protected mode (loopback callers only) while no
+// publisher auth is configured, else a publisher's bearer token (looked up
+// by its SHA-256) or verified client certificate, its stream grants and its
+// rate. The publishers file sits behind an atomic pointer, swapped by
+// [Server.ReloadPublishers].
 //
 // The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
 // section 6 lists the library behaviours the bridge works around, and

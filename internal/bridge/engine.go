@@ -24,8 +24,8 @@ type Engine interface {
 	// Replay returns, in id order, the events of streams whose id is greater
 	// than after. When history can no longer cover that gap (events were
 	// trimmed, the id predates a restart that lost history, or more than
-	// limit events would be replayed), it returns no events and a non-empty
-	// Reset that says why. Head is the last id assigned when Replay read
+	// limit events would be replayed; limit 0 means no limit), it returns no
+	// events and a non-empty Reset, one of the Reset* reasons. Head is the last id assigned when Replay read
 	// history: after a reset, the client continues from there.
 	Replay(ctx context.Context, streams []string, after uint64, limit int) (Replay, error)
 
@@ -43,6 +43,25 @@ type Engine interface {
 // Replay is the answer of [Engine.Replay].
 type Replay struct {
 	Events []*Event
-	Reset  string
+	Reset  string // empty, or one of the Reset* reasons
 	Head   uint64
 }
+
+// Reasons of a reset: the reason of a bridge.reset frame's data, so a page
+// can tell them apart without parsing prose. Every one means the same to a
+// page (refetch your state, then carry on with live events); they differ for
+// whoever reads the logs or tunes the limits.
+const (
+	// ResetTooFarBehind: more events were missed than one (re)connect may
+	// replay (--max-replay). Replay is all or nothing, never partial.
+	ResetTooFarBehind = "too_far_behind"
+	// ResetTrimmed: events after the client's id left history (by count or
+	// age) before it came back.
+	ResetTrimmed = "history_trimmed"
+	// ResetHistoryLost: the id predates the history this bridge holds (the
+	// memory engine restarted, or the JetStream stream was recreated).
+	ResetHistoryLost = "history_lost"
+	// ResetUnknownID: the id is newer than any event of this bridge (it came
+	// from another deployment, or was made up).
+	ResetUnknownID = "unknown_id"
+)

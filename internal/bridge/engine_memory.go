@@ -129,10 +129,10 @@ func (e *MemoryEngine) Replay(_ context.Context, streams []string, after uint64,
 	r := Replay{Head: e.last}
 	switch {
 	case after > e.last:
-		r.Reset = fmt.Sprintf("id %d is newer than any event of this bridge", after)
+		r.Reset = ResetUnknownID
 		return r, nil
 	case after < e.floor:
-		r.Reset = fmt.Sprintf("id %d predates this bridge's start: its history was lost in a restart", after)
+		r.Reset = ResetHistoryLost
 		return r, nil
 	}
 	cutoff := e.now().Add(-e.age)
@@ -146,7 +146,7 @@ func (e *MemoryEngine) Replay(_ context.Context, streams []string, after uint64,
 			trimmed = h.trimmed
 		}
 		if after < trimmed {
-			r.Reset = fmt.Sprintf("events of stream %q after id %d are no longer in history", name, after)
+			r.Reset = ResetTrimmed
 			return r, nil
 		}
 		if h == nil {
@@ -159,7 +159,7 @@ func (e *MemoryEngine) Replay(_ context.Context, streams []string, after uint64,
 		}
 	}
 	if limit > 0 && total > limit {
-		r.Reset = fmt.Sprintf("%d events were missed: more than the replay limit of %d", total, limit)
+		r.Reset = ResetTooFarBehind
 		return r, nil
 	}
 	r.Events = make([]*Event, 0, total)

@@ -479,7 +479,7 @@ func (e *NATSEngine) requestError(what string, err error) error {
 // stream (an empty event ends it).
 func (e *NATSEngine) decode(subject string, seq uint64, hdr nats.Header, data []byte, stored time.Time) (*Event, bool) {
 	name, ok := strings.CutPrefix(subject, e.prefix)
-	if !ok || !ValidStreamName(name) || len(data) == 0 || hdr.Get(natsHeaderTime) == "" {
+	if !ok || !validStreamSyntax(name) || len(data) == 0 || hdr.Get(natsHeaderTime) == "" {
 		e.log.Warn("skip a JetStream message the bridge did not publish", "subject", subject, "seq", seq)
 		return nil, false
 	}

@@ -87,7 +87,7 @@ func (e *NATSEngine) Replay(ctx context.Context, streams []string, after uint64,
 		if info, err := e.stream.Info(ctx); err == nil {
 			r.Head = info.State.LastSeq
 		}
-		r.Reset = fmt.Sprintf("%d events were missed: more than the replay limit of %d", pending, limit)
+		r.Reset = ResetTooFarBehind
 		return r, nil
 	}
 	events, seen, err := e.fetch(cons, after, head, limit)
@@ -95,7 +95,7 @@ func (e *NATSEngine) Replay(ctx context.Context, streams []string, after uint64,
 		return Replay{}, err
 	}
 	if limit > 0 && len(events) > limit {
-		r.Reset = fmt.Sprintf("more than %d events were missed: more than the replay limit", limit)
+		r.Reset = ResetTooFarBehind
 		return r, nil
 	}
 	if info.Config.Replicas > 1 && seen < head {
@@ -118,13 +118,13 @@ func staleID(info *jetstream.StreamInfo, after uint64) string {
 	st := info.State
 	switch {
 	case after > st.LastSeq:
-		return fmt.Sprintf("id %d is newer than any event of this bridge", after)
+		return ResetUnknownID
 	case after+1 >= st.FirstSeq:
 		return ""
 	case after+1 < info.Config.FirstSeq:
-		return fmt.Sprintf("id %d predates this bridge's JetStream stream: its history was lost", after)
+		return ResetHistoryLost
 	}
-	return fmt.Sprintf("events after id %d are no longer in history", after)
+	return ResetTrimmed
 }
 
 // fetch reads the consumer's messages up to sequence head, and one more
@@ -184,7 +184,7 @@ func (e *NATSEngine) trimmedAfter(ctx context.Context, streams []string, after u
 		return "", e.requestError("read stream state", err)
 	}
 	if after+1 < info.State.FirstSeq {
-		return fmt.Sprintf("events after id %d are no longer in history", after), nil
+		return ResetTrimmed, nil
 	}
 	limit := uint64(perSubjectLimit(info.Config, after)) //nolint:gosec // perSubjectLimit is never negative
 	if limit == 0 || info.State.Msgs < limit {
@@ -205,7 +205,7 @@ func (e *NATSEngine) trimmedAfter(ctx context.Context, streams []string, after u
 			return "", e.requestError("count events of "+name, err)
 		}
 		if held := si.State.Subjects[subject]; held >= limit {
-			return fmt.Sprintf("events of stream %q after id %d are no longer in history", name, after), nil
+			return ResetTrimmed, nil
 		}
 		counted = true
 	}
@@ -220,7 +220,7 @@ func (e *NATSEngine) trimmedAfter(ctx context.Context, streams []string, after u
 		return "", e.requestError("read stream state", err)
 	}
 	if after+1 < final.State.FirstSeq || uint64(perSubjectLimit(final.Config, after)) < limit { //nolint:gosec // never negative
-		return fmt.Sprintf("events after id %d are no longer in history", after), nil
+		return ResetTrimmed, nil
 	}
 	return "", nil
 }

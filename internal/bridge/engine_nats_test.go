@@ -256,13 +256,13 @@ func TestNATSEngineStaleIDsReset(t *testing.T) {
 		after uint64
 		want  string
 	}{
-		{name: "memory engine id from before the stream", after: ids[0] - 1_000_000, want: "predates"},
-		{name: "id zero", after: 0, want: "predates"},
-		{name: "id from the future", after: head + 1, want: "newer than any event"},
+		{name: "memory engine id from before the stream", after: ids[0] - 1_000_000, want: ResetHistoryLost},
+		{name: "id zero", after: 0, want: ResetHistoryLost},
+		{name: "id from the future", after: head + 1, want: ResetUnknownID},
 	} {
 		r := suiteReplay(t, e, []string{"a"}, tc.after, 100)
-		if !strings.Contains(r.Reset, tc.want) || r.Head != head {
-			t.Errorf("%s: Replay(a, %d) = reset %q, head %d; want a reset saying %q, head %d", tc.name, tc.after, r.Reset, r.Head, tc.want, head)
+		if r.Reset != tc.want || r.Head != head {
+			t.Errorf("%s: Replay(a, %d) = reset %q, head %d; want reset %q, head %d", tc.name, tc.after, r.Reset, r.Head, tc.want, head)
 		}
 	}
 
@@ -276,7 +276,7 @@ func TestNATSEngineStaleIDsReset(t *testing.T) {
 	}
 	for _, after := range ids[:3] {
 		r := suiteReplay(t, e, []string{"a"}, after, 100)
-		if !strings.Contains(r.Reset, "no longer in history") {
+		if r.Reset != ResetTrimmed {
 			t.Errorf("Replay(a, %d) after a purge = %v, reset %q; want a reset", after, idsOf(r.Events), r.Reset)
 		}
 	}
@@ -443,7 +443,7 @@ func TestNATSEngineMemoryStorageRestart(t *testing.T) {
 	if ev := recv(t, got); ev.ID != next {
 		t.Errorf("delivered %d after the restart, want %d", ev.ID, next)
 	}
-	if r := suiteReplay(t, e, []string{"a"}, old, 100); !strings.Contains(r.Reset, "predates") {
+	if r := suiteReplay(t, e, []string{"a"}, old, 100); r.Reset != ResetHistoryLost {
 		t.Errorf("Replay(a, old id) = %v, reset %q; want a reset: the history was lost", idsOf(r.Events), r.Reset)
 	}
 }

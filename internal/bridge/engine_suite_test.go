@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,8 +111,8 @@ func runEngineSuite(t *testing.T, newEngine newEngineFunc) {
 			}
 		}
 		r := suiteReplay(t, e, []string{"a"}, head+1000, 100)
-		if r.Reset == "" || len(r.Events) != 0 || r.Head != head {
-			t.Errorf("Replay(after an id newer than head) = %d events, reset %q, head %d; want a reset, head %d", len(r.Events), r.Reset, r.Head, head)
+		if r.Reset != ResetUnknownID || len(r.Events) != 0 || r.Head != head {
+			t.Errorf("Replay(after an id newer than head) = %d events, reset %q, head %d; want reset %q, head %d", len(r.Events), r.Reset, r.Head, ResetUnknownID, head)
 		}
 	})
 
@@ -139,8 +138,8 @@ func runEngineSuite(t *testing.T, newEngine newEngineFunc) {
 		} {
 			r := suiteReplay(t, e, tc.streams, from, tc.limit)
 			if tc.want == nil {
-				if r.Reset == "" || len(r.Events) != 0 || r.Head < head {
-					t.Errorf("Replay(%v, limit %d) = %v, reset %q, head %d; want a reset and no events, head from %d", tc.streams, tc.limit, idsOf(r.Events), r.Reset, r.Head, head)
+				if r.Reset != ResetTooFarBehind || len(r.Events) != 0 || r.Head < head {
+					t.Errorf("Replay(%v, limit %d) = %v, reset %q, head %d; want reset %q and no events, head from %d", tc.streams, tc.limit, idsOf(r.Events), r.Reset, r.Head, ResetTooFarBehind, head)
 				}
 				continue
 			}
@@ -168,8 +167,8 @@ func runEngineSuite(t *testing.T, newEngine newEngineFunc) {
 		for _, after := range []uint64{a[0] - 1, a[0], b[1], newestTrimmed - 1} {
 			for _, streams := range [][]string{{"a"}, {"b", "a"}} {
 				r := suiteReplay(t, e, streams, after, 100)
-				if r.Reset == "" || len(r.Events) != 0 {
-					t.Errorf("Replay(%v, %d) after trimming = %v, reset %q; want a reset and no events", streams, after, idsOf(r.Events), r.Reset)
+				if (r.Reset != ResetTrimmed && r.Reset != ResetHistoryLost) || len(r.Events) != 0 {
+					t.Errorf("Replay(%v, %d) after trimming = %v, reset %q; want reset %q and no events", streams, after, idsOf(r.Events), r.Reset, ResetTrimmed)
 				}
 			}
 		}
@@ -281,8 +280,8 @@ func suiteReplay(t *testing.T, e Engine, streams []string, after uint64, limit i
 	if err != nil {
 		t.Fatalf("Replay(%v, %d, %d) error: %v", streams, after, limit, err)
 	}
-	if r.Reset != "" && (len(r.Events) != 0 || strings.TrimSpace(r.Reset) == "") {
-		t.Fatalf("Replay(%v, %d, %d) = %d events with reset %q: a reset comes without events", streams, after, limit, len(r.Events), r.Reset)
+	if r.Reset != "" && (len(r.Events) != 0 || !slices.Contains([]string{ResetTooFarBehind, ResetTrimmed, ResetHistoryLost, ResetUnknownID}, r.Reset)) {
+		t.Fatalf("Replay(%v, %d, %d) = %d events with reset %q: a reset comes without events, with a known reason", streams, after, limit, len(r.Events), r.Reset)
 	}
 	return r
 }

@@ -12,7 +12,9 @@ import "strings"
 // validPattern reports whether p is a well-formed grant pattern: tokens of
 // stream-name characters, or a whole-token '*', or a whole-token '>' last.
 func validPattern(p string) bool {
-	if p == "" || len(p) > MaxStreamName {
+	// No length limit here: a pattern only ever matches names that passed
+	// the configured --max-stream-name where they came in.
+	if p == "" {
 		return false
 	}
 	toks := strings.Split(p, ".")
@@ -24,7 +26,7 @@ func validPattern(p string) bool {
 				return false
 			}
 		default:
-			if !ValidStreamName(tok) {
+			if !validStreamSyntax(tok) {
 				return false
 			}
 		}
@@ -35,7 +37,7 @@ func validPattern(p string) bool {
 // matchPattern reports whether the grant pattern p covers the stream name s.
 // An invalid pattern or name matches nothing.
 func matchPattern(p, s string) bool {
-	if !validPattern(p) || !ValidStreamName(s) {
+	if !validPattern(p) || !validStreamSyntax(s) {
 		return false
 	}
 	for {

@@ -66,7 +66,7 @@ func FuzzMatchPattern(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p, s string) {
 		got := matchPattern(p, s)
-		if !validPattern(p) || !ValidStreamName(s) {
+		if !validPattern(p) || !validStreamSyntax(s) {
 			if got {
 				t.Fatalf("matchPattern(%q, %q) = true for an invalid pattern or name", p, s)
 			}
@@ -75,7 +75,7 @@ func FuzzMatchPattern(f *testing.F) {
 		if want := refMatch(strings.Split(p, "."), strings.Split(s, ".")); got != want {
 			t.Fatalf("matchPattern(%q, %q) = %v, want %v", p, s, got, want)
 		}
-		if ValidStreamName(p) && got != (p == s) {
+		if validStreamSyntax(p) && got != (p == s) {
 			t.Fatalf("matchPattern(%q, %q) = %v: a literal pattern matches only itself", p, s, got)
 		}
 	})

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -44,6 +42,7 @@ type hubStats struct {
 	replays        atomic.Int64 // resumes that replayed history
 	replayedEvents atomic.Int64
 	resets         atomic.Int64 // bridge.reset frames sent
+	replaysCapped  atomic.Int64 // resets because more than the replay cap was missed
 	evictions      [len(evictReasons)]atomic.Int64
 }
 
@@ -64,6 +63,10 @@ type hub struct {
 	log         *slog.Logger
 	queueSize   int
 	replayLimit int
+	// retry is the configured --retry, and connectRate the node's connect
+	// rate (0: none): they spread the reconnects of a shutdown.
+	retry       time.Duration
+	connectRate float64
 
 	mu     sync.RWMutex
 	subs   map[string][]*conn // stream name -> its connections
@@ -91,7 +94,9 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 	lib.EventTTL = 0 // with AutoReplay off, a TTL drops every event
 	lib.BufferSize = queueSize
 	lib.Headers = map[string]string{"X-Accel-Buffering": "no"}
-	lib.OnSubscribe = h.onSubscribe
+	// No OnSubscribe: the library would start a goroutine per connect to run
+	// it. The handler's first Flush says the same thing for free (see
+	// hub.subscribed).
 	h.lib = lib
 	return h
 }
@@ -105,8 +110,6 @@ type conn struct {
 	after   uint64 // that id
 	format  Format
 	cancel  context.CancelFunc
-
-	subscribed chan struct{} // closed once the library registered the subscriber
 
 	mu      sync.Mutex
 	live    bool     // replay is done: deliver sends directly
@@ -129,6 +132,12 @@ type conn struct {
 	wmu      sync.Mutex
 	rc       *http.ResponseController
 	finished bool // the handler returned: rc must not be used any more
+
+	// closeRetry, when not zero, is the retry: (in nanoseconds) the handler
+	// sends as the stream's last words once the library returned: set by a
+	// close that is no fault of the client (shutdown, token expiry), so it
+	// comes back when it should instead of when the browser's default says.
+	closeRetry atomic.Int64
 }
 
 // register adds a connection for streams, resuming after id after when resume
@@ -136,14 +145,13 @@ type conn struct {
 // done. It returns errClosed once the hub is shutting down.
 func (h *hub) register(streams []string, format Format, resume bool, after uint64, rc *http.ResponseController, cancel context.CancelFunc) (*conn, error) {
 	c := &conn{
-		id:         newConnID(),
-		streams:    streams,
-		format:     format,
-		resume:     resume,
-		after:      after,
-		cancel:     cancel,
-		subscribed: make(chan struct{}),
-		rc:         rc,
+		id:      newConnID(),
+		streams: streams,
+		format:  format,
+		resume:  resume,
+		after:   after,
+		cancel:  cancel,
+		rc:      rc,
 	}
 	h.lib.CreateStream(c.id)
 	h.mu.Lock()
@@ -186,32 +194,41 @@ func (h *hub) unregister(c *conn) {
 	h.lib.RemoveStream(c.id)
 }
 
-// onSubscribe is the library's callback, run on a goroutine of its own once
-// the subscriber of a connection's stream is registered: from then on frames
-// published to the stream reach the browser.
-func (h *hub) onSubscribe(streamID string, _ *sse.Subscriber) {
-	h.mu.RLock()
-	c := h.conns[streamID]
-	h.mu.RUnlock()
-	if c != nil {
-		close(c.subscribed)
+// subscribed is called on c's handler goroutine once the library registered
+// c's subscriber (its first Flush, of the headers, comes after that): from
+// then on frames published to c's stream reach the browser. A connection with
+// nothing to replay and nothing delivered meanwhile goes live right here,
+// with no goroutine of its own: the common connect, and the cheap one. Any
+// other starts replay, which may block on the browser and so cannot run on
+// the goroutine that writes to it; replaying reports whether it did, and the
+// handler waits for done before it returns.
+func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
+	if !c.resume {
+		c.mu.Lock()
+		if len(c.pending) == 0 && !c.overflow {
+			c.live = true
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
 	}
+	ch := make(chan struct{})
+	go func() { // owned by c's handler, which waits for ch
+		defer close(ch)
+		h.replay(ctx, c)
+	}()
+	return ch
 }
 
 // replay sends c what it missed, then the events delivered meanwhile, then
-// marks it live; it runs on a goroutine owned by c's HTTP handler and returns
-// when that is done or ctx ends. Replay frames go out with the library's
+// marks it live; it runs on a goroutine owned by c's HTTP handler (started by
+// subscribed) and returns when that is done or ctx ends. Replay frames go out with the library's
 // blocking Publish: that paces a long replay to the browser's speed on the
 // connection's own stream, so it never evicts the client it is for and never
 // delays anyone else. Events delivered during the replay wait in c.pending;
 // when more arrive than it holds, replay reads them from history instead, so
 // a client connecting during a burst is not evicted either.
 func (h *hub) replay(ctx context.Context, c *conn) {
-	select {
-	case <-c.subscribed:
-	case <-ctx.Done():
-		return
-	}
 	// last is the id of the last event sent (or the client's Last-Event-ID);
 	// based says whether it is set yet.
 	last, based := c.after, c.resume
@@ -267,6 +284,9 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 	}
 	if r.Reset != "" {
 		h.stats.resets.Add(1)
+		if r.Reset == ResetTooFarBehind {
+			h.stats.replaysCapped.Add(1)
+		}
 		h.send(c, resetFrame(r.Head, r.Reset))
 		return r.Head, true
 	}
@@ -458,7 +478,16 @@ func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 				if c.evicted.Load() {
 					continue
 				}
-				h.tryPublish(c, pingFrame, evictHeartbeat)
+				// Only live connections: before its subscriber is
+				// registered the library drops a frame without a
+				// trace, which would leave queued one too high; a
+				// replaying connection is busy being written to.
+				c.mu.Lock()
+				live := c.live
+				c.mu.Unlock()
+				if live {
+					h.tryPublish(c, pingFrame, evictHeartbeat)
+				}
 			}
 			h.mu.RUnlock()
 		}
@@ -519,18 +548,39 @@ func (h *hub) connCount() int {
 }
 
 // close refuses new connections and cancels every open one, so their handlers
-// return and the HTTP server can shut down.
+// return and the HTTP server can shut down. Each is first given a retry: of
+// its own (see shutdownRetry), so a restart is not a reconnect storm.
 func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
+	lo, hi := shutdownRetry(h.retry, len(h.conns), h.connectRate)
 	for _, c := range h.conns {
+		c.closeRetry.CompareAndSwap(0, int64(jitter(lo, hi)))
 		c.cancel()
 	}
 	h.mu.Unlock()
 }
 
+// closeWithRetry ends c for reason, a reason that is no fault of the
+// client (token expiry): unlike evict, the write in progress is not cut and
+// the stream ends with a retry: of retry, so the reconnect comes that soon.
+// Only the first close of c counts.
+func (h *hub) closeWithRetry(c *conn, reason string, retry time.Duration) {
+	if c.evicted.Load() || !c.closeRetry.CompareAndSwap(0, int64(max(retry, time.Millisecond))) {
+		return
+	}
+	h.countEviction(reason)
+	h.log.Debug("close connection", "reason", reason, "streams", c.streams)
+	c.cancel()
+}
+
+// connSeq numbers connections for their library stream ids.
+var connSeq atomic.Uint64
+
+// newConnID returns a library stream id no other connection of this process
+// has. A counter is enough: the id never leaves the process (the library
+// refuses clients that name a stream: the handler sets it), and clients
+// cannot create streams (AutoStream is off).
 func newConnID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return "c-" + hex.EncodeToString(b[:])
+	return "c" + strconv.FormatUint(connSeq.Add(1), 36)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,8 +246,8 @@ func TestClosedHubAnswers200AndEnds(t *testing.T) {
 	f := newHubFixture(t, 8, 10*time.Second, 0)
 	f.hub.close()
 	body, err := io.ReadAll(getEvents(t, f.srv.URL+"/events?stream=orders", nil))
-	if err != nil || !strings.HasPrefix(string(body), ":") {
-		t.Errorf("body %q, %v: want a comment and the end of the stream", body, err)
+	if err != nil || !regexp.MustCompile(`^retry: \d+\n: draining\n\n$`).Match(body) {
+		t.Errorf("body %q, %v: want a retry:, a comment and the end of the stream", body, err)
 	}
 	if n := f.hub.connCount(); n != 0 {
 		t.Errorf("connections = %d, want 0", n)

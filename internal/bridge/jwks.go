@@ -61,6 +61,10 @@ const (
 // jwksAlgs are the algorithms a key set can verify: asymmetric only.
 var jwksAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
+// rejectJWKSUnavailable is the bridge_rejections_total reason of a
+// subscriber shed because the key set could not be fetched.
+const rejectJWKSUnavailable = "jwks_unavailable"
+
 // errJWKSUnavailable: the key set could not be fetched (not yet, or not
 // when a token's unknown key id asked for it). A plain retry fixes it, so
 // the subscriber is shed, not refused.
@@ -75,9 +79,11 @@ type jwksKeys struct {
 	remote bool
 	log    *slog.Logger
 
-	// keys holds the usable keys: replaced whole by a reload or fetch, so a
-	// key removed from the set stops working.
-	keys *jwkset.MemoryJWKSet
+	// keys holds the usable keys: replaced whole by a reload (a new
+	// storage) or a fetch (the same storage's KeyReplaceAll), so a key
+	// removed from the set stops working.
+	keys atomic.Pointer[jwkset.MemoryJWKSet]
+	n    atomic.Int64 // how many keys, for logs
 	// kf finds a token's key by kid in lookupKeys and checks the token's
 	// alg against the key's.
 	kf keyfunc.Keyfunc
@@ -96,25 +102,18 @@ type jwksKeys struct {
 // certificate; unknownKIDEvery is the least time between two fetches
 // caused by unknown key ids.
 func newJWKSKeys(source, caFile string, unknownKIDEvery time.Duration, log *slog.Logger) (*jwksKeys, error) {
-	k := &jwksKeys{source: source, remote: isJWKSURL(source), log: log, keys: jwkset.NewMemoryStorage(), unknownKIDEvery: unknownKIDEvery}
-	if !k.remote {
-		set, err := readJWKSFile(source)
-		if err != nil {
-			return nil, err
-		}
-		store, err := set.ToStorage()
-		if err != nil {
-			return nil, fmt.Errorf("JWKS file %s: %w", source, err)
-		}
-		k.keys = store.(*jwkset.MemoryJWKSet) //nolint:forcetypeassert // documented to be a memory storage
-	}
+	k := &jwksKeys{source: source, remote: isJWKSURL(source), log: log, unknownKIDEvery: unknownKIDEvery}
 	var err error
-	if k.kf, err = keyfunc.New(keyfunc.Options{Storage: lookupKeys{k.keys, k}}); err != nil {
+	if k.kf, err = keyfunc.New(keyfunc.Options{Storage: lookupKeys{k}}); err != nil {
 		return nil, fmt.Errorf("JWKS %s: %w", source, err)
 	}
 	if !k.remote {
+		if err := k.reload(); err != nil {
+			return nil, err
+		}
 		return k, nil
 	}
+	k.keys.Store(jwkset.NewMemoryStorage())
 	tr := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // documented to be an *http.Transport
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile) //nolint:gosec // G304: the operator names the file
@@ -169,7 +168,7 @@ func (k *jwksKeys) start(ctx context.Context) error {
 		NoErrorReturnFirstHTTPReq: true,
 		RefreshErrorHandler:       k.fetchFailed,
 		RefreshInterval:           jwksRefreshInterval,
-		Storage:                   filteredKeys{k.keys, k},
+		Storage:                   filteredKeys{k.keys.Load(), k},
 	})
 	if err != nil {
 		return fmt.Errorf("JWKS %s: %w", k.source, err)
@@ -183,7 +182,7 @@ func (k *jwksKeys) start(ctx context.Context) error {
 		return fmt.Errorf("JWKS %s: %w", k.source, err)
 	}
 	if k.loaded.Load() {
-		k.log.Info("fetched JWKS", "url", k.source, "keys", k.count(ctx))
+		k.log.Info("fetched JWKS", "url", k.source, "keys", k.count())
 	} else {
 		k.log.Warn("JWKS unreachable: subscribers with tokens are asked to retry until a fetch succeeds", "url", k.source)
 	}
@@ -198,9 +197,10 @@ func (k *jwksKeys) stop() {
 	}
 }
 
-// reload reads a key set file again; on error the keys in force stay. A
-// URL is fetched in the background instead: nothing to do.
-func (k *jwksKeys) reload(ctx context.Context) error {
+// reload reads a key set file again, into a new storage that replaces the
+// one in force; on error the keys in force stay. A URL is fetched in the
+// background instead: nothing to do.
+func (k *jwksKeys) reload() error {
 	if k.remote {
 		return nil
 	}
@@ -208,11 +208,13 @@ func (k *jwksKeys) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys, err := set.JWKSlice()
+	store, err := set.ToStorage()
 	if err != nil {
 		return fmt.Errorf("JWKS file %s: %w", k.source, err)
 	}
-	return k.keys.KeyReplaceAll(ctx, keys)
+	k.keys.Store(store.(*jwkset.MemoryJWKSet)) //nolint:forcetypeassert // ToStorage makes a memory storage
+	k.n.Store(int64(len(set.Keys)))
+	return nil
 }
 
 // readJWKSFile reads and checks a key set file.
@@ -334,7 +336,7 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 
 // lookup finds the key kid, fetching the set again when it is unknown.
 func (k *jwksKeys) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
-	if j, err := k.keys.KeyRead(ctx, kid); err == nil {
+	if j, err := k.keys.Load().KeyRead(ctx, kid); err == nil {
 		return j, nil
 	}
 	if !k.remote {
@@ -348,7 +350,7 @@ func (k *jwksKeys) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
 	// being refused by the rate limit.
 	k.refreshMu.Lock()
 	defer k.refreshMu.Unlock()
-	if j, err := k.keys.KeyRead(ctx, kid); err == nil {
+	if j, err := k.keys.Load().KeyRead(ctx, kid); err == nil {
 		return j, nil
 	}
 	if j, err := k.client.KeyRead(ctx, kid); err == nil {
@@ -363,7 +365,7 @@ func (k *jwksKeys) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
 // keySet returns the keys that fit alg, for a token without kid.
 func (k *jwksKeys) keySet(ctx context.Context, alg string) (any, error) {
 	fitting := func() []jwt.VerificationKey {
-		all, _ := k.keys.KeyReadAll(ctx) // a memory storage never fails
+		all, _ := k.keys.Load().KeyReadAll(ctx) // a memory storage never fails
 		var out []jwt.VerificationKey
 		for _, j := range all {
 			if keyFits(j, alg) {
@@ -401,10 +403,7 @@ func (k *jwksKeys) unavailable() bool {
 }
 
 // count returns how many usable keys are loaded.
-func (k *jwksKeys) count(ctx context.Context) int {
-	all, _ := k.keys.KeyReadAll(ctx) // a memory storage never fails
-	return len(all)
-}
+func (k *jwksKeys) count() int { return int(k.n.Load()) }
 
 // fetchFailed is the library's refresh error handler.
 func (k *jwksKeys) fetchFailed(_ context.Context, err error) {
@@ -412,15 +411,55 @@ func (k *jwksKeys) fetchFailed(_ context.Context, err error) {
 	k.log.Warn("fetch JWKS: keeping the keys fetched before", "url", k.source, "err", err)
 }
 
-// lookupKeys is the storage keyfunc reads: the usable keys, where an
-// unknown kid makes a URL's set be fetched again (see lookup).
-type lookupKeys struct {
-	*jwkset.MemoryJWKSet
-	k *jwksKeys
-}
+// lookupKeys is the storage keyfunc reads: the usable keys in force, where
+// an unknown kid makes a URL's set be fetched again (see lookup).
+type lookupKeys struct{ k *jwksKeys }
+
+var _ jwkset.Storage = lookupKeys{}
 
 func (l lookupKeys) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	return l.k.lookup(ctx, kid)
+}
+
+// The rest of jwkset.Storage is that of the storage in force.
+func (l lookupKeys) KeyDelete(ctx context.Context, kid string) (bool, error) {
+	return l.k.keys.Load().KeyDelete(ctx, kid)
+}
+
+func (l lookupKeys) KeyReadAll(ctx context.Context) ([]jwkset.JWK, error) {
+	return l.k.keys.Load().KeyReadAll(ctx)
+}
+
+func (l lookupKeys) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	return l.k.keys.Load().KeyReplaceAll(ctx, given)
+}
+
+func (l lookupKeys) KeyWrite(ctx context.Context, j jwkset.JWK) error {
+	return l.k.keys.Load().KeyWrite(ctx, j)
+}
+
+func (l lookupKeys) JSON(ctx context.Context) (json.RawMessage, error) {
+	return l.k.keys.Load().JSON(ctx)
+}
+
+func (l lookupKeys) JSONPublic(ctx context.Context) (json.RawMessage, error) {
+	return l.k.keys.Load().JSONPublic(ctx)
+}
+
+func (l lookupKeys) JSONPrivate(ctx context.Context) (json.RawMessage, error) {
+	return l.k.keys.Load().JSONPrivate(ctx)
+}
+
+func (l lookupKeys) JSONWithOptions(ctx context.Context, m jwkset.JWKMarshalOptions, v jwkset.JWKValidateOptions) (json.RawMessage, error) {
+	return l.k.keys.Load().JSONWithOptions(ctx, m, v)
+}
+
+func (l lookupKeys) Marshal(ctx context.Context) (jwkset.JWKSMarshal, error) {
+	return l.k.keys.Load().Marshal(ctx)
+}
+
+func (l lookupKeys) MarshalWithOptions(ctx context.Context, m jwkset.JWKMarshalOptions, v jwkset.JWKValidateOptions) (jwkset.JWKSMarshal, error) {
+	return l.k.keys.Load().MarshalWithOptions(ctx, m, v)
 }
 
 // filteredKeys is the storage a URL's fetches write to: each successful
@@ -443,6 +482,7 @@ func (f filteredKeys) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) err
 	if err := f.MemoryJWKSet.KeyReplaceAll(ctx, kept); err != nil {
 		return err
 	}
+	f.k.n.Store(int64(len(kept)))
 	if len(kept) == 0 {
 		f.k.log.Warn("JWKS holds no usable key: every token is refused", "url", f.k.source)
 	}
@@ -481,16 +521,16 @@ func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
 // verified with its keys only. On error the keys loaded before stay in
 // force. With a key set URL (fetched in the background) or no key set it
 // does nothing. Safe to call at any time, from any goroutine.
-func (s *Server) ReloadJWKS(ctx context.Context) error {
+func (s *Server) ReloadJWKS() error {
 	if s.auth == nil || s.auth.keys == nil || s.auth.keys.remote {
 		return nil
 	}
 	k := s.auth.keys
-	if err := k.reload(ctx); err != nil {
+	if err := k.reload(); err != nil {
 		s.cfg.Logger.Error("reload JWKS: keeping the keys loaded before", "err", err)
 		return err
 	}
-	s.cfg.Logger.Info("reloaded JWKS", "file", k.source, "keys", k.count(ctx))
+	s.cfg.Logger.Info("reloaded JWKS", "file", k.source, "keys", k.count())
 	return nil
 }
 

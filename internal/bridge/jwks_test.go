@@ -141,10 +141,11 @@ func mintKID(t *testing.T, m jwt.SigningMethod, key any, kid string, claims jwt.
 	return s
 }
 
-func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+func bearerHeader(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
-// authFailures returns the subscriber auth failures counted for reason.
-func authFailures(t *testing.T, baseURL, reason string) float64 {
+// subscriberAuthFailures returns the subscriber auth failures counted for
+// reason.
+func subscriberAuthFailures(t *testing.T, baseURL, reason string) float64 {
 	t.Helper()
 	return scrape(t, baseURL)[`bridge_auth_failures_total{reason="`+reason+`",side="subscriber"}`]
 }
@@ -225,7 +226,7 @@ func TestJWKSURLVerifiesTokensAndFollowsRotation(t *testing.T) {
 	} {
 		// One after another, not in parallel subtests: the fetch count below
 		// must see all of them.
-		r := get(t, b.baseURL, "stream=orders", bearer(tc.token))
+		r := get(t, b.baseURL, "stream=orders", bearerHeader(tc.token))
 		if r.status != tc.status {
 			t.Errorf("GET with %s = %d (%s), want %d", tc.name, r.status, r.body, tc.status)
 			continue
@@ -241,7 +242,7 @@ func TestJWKSURLVerifiesTokensAndFollowsRotation(t *testing.T) {
 	// Rotation: the provider publishes a new key and drops the old RSA one.
 	// The first token naming the new kid makes the bridge fetch the set.
 	srv.serve(jwkSet(t, jwk{key: rotated, kid: "rsa-2", alg: "RS256"}, jwk{key: ecKey, kid: "ec-1"}))
-	if r := get(t, b.baseURL, "stream=orders", bearer(mintKID(t, jwt.SigningMethodRS256, rotated, "rsa-2", good))); r.status != 200 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(mintKID(t, jwt.SigningMethodRS256, rotated, "rsa-2", good))); r.status != 200 {
 		t.Fatalf("token of the rotated key = %d (%s), want 200", r.status, r.body)
 	}
 	if n := srv.fetches.Load(); n != 2 {
@@ -249,12 +250,12 @@ func TestJWKSURLVerifiesTokensAndFollowsRotation(t *testing.T) {
 	}
 	// The old key is gone, and a kid that is in no set stays unknown; the
 	// rate limit keeps both from fetching again.
-	before := authFailures(t, b.baseURL, "unknown_key")
+	before := subscriberAuthFailures(t, b.baseURL, "unknown_key")
 	for _, tok := range []string{
 		mintKID(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", good),
 		mintKID(t, jwt.SigningMethodRS256, rsaKey, "nobody", good),
 	} {
-		r := get(t, b.baseURL, "stream=orders", bearer(tok))
+		r := get(t, b.baseURL, "stream=orders", bearerHeader(tok))
 		if r.status != 401 {
 			t.Fatalf("token of a key no longer in the set = %d (%s), want 401", r.status, r.body)
 		}
@@ -263,7 +264,7 @@ func TestJWKSURLVerifiesTokensAndFollowsRotation(t *testing.T) {
 	if n := srv.fetches.Load(); n != 2 {
 		t.Errorf("JWKS fetched %d times, want 2: unknown kids within the rate limit must not fetch", n)
 	}
-	if got := authFailures(t, b.baseURL, "unknown_key"); got != before+2 {
+	if got := subscriberAuthFailures(t, b.baseURL, "unknown_key"); got != before+2 {
 		t.Errorf("unknown_key failures = %v, want %v", got, before+2)
 	}
 }
@@ -289,10 +290,10 @@ func TestJWKSUnreachableShedsUntilFetched(t *testing.T) {
 	b := startBridge(t, cfg)
 
 	// A token, with or without kid, is shed, not refused.
-	checkShed(t, b.baseURL, "stream=orders", bearer(tok))
-	checkShed(t, b.baseURL, "stream=orders", bearer(mintKID(t, jwt.SigningMethodRS256, rsaKey, "", good)))
-	if got := authFailures(t, b.baseURL, "jwks_unavailable"); got != 2 {
-		t.Errorf("jwks_unavailable failures = %v, want 2", got)
+	checkShed(t, b.baseURL, "stream=orders", bearerHeader(tok))
+	checkShed(t, b.baseURL, "stream=orders", bearerHeader(mintKID(t, jwt.SigningMethodRS256, rsaKey, "", good)))
+	if got := scrape(t, b.baseURL)[`bridge_rejections_total{reason="jwks_unavailable"}`]; got != 2 {
+		t.Errorf("jwks_unavailable rejections = %v, want 2", got)
 	}
 	// No token needs no keys; alg none is refused before any key lookup.
 	if r := get(t, b.baseURL, "stream=orders", nil); r.status != 401 {
@@ -301,7 +302,7 @@ func TestJWKSUnreachableShedsUntilFetched(t *testing.T) {
 	if r := get(t, b.baseURL, "stream=public", nil); r.status != 200 {
 		t.Errorf("public stream without token = %d (%s), want 200", r.status, r.body)
 	}
-	if r := get(t, b.baseURL, "stream=orders", bearer(mintKID(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "rsa-1", good))); r.status != 401 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(mintKID(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "rsa-1", good))); r.status != 401 {
 		t.Errorf("alg none = %d (%s), want 401", r.status, r.body)
 	}
 
@@ -311,11 +312,11 @@ func TestJWKSUnreachableShedsUntilFetched(t *testing.T) {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
 	srv := startJWKSServer(t, lis, false, jwkSet(t, jwk{key: rsaKey, kid: "rsa-1", alg: "RS256"}))
-	if r := get(t, b.baseURL, "stream=orders", bearer(tok)); r.status != 200 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(tok)); r.status != 200 {
 		t.Fatalf("token once the provider is up = %d (%s), want 200", r.status, r.body)
 	}
 	unknown := mintKID(t, jwt.SigningMethodRS256, rsaKey, "nobody", good)
-	if r := get(t, b.baseURL, "stream=orders", bearer(unknown)); r.status != 401 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(unknown)); r.status != 401 {
 		t.Fatalf("kid unknown after a fetch = %d (%s), want 401", r.status, r.body)
 	}
 
@@ -323,10 +324,10 @@ func TestJWKSUnreachableShedsUntilFetched(t *testing.T) {
 	// needs a fetch is shed.
 	fetched := srv.fetches.Load()
 	srv.ts.Close()
-	if r := get(t, b.baseURL, "stream=orders", bearer(tok)); r.status != 200 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(tok)); r.status != 200 {
 		t.Errorf("known key with the provider down = %d (%s), want 200", r.status, r.body)
 	}
-	checkShed(t, b.baseURL, "stream=orders", bearer(mintKID(t, jwt.SigningMethodRS256, rotatedRSAKey(), "rsa-2", good)))
+	checkShed(t, b.baseURL, "stream=orders", bearerHeader(mintKID(t, jwt.SigningMethodRS256, rotatedRSAKey(), "rsa-2", good)))
 	if n := srv.fetches.Load(); n != fetched {
 		t.Errorf("JWKS fetched %d times after the provider closed, want %d", n, fetched)
 	}
@@ -342,7 +343,7 @@ func TestJWKSFileAndReload(t *testing.T) {
 	newTok := mintKID(t, jwt.SigningMethodRS256, rotated, "f-2", good)
 	expect := func(t *testing.T, what, tok string, status int) {
 		t.Helper()
-		if r := get(t, b.baseURL, "stream=orders", bearer(tok)); r.status != status {
+		if r := get(t, b.baseURL, "stream=orders", bearerHeader(tok)); r.status != status {
 			t.Errorf("%s = %d (%s), want %d", what, r.status, r.body, status)
 		}
 	}
@@ -354,7 +355,7 @@ func TestJWKSFileAndReload(t *testing.T) {
 	if err := os.WriteFile(path, jwkSet(t, jwk{key: rotated, kid: "f-2", alg: "RS256"}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.srv.ReloadJWKS(t.Context()); err != nil {
+	if err := b.srv.ReloadJWKS(); err != nil {
 		t.Fatalf("ReloadJWKS() = %v, want nil", err)
 	}
 	expect(t, "token of the new key after reload", newTok, 200)
@@ -367,7 +368,7 @@ func TestJWKSFileAndReload(t *testing.T) {
 		if err := os.WriteFile(path, content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.srv.ReloadJWKS(t.Context()); err == nil {
+		if err := b.srv.ReloadJWKS(); err == nil {
 			t.Errorf("ReloadJWKS() of %s = nil, want an error", name)
 		}
 		expect(t, "token of the kept key after a failed reload of "+name, newTok, 200)
@@ -446,11 +447,11 @@ func TestJWKSShutdownLeaksNothing(t *testing.T) {
 	srv := startJWKSServer(t, nil, false, jwkSet(t, jwk{key: testRSAKey(), kid: "rsa-1", alg: "RS256"}))
 	b := startBridge(t, bridge.Config{JWKS: srv.url(), JWTAudience: "bridge"})
 	tok := mintKID(t, jwt.SigningMethodRS256, testRSAKey(), "rsa-1", claimsFor("orders"))
-	if r := get(t, b.baseURL, "stream=orders", bearer(tok)); r.status != 200 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(tok)); r.status != 200 {
 		t.Fatalf("GET = %d (%s), want 200", r.status, r.body)
 	}
 	// An unknown kid fetches again, on a connection of its own.
-	if r := get(t, b.baseURL, "stream=orders", bearer(mintKID(t, jwt.SigningMethodRS256, testRSAKey(), "nobody", claimsFor("orders")))); r.status != 401 {
+	if r := get(t, b.baseURL, "stream=orders", bearerHeader(mintKID(t, jwt.SigningMethodRS256, testRSAKey(), "nobody", claimsFor("orders")))); r.status != 401 {
 		t.Fatalf("GET = %d (%s), want 401", r.status, r.body)
 	}
 	if err := b.stop(); err != nil {

@@ -138,12 +138,13 @@ var (
 	descReplays       = prometheus.NewDesc("bridge_replays_total", "Resumes (Last-Event-ID) that replayed events from history.", nil, nil)
 	descReplayed      = prometheus.NewDesc("bridge_replayed_events_total", "Events sent by replays.", nil, nil)
 	descResets        = prometheus.NewDesc("bridge_resets_total", "bridge.reset frames sent: resumes that history could not cover.", nil, nil)
+	descReplaysCapped = prometheus.NewDesc("bridge_replays_capped_total", "Resets (too_far_behind) because a (re)connect missed more events than --max-replay.", nil, nil)
 	descHistoryEvents = prometheus.NewDesc("bridge_history_events", "Events held in history, all streams.", nil, nil)
 	descHistoryBytes  = prometheus.NewDesc("bridge_history_bytes", "Size of the data of the events held in history.", nil, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descSubscriptions, descDelivered, descEvictions, descReplays, descReplayed, descResets} {
+	for _, d := range []*prometheus.Desc{descConnections, descSubscriptions, descDelivered, descEvictions, descReplays, descReplayed, descResets, descReplaysCapped} {
 		ch <- d
 	}
 	if _, ok := c.engine.(historyReporter); ok {
@@ -163,6 +164,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReplays, prometheus.CounterValue, float64(h.stats.replays.Load()))
 	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(h.stats.replayedEvents.Load()))
 	ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(h.stats.resets.Load()))
+	ch <- prometheus.MustNewConstMetric(descReplaysCapped, prometheus.CounterValue, float64(h.stats.replaysCapped.Load()))
 	if hr, ok := c.engine.(historyReporter); ok {
 		events, bytes := hr.HistoryStats()
 		ch <- prometheus.MustNewConstMetric(descHistoryEvents, prometheus.GaugeValue, float64(events))

@@ -6,8 +6,14 @@ import (
 	"strings"
 )
 
-// MaxStreamName is the longest stream name accepted, in bytes.
+// MaxStreamName is the default of [Config.MaxStreamName]: the longest stream
+// name accepted, in bytes.
 const MaxStreamName = 128
+
+// maxStreamNameLimit is the most [Config.MaxStreamName] may be raised to: a
+// name becomes a NATS subject, and NATS keeps subjects well under its
+// control line (4 KiB by default).
+const maxStreamNameLimit = 1024
 
 // MaxTypeName is the longest SSE event name accepted, in bytes.
 const MaxTypeName = 256
@@ -20,7 +26,24 @@ const ResetEvent = "bridge.reset"
 // ^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$ and at most [MaxStreamName] bytes, so a
 // name maps one to one onto a NATS subject.
 func ValidStreamName(name string) bool {
-	if name == "" || len(name) > MaxStreamName {
+	return len(name) <= MaxStreamName && validStreamSyntax(name)
+}
+
+// validStreamName reports whether name is a valid stream name of at most
+// limit bytes ([MaxStreamName] when limit is zero).
+func validStreamName(name string, limit int) bool {
+	if limit <= 0 {
+		limit = MaxStreamName
+	}
+	return len(name) <= limit && validStreamSyntax(name)
+}
+
+// validStreamSyntax reports whether name follows the stream name pattern,
+// whatever its length: the length limit is checked where names come in
+// (Publish, /events), so that nodes with different limits still agree on
+// the events they share.
+func validStreamSyntax(name string) bool {
+	if name == "" {
 		return false
 	}
 	prevDot := true // a name may not start with a dot
@@ -41,14 +64,18 @@ func ValidStreamName(name string) bool {
 	return !prevDot
 }
 
-// streamNameError says what is wrong with a stream name, for a gRPC status or
-// an HTTP 400 body.
-func streamNameError(name string) error {
+// streamNameError says what is wrong with a stream name checked against a
+// limit of limit bytes ([MaxStreamName] when zero), for a gRPC status or an
+// HTTP 400 body.
+func streamNameError(name string, limit int) error {
+	if limit <= 0 {
+		limit = MaxStreamName
+	}
 	if name == "" {
 		return fmt.Errorf(`stream name is empty: give a name like "orders" or "user.42"`)
 	}
-	if len(name) > MaxStreamName {
-		return fmt.Errorf("stream name is %d bytes: the limit is %d", len(name), MaxStreamName)
+	if len(name) > limit {
+		return fmt.Errorf("stream name is %d bytes: the limit is %d (--max-stream-name)", len(name), limit)
 	}
 	return fmt.Errorf("stream name %q is invalid: use letters, digits, '_' and '-', with single dots between tokens (like \"orders\" or \"user.42\")", name)
 }

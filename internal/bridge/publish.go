@@ -20,6 +20,7 @@ type publishService struct {
 	engine     Engine
 	enc        *encoder
 	maxPayload int
+	maxName    int // longest stream name, in bytes; zero means MaxStreamName
 	log        *slog.Logger
 	closing    *atomic.Bool // set when shutdown starts
 	metrics    *metrics
@@ -53,8 +54,8 @@ func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishReque
 	if p.closing.Load() {
 		return nil, status.Error(codes.Unavailable, "the bridge is shutting down: retry against another instance or later")
 	}
-	if !ValidStreamName(req.GetStream()) {
-		return nil, status.Error(codes.InvalidArgument, streamNameError(req.GetStream()).Error())
+	if !validStreamName(req.GetStream(), p.maxName) {
+		return nil, status.Error(codes.InvalidArgument, streamNameError(req.GetStream(), p.maxName).Error())
 	}
 	if err := typeNameError(req.GetType()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())

@@ -27,6 +27,8 @@ type Server struct {
 	cfg   Config
 	types *TypeRegistry
 	auth  *authenticator // nil: subscriber auth off
+	tls   *tlsReloader   // nil: TLS off on both listeners
+	pubs  *publishers    // nil: no publishers file
 }
 
 // New validates cfg (applying defaults) and loads its descriptor sets.
@@ -42,10 +44,18 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsr, err := newTLSReloader(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	pubs, err := loadPublishers(cfg.Publishers)
+	if err != nil {
+		return nil, err
+	}
 	if n := types.Count(); n > 0 {
 		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
 	}
-	return &Server{cfg: cfg, types: types, auth: auth}, nil
+	return &Server{cfg: cfg, types: types, auth: auth, tls: tlsr, pubs: pubs}, nil
 }
 
 // ReloadTypes reads the descriptor sets again. On error the types loaded
@@ -104,15 +114,21 @@ func (s *Server) Run(ctx context.Context) error {
 //
 // Shutdown order: health NOT_SERVING and Publish answers Unavailable; gRPC
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
-// cancelled (browsers reconnect); the HTTP server shuts down; the dispatcher
-// and heartbeat stop; the r3labs server closes when it has no subscriber
-// left (closing it earlier leaks a goroutine per client); the engine is
-// released last (the nats engine drains its NATS connection).
+// sent a spread retry: and cancelled (browsers reconnect, not all at once);
+// the HTTP server shuts down; the dispatcher and heartbeat stop; the r3labs
+// server closes when it has no subscriber left (closing it earlier leaks a
+// goroutine per client); the engine is released last (the nats engine
+// drains its NATS connection).
 //
 // With cfg.Engine "nats", Serve first connects to NATS and creates or
 // updates the JetStream stream, and returns an error (closing the
 // listeners) when it cannot. While it serves, the health status of
 // bridge.v1.BridgeService follows the engine's readiness.
+//
+// With TLS configured, the HTTP listener serves HTTPS (HTTP/2 and HTTP/1.1)
+// and the gRPC listener gRPC over TLS; while it serves, Serve checks the TLS
+// files every cfg.TLSReloadInterval and loads those that changed (see
+// [Server.ReloadTLS]).
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	cfg := s.cfg
 	log := cfg.Logger
@@ -129,24 +145,30 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		_ = httpLis.Close()
 		return err
 	}
-	h := newHub(engine, cfg.QueueSize, cfg.ReplayLimit, log)
+	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
+	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
 	if n, ok := engine.(*NATSEngine); ok {
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
 
 	m := newMetrics(h, engine)
+	gauth := s.grpcAuth(m)
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
-		// Larger than MaxPayload, so an oversized event gets Publish's own
-		// InvalidArgument (which says what to do) instead of a bare
-		// ResourceExhausted from the transport.
-		grpc.MaxRecvMsgSize(max(4<<20, 2*cfg.MaxPayload+64<<10)),
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor),
+		s.tls.grpcServerOption(), // TLS when configured, else plaintext
+		// MaxPayload and room for the rest of the request: an event a little
+		// over MaxPayload gets Publish's InvalidArgument, which says what to
+		// do; one far over it is refused unread (ResourceExhausted).
+		grpc.MaxRecvMsgSize(maxGRPCMessage(cfg.MaxPayload)),
+		// Metrics first, so refused calls are counted by their code too.
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor, gauth.unary),
+		grpc.ChainStreamInterceptor(gauth.stream),
 	)
 	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
 		engine:     engine,
 		enc:        newEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
+		maxName:    cfg.MaxStreamName,
 		log:        log,
 		closing:    &closing,
 		metrics:    m,
@@ -161,15 +183,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
 
 	mux := http.NewServeMux()
-	mux.Handle("/events", &sseHandler{
-		hub:          h,
-		cors:         corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil},
-		auth:         s.auth,
-		maxStreams:   cfg.MaxStreamsPerConn,
-		writeTimeout: cfg.WriteTimeout,
-		metrics:      m,
-		log:          log,
-	})
+	mux.Handle("/events", newSSEHandler(&cfg, h, s.auth, m))
 	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("GET /healthz", healthzHandler())
@@ -178,12 +192,14 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	defer cancelBase()
 	httpSrv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		// No WriteTimeout: it would cut every stream at that age. Each write
 		// has its own deadline instead (deadlineWriter).
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.tls.configureHTTP(httpSrv, cfg.WriteTimeout)
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -191,6 +207,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	errc := make(chan error, 2) // one per listener, so no sender ever blocks
 	wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
+	wg.Go(func() { s.tls.watch(runCtx, cfg.TLSReloadInterval) })
 	if r, ok := engine.(readiness); ok {
 		wg.Go(func() { reportReadiness(runCtx, r, healthSrv, log) })
 	}
@@ -200,17 +217,18 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	wg.Go(func() {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := serveHTTP(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})
 	if s.auth == nil {
 		log.Warn("subscriber auth is off: any client can read any stream; set --jwt-key or --jwks to require tokens")
 	} else if s.auth.keys != nil {
-		log.Info("subscriber auth on", "jwks", s.auth.keys.source, "keys", s.auth.keys.count(ctx), "public_streams", cfg.PublicStreams)
+		log.Info("subscriber auth on", "jwks", s.auth.keys.source, "keys", s.auth.keys.count(), "public_streams", cfg.PublicStreams)
 	} else {
 		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
 	}
+	gauth.logMode()
 	log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 
 	var serveErr error

@@ -11,8 +11,8 @@ import (
 // come back after a random delay in this range, so that a crowd refused
 // together does not return together.
 const (
-	shedRetryMin = 5 * time.Second
-	shedRetryMax = 30 * time.Second
+	shedRetryLow  = 5 * time.Second
+	shedRetryHigh = 30 * time.Second
 )
 
 // jitter returns a random duration in [lo, hi]; lo when hi <= lo.

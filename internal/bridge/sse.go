@@ -22,14 +22,43 @@ var errEvicted = errors.New("bridge: connection evicted")
 // library stream id, which it sets to the connection's own. Then it hands the
 // request to the library, with a ResponseWriter that puts a deadline on every
 // write.
+//
+// Checks run cheapest first, and each refusal is decided before anything is
+// written: method, Origin, query and stream names (400 for a request that
+// can never succeed), then the connect rates and connection counts (shed:
+// 200, a jittered retry:, end of stream), then the token and its grants
+// (401, 403), the per-subject count, then registration.
 type sseHandler struct {
-	hub          *hub
-	cors         corsPolicy
-	auth         *authenticator // nil: subscriber auth off
-	maxStreams   int
-	writeTimeout time.Duration
-	metrics      *metrics // nil in tests that need none
-	log          *slog.Logger
+	hub           *hub
+	cors          corsPolicy
+	auth          *authenticator // nil: subscriber auth off
+	maxStreams    int            // per connection; <= 0: no limit
+	maxStreamName int            // bytes; zero means MaxStreamName
+	limits        *admission     // nil: no connection limits
+	proxies       proxyTrust     // whose X-Forwarded-For the limits believe
+	retry         time.Duration  // the --retry setting; zero sends no retry:
+	writeTimeout  time.Duration
+	metrics       *metrics // nil in tests that need none
+	log           *slog.Logger
+}
+
+// newSSEHandler builds the handler of cfg (validated) for hub h; auth is
+// nil when subscriber auth is off.
+func newSSEHandler(cfg *Config, h *hub, auth *authenticator, m *metrics) *sseHandler {
+	proxies, _ := parseTrustedProxies(cfg.TrustedProxies) // Validate checked them
+	return &sseHandler{
+		hub:           h,
+		cors:          corsPolicy{origins: cfg.CORSOrigins, credentials: auth != nil},
+		auth:          auth,
+		maxStreams:    cfg.MaxStreamsPerConnection,
+		maxStreamName: cfg.MaxStreamName,
+		limits:        newAdmission(cfg),
+		proxies:       proxies,
+		retry:         cfg.Retry,
+		writeTimeout:  cfg.WriteTimeout,
+		metrics:       m,
+		log:           cfg.Logger,
+	}
 }
 
 func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +80,7 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.cors.preflight(w, r)
 		return
 	default:
+		s.metrics.rejected(rejectMethod)
 		w.Header().Set("Allow", "GET, OPTIONS")
 		http.Error(w, "use GET to subscribe to /events", http.StatusMethodNotAllowed)
 		return
@@ -60,21 +90,24 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// gives up for good on any non-200, so 400 is only for a request that can
 	// never succeed.
 	if s.auth != nil && !s.cors.allowed(origin, r.Host) {
-		s.metrics.authFailed(sideSubscriber, authReasonOrigin)
+		s.metrics.rejected(rejectOrigin)
 		http.Error(w, fmt.Sprintf("origin %q may not subscribe: add it to --cors-origins", origin), http.StatusForbidden)
 		return
 	}
 	if queryErr != nil {
+		s.metrics.rejected(rejectBadRequest)
 		http.Error(w, "malformed query string: "+queryErr.Error(), http.StatusBadRequest)
 		return
 	}
-	streams, err := parseStreams(query["stream"], s.maxStreams)
+	streams, reason, err := parseStreams(query["stream"], s.maxStreams, s.maxStreamName)
 	if err != nil {
+		s.metrics.rejected(reason)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	format, ok := parseFormat(query.Get("format"))
 	if !ok {
+		s.metrics.rejected(rejectBadRequest)
 		http.Error(w, fmt.Sprintf("format %q is unknown: use data (the default), envelope or cloudevents", query.Get("format")), http.StatusBadRequest)
 		return
 	}
@@ -88,42 +121,48 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lastID != "" && !resume {
 		s.log.Debug("ignore garbled Last-Event-ID", "value", lastID)
 	}
+	// Rate and capacity, before any token work: a flood costs no signature
+	// checks. The place is held until the handler returns, whatever way.
+	release, reason := s.limits.admit(addrKey(s.proxies.clientIP(r)))
+	if reason != "" {
+		s.shed(w, reason)
+		return
+	}
+	defer release()
 	// Auth comes last among the checks, after the cheap ones, and before
 	// registration: a refused stream never gets a frame, replay included.
-	var expires time.Time
+	var p principal
 	if s.auth != nil {
 		var ok bool
-		if expires, ok = s.authorize(w, r, query, streams); !ok {
+		if p, ok = s.authorize(w, r, query, streams); !ok {
 			return
 		}
 	}
+	releaseSubject, reason := s.limits.admitSubject(p.subject)
+	if reason != "" {
+		s.shed(w, reason)
+		return
+	}
+	defer releaseSubject()
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	rc := http.NewResponseController(w)
 	c, err := s.hub.register(streams, format, resume, after, rc, cancel)
 	if err != nil {
-		// Shutting down: a retry (to this node later, or another) will work,
-		// so answer 200 and end the stream; the browser reconnects.
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.WriteHeader(http.StatusOK)
-		_, _ = fmt.Fprint(w, ": shutting down\n\n")
+		// Shutting down: a retry (to this node later, or another) will work.
+		s.shed(w, rejectDraining)
 		return
 	}
 
-	if !expires.IsZero() {
-		// Close before the token expires, so the browser reconnects with the
-		// refreshed one (its cookie); evict, so the close is counted.
-		t := time.AfterFunc(closeDelay(time.Now(), expires), func() { s.hub.evict(c, evictTokenExpiry) })
+	if !p.expires.IsZero() {
+		// Close before the token expires, with a short retry:, so the
+		// browser reconnects soon with the refreshed token (its cookie).
+		t := time.AfterFunc(closeDelay(time.Now(), p.expires), func() {
+			s.hub.closeWithRetry(c, evictTokenExpiry, jitter(tokenRetryFrom, tokenRetryTo))
+		})
 		defer t.Stop()
 	}
-
-	replayDone := make(chan struct{})
-	go func() { // owned by this handler, which waits for it below
-		defer close(replayDone)
-		s.hub.replay(ctx, c)
-	}()
 
 	// The library's request: a shallow copy with the connection's own stream
 	// (r.Clone would copy the headers, held for the connection's lifetime).
@@ -133,23 +172,31 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u := *r.URL
 	u.RawQuery = "stream=" + c.id
 	lr.URL = &u
-	s.hub.lib.ServeHTTP(&deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, timeout: s.writeTimeout}, lr)
+	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout, retry: connectRetry(s.retry)}
+	s.hub.lib.ServeHTTP(dw, lr)
+	lastWords(dw, c)
 
 	// The library returns only once ctx ended and its subscriber is gone.
 	c.wmu.Lock()
 	c.finished = true
 	c.wmu.Unlock()
 	cancel()
-	<-replayDone
+	if dw.replayDone != nil {
+		<-dw.replayDone
+	}
+	// The places go back before the connection leaves the hub's count, so
+	// whoever sees the count drop can connect again.
+	releaseSubject()
+	release()
 	s.hub.unregister(c)
 }
 
 // authorize checks the request's token and grants, and answers 401 or 403
-// when they do not let it read every one of streams, or sheds the request
-// when the key set cannot be fetched (a retry fixes that). Each refusal is
-// counted by reason. It returns the token's expiry (zero without a token)
-// and whether the request may go on.
-func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url.Values, streams []string) (expires time.Time, ok bool) {
+// when they do not let it read every one of streams (each refusal counted
+// by reason), or sheds the request when the key set cannot be fetched (a
+// retry fixes that). It returns what the token says (the zero principal
+// without a token) and whether the request may go on.
+func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url.Values, streams []string) (_ principal, ok bool) {
 	token, found, err := s.auth.extractToken(r, query)
 	var p principal
 	switch {
@@ -160,25 +207,23 @@ func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url
 		err = errNoToken
 	}
 	if errors.Is(err, errJWKSUnavailable) {
-		s.metrics.authFailed(sideSubscriber, authReasonJWKSUnavailable)
-		s.log.Debug("subscriber shed: JWKS unavailable", "streams", streams)
-		shed(w, jitter(shedRetryMin, shedRetryMax), "token signing keys unavailable, retry")
-		return time.Time{}, false
+		s.shed(w, rejectJWKSUnavailable)
+		return principal{}, false
 	}
 	if err != nil {
 		s.metrics.authFailed(sideSubscriber, authFailureReason(err))
 		s.log.Debug("subscriber refused: 401", "reason", err.Error(), "streams", streams)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bridge"`)
 		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return time.Time{}, false
+		return principal{}, false
 	}
 	if refused := s.auth.refused(streams, p); len(refused) > 0 {
 		s.metrics.authFailed(sideSubscriber, authReasonNotGranted)
 		s.log.Debug("subscriber refused: 403", "refused", refused)
 		http.Error(w, fmt.Sprintf("your token does not grant the streams %s: subscribe to granted streams only, or get a token that grants these", strings.Join(refused, ", ")), http.StatusForbidden)
-		return time.Time{}, false
+		return principal{}, false
 	}
-	return p.expires, true
+	return p, true
 }
 
 // stripQueryToken returns r with access_token removed from its URL (and
@@ -199,24 +244,42 @@ func stripQueryToken(r *http.Request, query url.Values) *http.Request {
 }
 
 // parseStreams validates and de-duplicates the stream parameters, keeping
-// their order.
-func parseStreams(names []string, limit int) ([]string, error) {
+// their order: at most limit distinct streams (no limit when limit <= 0),
+// each a valid name of at most maxName bytes. On error, reason is the
+// rejection reason to count.
+func parseStreams(names []string, limit, maxName int) (_ []string, reason string, _ error) {
 	if len(names) == 0 {
-		return nil, errors.New("no stream given: subscribe with /events?stream=NAME (repeat stream= for several)")
+		return nil, rejectBadRequest, errors.New("no stream given: subscribe with /events?stream=NAME (repeat stream= for several)")
 	}
-	out := make([]string, 0, len(names))
+	out := make([]string, 0, min(len(names), max(limit, 1)))
 	for _, n := range names {
-		if !ValidStreamName(n) {
-			return nil, streamNameError(n)
+		if !validStreamName(n, maxName) {
+			if validStreamSyntax(n) {
+				reason = rejectStreamNameTooLong
+			} else {
+				reason = rejectBadRequest
+			}
+			return nil, reason, streamNameError(n, maxName)
 		}
-		if !slices.Contains(out, n) {
-			out = append(out, n)
+		if slices.Contains(out, n) {
+			continue
 		}
+		// Refused as soon as it is over, so thousands of names in one query
+		// cost no quadratic de-duplication.
+		if limit > 0 && len(out) == limit {
+			return nil, rejectTooManyStreams, fmt.Errorf("more than %d streams requested: one connection may subscribe to at most %d (--max-streams-per-connection)", limit, limit)
+		}
+		out = append(out, n)
 	}
-	if len(out) > limit {
-		return nil, fmt.Errorf("%d streams requested: one connection may subscribe to at most %d", len(out), limit)
-	}
-	return out, nil
+	return out, "", nil
+}
+
+// shed refuses a connect that a retry later will serve (see shed), counting
+// it under reason, which also names it in the stream's comment.
+func (s *sseHandler) shed(w http.ResponseWriter, reason string) {
+	s.metrics.rejected(reason)
+	s.log.Debug("subscriber shed", "reason", reason)
+	shed(w, jitter(shedRetryLow, shedRetryHigh), reason)
 }
 
 // deadlineWriter gives every write to the browser a deadline, so a peer that
@@ -231,13 +294,36 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	hub     *hub
 	c       *conn
+	ctx     context.Context // the connection's: replay ends with it
 	timeout time.Duration
 	armed   time.Time
 	started bool // the library's first Flush, of the headers, happened
+	// replayDone is closed when the connection's replay goroutine ended;
+	// nil when the connection needed none.
+	replayDone <-chan struct{}
+	// retry is the retry: sent right after the status line, before any
+	// frame; zero sends none.
+	retry time.Duration
+	// broken: a write or flush failed or was refused, so a frame may have
+	// been cut short.
+	broken bool
+}
+
+// WriteHeader sends the status, and, on a 200, the connection's retry: as
+// the first line of the body: it then reaches the browser with the headers
+// in the library's first flush, before any frame, at no cost per frame and
+// without a library event (whose id: line would reset the browser's last
+// event id).
+func (w *deadlineWriter) WriteHeader(code int) {
+	w.ResponseWriter.WriteHeader(code)
+	if code == http.StatusOK && w.retry > 0 {
+		_, _ = w.Write([]byte(retryField(w.retry) + "\n"))
+	}
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
 	if err := w.arm(); err != nil {
+		w.broken = true
 		return 0, err
 	}
 	n, err := w.ResponseWriter.Write(p)
@@ -256,8 +342,14 @@ func (w *deadlineWriter) Flush() {
 	if w.started && w.c.queued.Add(-1) > 0 {
 		return
 	}
-	w.started = true
+	if !w.started {
+		// The library flushes the headers once it registered the
+		// subscriber: the connection can go live.
+		w.started = true
+		w.replayDone = w.hub.subscribed(w.ctx, w.c)
+	}
 	if w.arm() != nil {
+		w.broken = true
 		return
 	}
 	if err := w.c.rc.Flush(); err != nil {
@@ -293,9 +385,36 @@ func (w *deadlineWriter) arm() error {
 // failed handles a write error. A deadline means the peer stopped reading;
 // anything else means it went away. Either way the connection is over.
 func (w *deadlineWriter) failed(err error) {
+	w.broken = true
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		w.hub.evict(w.c, evictWriteDeadline)
 		return
 	}
 	w.c.cancel()
+}
+
+// lastWordsTimeout bounds the write of a stream's last words: a peer that
+// does not take a few bytes in this long is gone anyway.
+const lastWordsTimeout = time.Second
+
+// lastWords ends c's stream with the retry: that a close which was no fault
+// of the client asked for (conn.closeRetry: shutdown, token expiry). Call it
+// once the library returned, on the handler goroutine, before the
+// connection is marked finished. Nothing is written after a failed or
+// refused write, or to an evicted connection: a frame may have been cut
+// short there, and the blank line ending the retry: would complete it.
+func lastWords(w *deadlineWriter, c *conn) {
+	d := time.Duration(c.closeRetry.Load())
+	if d <= 0 || w.broken || c.evicted.Load() {
+		return
+	}
+	c.wmu.Lock()
+	err := c.rc.SetWriteDeadline(time.Now().Add(min(lastWordsTimeout, w.timeout)))
+	c.wmu.Unlock()
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return
+	}
+	if _, err := w.ResponseWriter.Write([]byte(retryField(d) + "\n")); err == nil { //nolint:gosec // G705: a number the bridge formats, no client input
+		_ = c.rc.Flush()
+	}
 }

@@ -17,35 +17,50 @@ import (
 // written as a regular expression to check ValidStreamName against.
 var streamGrammar = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
-func grammarStreamName(s string) bool { return len(s) <= MaxStreamName && streamGrammar.MatchString(s) }
+func grammarStreamName(s string, maxName int) bool {
+	if maxName <= 0 {
+		maxName = MaxStreamName
+	}
+	return len(s) <= maxName && streamGrammar.MatchString(s)
+}
 
-// FuzzParseStreams: the stream parameters either are refused with an error,
-// or come back de-duplicated, in order, every one matching the grammar,
-// and no more than the limit; never a panic.
+// FuzzParseStreams: the stream parameters either are refused with an error
+// and the reason to count, or come back de-duplicated, in order, every one
+// matching the grammar within the length limit, and no more of them than
+// the limit (none when it is zero); never a panic.
 func FuzzParseStreams(f *testing.F) {
 	for _, s := range []string{"orders", "a.b\x00c", "a..b", ".a", "a.", "a\rb", "a\nb", "user.42\x1euser.42", "", "é", strings.Repeat("a.", 64) + "b"} {
-		f.Add(s, uint8(3))
+		f.Add(s, uint8(3), uint8(0))
 	}
-	f.Fuzz(func(t *testing.T, joined string, limit uint8) {
+	f.Add("abcdef\x1eab", uint8(0), uint8(4))
+	f.Fuzz(func(t *testing.T, joined string, limit, maxName uint8) {
 		// \x1e separates names: a fuzzer's way to send several stream=.
 		names := strings.Split(joined, "\x1e")
-		got, err := parseStreams(names, int(limit))
+		got, reason, err := parseStreams(names, int(limit), int(maxName))
 		var uniq []string
-		allValid := true
+		allValid, tooLong := true, false
 		for _, n := range names {
-			allValid = allValid && grammarStreamName(n)
+			if !grammarStreamName(n, int(maxName)) {
+				allValid = false
+				tooLong = tooLong || streamGrammar.MatchString(n)
+			}
 			if !slices.Contains(uniq, n) {
 				uniq = append(uniq, n)
 			}
 		}
+		overLimit := limit > 0 && len(uniq) > int(limit)
 		if err != nil {
-			if allValid && len(uniq) <= int(limit) {
-				t.Fatalf("parseStreams(%q, %d) = %v, want %q", names, limit, err, uniq)
+			if allValid && !overLimit {
+				t.Fatalf("parseStreams(%q, %d, %d) = %v, want %q", names, limit, maxName, err, uniq)
+			}
+			if !slices.Contains([]string{rejectBadRequest, rejectStreamNameTooLong, rejectTooManyStreams}, reason) ||
+				(reason == rejectStreamNameTooLong && !tooLong) || (reason == rejectTooManyStreams && !overLimit) {
+				t.Fatalf("parseStreams(%q, %d, %d) reason %q for %v", names, limit, maxName, reason, err)
 			}
 			return
 		}
-		if !allValid || len(uniq) > int(limit) || !slices.Equal(got, uniq) {
-			t.Fatalf("parseStreams(%q, %d) = %q, want an error or %q", names, limit, got, uniq)
+		if !allValid || overLimit || !slices.Equal(got, uniq) {
+			t.Fatalf("parseStreams(%q, %d, %d) = %q, want an error or %q", names, limit, maxName, got, uniq)
 		}
 	})
 }
@@ -115,7 +130,8 @@ func FuzzSubscribeRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	auth := newAuthenticatorWithKey([]byte("fuzz secret of at least thirty-two bytes"), "HS256", &cfg)
-	handler := &sseHandler{hub: h, cors: corsPolicy{origins: cfg.CORSOrigins, credentials: true}, auth: auth, maxStreams: 4, writeTimeout: time.Second, log: h.log}
+	cfg.MaxStreamsPerConnection = 4
+	handler := newSSEHandler(&cfg, h, auth, nil)
 	f.Fuzz(func(t *testing.T, rawQuery, lastID, origin, authorization, cookie string) {
 		r := &http.Request{
 			Method:     http.MethodGet,
@@ -145,7 +161,7 @@ func FuzzSubscribeRequest(f *testing.F) {
 		case queryErr != nil:
 			want = []int{http.StatusBadRequest}
 		default:
-			_, streamsErr := parseStreams(query["stream"], handler.maxStreams)
+			_, _, streamsErr := parseStreams(query["stream"], handler.maxStreams, handler.maxStreamName)
 			_, formatOK := parseFormat(query.Get("format"))
 			if streamsErr != nil || !formatOK {
 				want = []int{http.StatusBadRequest}
@@ -159,7 +175,7 @@ func FuzzSubscribeRequest(f *testing.F) {
 		body := w.Body.Bytes()
 		if w.Code == http.StatusOK {
 			for _, name := range query["stream"] {
-				if !grammarStreamName(name) {
+				if !grammarStreamName(name, handler.maxStreamName) {
 					t.Fatalf("stream %q accepted", name)
 				}
 			}

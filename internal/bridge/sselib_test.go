@@ -608,10 +608,11 @@ func TestLibEncodeBase64MutatesEvent(t *testing.T) {
 	}
 }
 
-// TestLibOnSubscribeFiresAfterRegistration pins what hub.onSubscribe and
-// hub.replay rely on: OnSubscribe runs on a goroutine of its own, with the
-// stream id, once the subscriber is registered, so a frame published with the
-// blocking Publish as soon as it fired reaches that subscriber.
+// TestLibOnSubscribeFiresAfterRegistration pins OnSubscribe: it runs on a
+// goroutine of its own (one per connect, which is why the hub does not set
+// it), with the stream id, once the subscriber is registered, so a frame
+// published with the blocking Publish as soon as it fired reaches that
+// subscriber. The harness relies on it.
 func TestLibOnSubscribeFiresAfterRegistration(t *testing.T) {
 	t.Parallel()
 	h := newLibHarness(t, nil)
@@ -743,5 +744,67 @@ func TestLibRemoveStreamWithLiveSubscriberLeaks(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("no goroutine is stuck deregistering after RemoveStream with a live subscriber: "+
 			"the library changed, re-check hub.unregister and the shutdown order (%v)", ctx.Err())
+	}
+}
+
+// flushHook is a ResponseWriter whose first Flush calls onFirst, as the
+// bridge's deadlineWriter does.
+type flushHook struct {
+	http.ResponseWriter
+	onFirst func()
+	flushed bool
+}
+
+func (w *flushHook) Flush() {
+	if !w.flushed {
+		w.flushed = true
+		w.onFirst()
+	}
+	w.ResponseWriter.(http.Flusher).Flush()
+}
+
+// TestLibFirstFlushComesAfterRegistration pins what hub.subscribed relies
+// on: the library registers the subscriber before it writes and flushes the
+// headers, so a frame queued with TryPublish from inside that first Flush, on
+// the handler's own goroutine, reaches the client. Repeated, because a flush
+// before registration would lose the frame only sometimes.
+func TestLibFirstFlushComesAfterRegistration(t *testing.T) {
+	t.Parallel()
+	lib := sse.New()
+	lib.AutoReplay = false
+	lib.AutoStream = false
+	lib.EventTTL = 0
+	queued := make(chan bool, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("stream")
+		hook := &flushHook{ResponseWriter: w, onFirst: func() {
+			queued <- lib.TryPublish(id, &sse.Event{ID: []byte("1"), Data: []byte(id)})
+		}}
+		lib.ServeHTTP(hook, r)
+	}))
+	t.Cleanup(func() {
+		ts.Close()
+		lib.Close()
+	})
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(t.Context(), libWait)
+		id := fmt.Sprintf("c-%d", i)
+		lib.CreateStream(id)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/?stream="+id, nil)
+		if err != nil {
+			t.Fatalf("NewRequest: %v", err)
+		}
+		res, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatalf("GET ?stream=%s: %v", id, err)
+		}
+		if !libRecv(ctx, t, queued, "the first Flush") {
+			t.Fatalf("stream %s: TryPublish in the first Flush = false, want true", id)
+		}
+		if got := libReadEvents(t, res.Body, 1)[0].Data; got != id {
+			t.Errorf("stream %s: first event data %q, want %q", id, got, id)
+		}
+		cancel()
+		_ = res.Body.Close()
 	}
 }

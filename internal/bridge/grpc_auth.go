@@ -1,0 +1,232 @@
+package bridge
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+)
+
+// Publisher auth: who may call the gRPC side. One function, authorize,
+// decides for every RPC, installed both as the unary and as the stream
+// interceptor, so no method (reflection is a streaming RPC) escapes it.
+
+// Reasons of bridge_auth_failures_total{side="publisher"}.
+const (
+	reasonNoCredential  = "no_credential" //nolint:gosec // a metric label, not a credential
+	reasonMalformed     = "malformed"
+	reasonBadToken      = "bad_token"
+	reasonUnknownCert   = "unknown_cert"
+	reasonNotGranted    = "not_granted"
+	reasonRateLimited   = "rate_limited"
+	reasonProtectedMode = "protected_mode"
+)
+
+// healthPrefix is the gRPC health service, open to anyone: load balancers
+// and orchestrators probe it without credentials.
+const healthPrefix = "/grpc.health.v1.Health/"
+
+// grpcAuth is the gRPC side's gatekeeper. Safe for concurrent use: its
+// fields are set once, and the publishers file swaps its version atomically.
+type grpcAuth struct {
+	pubs     *publishers    // nil: no publishers file
+	jwt      *authenticator // nil: JWTs are not publisher credentials
+	insecure bool           // protected mode waived (--grpc-insecure)
+	metrics  *metrics
+	log      *slog.Logger
+}
+
+// configured reports whether publisher auth is on; off, protected mode
+// decides instead.
+func (a *grpcAuth) configured() bool { return a.pubs != nil || a.jwt != nil }
+
+func (a *grpcAuth) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := a.authorize(ctx, info.FullMethod, req); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (a *grpcAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := a.authorize(ss.Context(), info.FullMethod, nil); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// authorize decides whether the call of method may go on; req is the
+// request of a unary call, nil for a stream. The error is a gRPC status:
+// PermissionDenied in protected mode, Unauthenticated for a missing or bad
+// credential, PermissionDenied for a stream not granted, ResourceExhausted
+// over the publisher's rate.
+//
+// The stream grant of Publish is checked here, from the request, rather than
+// in the handler: every refusal is then decided in one place, cheapest first
+// (identity, grant, rate), the rate bucket is spent only by calls that passed
+// the grant, and the handler never runs for a caller who may not publish
+// there. The price is that this function knows Publish's request type; a
+// future RPC naming a stream must be added to the switch below.
+func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error {
+	if strings.HasPrefix(method, healthPrefix) {
+		return nil
+	}
+	if !a.configured() {
+		if a.insecure {
+			return nil
+		}
+		addr := peerAddr(ctx)
+		if isLocal(addr) {
+			return nil
+		}
+		return a.refuse(ctx, method, reasonProtectedMode, status.Errorf(codes.PermissionDenied,
+			"the bridge is in protected mode: with no publisher auth configured it serves only loopback callers, and this call came from %s; "+
+				"give publishers credentials with --publishers FILE (or --publisher-jwt), or, on a trusted network only, turn protected mode off with --grpc-insecure",
+			addrString(addr)))
+	}
+	p, reason, err := a.identify(ctx)
+	if err != nil {
+		return a.refuse(ctx, method, reason, err)
+	}
+	var stream string
+	switch r := req.(type) {
+	case *bridgev1.PublishRequest:
+		stream = r.GetStream()
+		if !ValidStreamName(stream) {
+			return nil // never publishable: Publish answers InvalidArgument, saying what to fix
+		}
+	default:
+		// Reflection and any other call: a caller who may publish somewhere
+		// may look at the service; one who may publish nowhere may not.
+		if len(p.streams) == 0 {
+			return a.refuse(ctx, method, reasonNotGranted, status.Errorf(codes.PermissionDenied,
+				"%s is granted no stream to publish to: get a credential with publish grants", p.describe()))
+		}
+		return nil
+	}
+	if !p.streams.allows(stream) {
+		return a.refuse(ctx, method, reasonNotGranted, status.Errorf(codes.PermissionDenied,
+			"%s may not publish to stream %q: publish to a stream its grants cover, or add a pattern covering %q to its streams",
+			p.describe(), stream, stream))
+	}
+	if p.limiter != nil && !p.limiter.Allow() {
+		return a.refuse(ctx, method, reasonRateLimited, status.Errorf(codes.ResourceExhausted,
+			"%s is over its rate of %g events/s (burst %d): slow down, and retry this event later", p.describe(), float64(p.rate), p.burst))
+	}
+	return nil
+}
+
+// refuse counts and logs a refusal (never a credential) and returns err.
+func (a *grpcAuth) refuse(ctx context.Context, method, reason string, err error) error {
+	a.metrics.authFailed(sidePublisher, reason)
+	a.log.Debug("publisher refused", "method", method, "reason", reason, "peer", addrString(peerAddr(ctx)), "code", status.Code(err))
+	return err
+}
+
+// describe names the publisher in messages.
+func (p *publisher) describe() string {
+	if p.name == "" {
+		return "this token"
+	}
+	return fmt.Sprintf("publisher %q", p.name)
+}
+
+// identify finds the caller's publisher entry. The first credential present
+// decides, with no fallback (as for subscribers): the authorization
+// metadata, then the verified client certificate. A token is looked up
+// among the publishers' token hashes, then, with --publisher-jwt, verified
+// as a JWT whose grants claim carries "publish" patterns. On failure reason
+// is a fixed label and err an Unauthenticated status saying what to do.
+func (a *grpcAuth) identify(ctx context.Context) (p *publisher, reason string, err error) {
+	var set *publisherSet
+	if a.pubs != nil {
+		set = a.pubs.current()
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if vals := md.Get("authorization"); len(vals) > 0 {
+		if len(vals) > 1 {
+			return nil, reasonMalformed, status.Error(codes.Unauthenticated, "more than one authorization metadata entry: send one, \"authorization: Bearer TOKEN\"")
+		}
+		token, ok := bearerToken(vals[0])
+		if !ok {
+			return nil, reasonMalformed, status.Error(codes.Unauthenticated, "the authorization metadata is not \"Bearer TOKEN\": send the publisher's token as \"authorization: Bearer TOKEN\"")
+		}
+		if set != nil {
+			if p := set.byToken(token); p != nil {
+				return p, "", nil
+			}
+		}
+		if a.jwt != nil {
+			claims, err := a.jwt.verify(ctx, token)
+			switch {
+			case err == nil:
+				return &publisher{streams: claims.publish}, "", nil
+			case errors.Is(err, errJWKSUnavailable):
+				return nil, authReasonJWKSUnavailable, status.Error(codes.Unavailable, "the token signing keys (--jwks) cannot be fetched right now: retry later")
+			case errors.Is(err, errTokenExpired):
+				return nil, reasonBadToken, status.Error(codes.Unauthenticated, "the token expired or is not valid yet: get a new token")
+			}
+		}
+		return nil, reasonBadToken, status.Error(codes.Unauthenticated, "the token is not a publisher's token: check it, or have it added to the publishers file (its SHA-256 as token_sha256)")
+	}
+	if principal, ok := certPrincipal(ctx); ok {
+		if set != nil {
+			if p := set.byCert(principal); p != nil {
+				return p, "", nil
+			}
+		}
+		return nil, reasonUnknownCert, status.Errorf(codes.Unauthenticated,
+			"the client certificate %q is not a publisher: add an entry with \"cert\": %q to the publishers file, or connect with a publisher's certificate or token", principal, principal)
+	}
+	return nil, reasonNoCredential, status.Error(codes.Unauthenticated,
+		"no credential: send the publisher's token as \"authorization: Bearer TOKEN\" metadata (bridge publish --token), or connect with a publisher's client certificate")
+}
+
+// bearerToken parses "Bearer TOKEN" (the scheme in any case).
+func bearerToken(v string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
+	}
+	return tok, true
+}
+
+// certPrincipal returns the principal of the caller's client certificate,
+// when the TLS handshake verified it against the client CAs: an unverified
+// certificate names nobody. See principalOf.
+func certPrincipal(ctx context.Context) (string, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	name := principalOf(info.State.VerifiedChains[0][0])
+	return name, name != ""
+}
+
+// principalOf names a certificate: its first URI SAN (a SPIFFE id, say),
+// else its first DNS SAN, else its subject's common name.
+func principalOf(c *x509.Certificate) string {
+	switch {
+	case len(c.URIs) > 0:
+		return c.URIs[0].String()
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	default:
+		return c.Subject.CommonName
+	}
+}
