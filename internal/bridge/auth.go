@@ -202,13 +202,13 @@ var (
 // Reasons of bridge_auth_failures_total{side="subscriber"}: a fixed set,
 // never derived from what the client sent.
 const (
-	authReasonNoToken         = "no_token"
-	authReasonMalformed       = "malformed"
-	authReasonBadToken        = "bad_token"
-	authReasonExpired         = "expired"
-	authReasonUnknownKey      = "unknown_key"
-	authReasonBadGrants       = "bad_grants"
-	authReasonNotGranted      = "not_granted"
+	authReasonNoToken    = "no_token"
+	authReasonMalformed  = "malformed"
+	authReasonBadToken   = "bad_token"
+	authReasonExpired    = "expired"
+	authReasonUnknownKey = "unknown_key"
+	authReasonBadGrants  = "bad_grants"
+	authReasonNotGranted = "not_granted"
 	// authReasonJWKSUnavailable: a publisher's token could not be checked
 	// (a subscriber is shed instead, and counted in bridge_rejections_total).
 	authReasonJWKSUnavailable = "jwks_unavailable"
