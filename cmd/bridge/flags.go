@@ -49,7 +49,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.Var((*listFlag)(&cfg.TrustedProxies), "trusted-proxies", "CIDR `prefixes` (or addresses) of proxies whose X-Forwarded-For the per-address limits believe; none means only the TCP peer counts; repeat or separate with commas")
 	fs.DurationVar(&cfg.Retry, "retry", 2*time.Second, "reconnection delay sent to every SSE connection as retry:, a random value from 1 to 2 times this `duration`")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated `origins` allowed to subscribe from other sites, or * for any; none means same origin only")
-	fs.StringVar(&cfg.JWTKey, "jwt-key", "", "`file` of the key that verifies subscriber tokens: an HMAC secret of at least 32 bytes, or a PEM public key (RSA, ECDSA, Ed25519); none means auth off, any client reads any stream")
+	fs.StringVar(&cfg.JWTKey, "jwt-key", "", "`file` of the key that verifies subscriber tokens: an HMAC secret of at least 32 bytes, or a PEM public key (RSA, ECDSA, Ed25519); none (and no --jwks) means auth off, any client reads any stream")
 	fs.StringVar(&cfg.JWKS, "jwks", "", "JSON Web Key Set verifying subscriber tokens, instead of --jwt-key: a `file` (SIGHUP reloads it) or an https URL (fetched every 15m and on an unknown kid); needs --jwt-audience; RSA, ECDSA and Ed25519 keys only")
 	fs.StringVar(&cfg.JWKSCA, "jwks-ca", "", "PEM `file` of the CAs of the --jwks URL's certificate; none means the system's roots")
 	fs.StringVar(&cfg.JWTAlg, "jwt-alg", "", "the one accepted JWT `algorithm` (HS256, RS256, ES256, EdDSA, ...); none means inferred from --jwt-key")
