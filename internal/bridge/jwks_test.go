@@ -355,8 +355,8 @@ func TestJWKSFileAndReload(t *testing.T) {
 	if err := os.WriteFile(path, jwkSet(t, jwk{key: rotated, kid: "f-2", alg: "RS256"}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.srv.ReloadJWKS(); err != nil {
-		t.Fatalf("ReloadJWKS() = %v, want nil", err)
+	if err := b.srv.Reload(); err != nil { // what SIGHUP does
+		t.Fatalf("Reload() = %v, want nil", err)
 	}
 	expect(t, "token of the new key after reload", newTok, 200)
 	expect(t, "token of the removed key after reload", oldTok, 401)
