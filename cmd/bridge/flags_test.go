@@ -52,6 +52,26 @@ func TestParseFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "JWKS URL from the environment",
+			env:  map[string]string{"BRIDGE_JWKS": "https://idp.example/.well-known/jwks.json", "BRIDGE_JWT_AUDIENCE": "bridge", "BRIDGE_JWKS_CA": "ca.pem"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.JWKS != "https://idp.example/.well-known/jwks.json" || got.JWKSCA != "ca.pem" || got.JWTAudience != "bridge" || !got.AuthEnabled() {
+					t.Errorf("JWKS config = %+v", got)
+				}
+			},
+		},
+		{
+			name:    "JWKS without audience",
+			args:    []string{"--jwks", "keys.json"},
+			wantErr: "--jwt-audience",
+		},
+		{
+			name:    "JWKS and JWT key",
+			args:    []string{"--jwks", "keys.json", "--jwt-key", "key.pem", "--jwt-audience", "bridge"},
+			wantErr: "not both",
+		},
+		{
 			name:    "star origin with auth",
 			args:    []string{"--jwt-key", "key.pem", "--cors-origins", "*"},
 			wantErr: `CORS origin "*" cannot be used with subscriber auth`,

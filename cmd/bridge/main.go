@@ -48,8 +48,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads the descriptor sets, the TLS files and the publishers
-	// file; whatever fails to load keeps what was loaded before.
+	// SIGHUP reloads the descriptor sets, the TLS files, the publishers file
+	// and the JWKS file; whatever fails to load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -33,8 +34,9 @@ const minHMACKey = 32
 // authenticator verifies subscriber tokens. Safe for concurrent use: every
 // field is set once by newAuthenticator.
 type authenticator struct {
-	key        any // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
-	alg        string
+	key        any       // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+	alg        string    // the one algorithm of key; with keys, the pinned one or empty
+	keys       *jwksKeys // --jwks: the keys, instead of key
 	parser     *jwt.Parser
 	claim      string
 	queryToken bool
@@ -42,9 +44,23 @@ type authenticator struct {
 	public     grantSet
 }
 
-// newAuthenticator reads the key file of cfg (validated) and builds the
-// verifier; nil, nil when no key is configured (auth off).
+// newAuthenticator reads the key file or key set of cfg (validated) and
+// builds the verifier; nil, nil when no key is configured (auth off). A key
+// set URL is fetched later, by jwksKeys.start.
 func newAuthenticator(cfg *Config) (*authenticator, error) {
+	if cfg.JWKS != "" {
+		keys, err := newJWKSKeys(cfg.JWKS, cfg.JWKSCA, cfg.jwksUnknownKIDEvery, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		methods := jwksAlgs
+		if cfg.JWTAlg != "" {
+			methods = []string{cfg.JWTAlg} // Config.Validate checked it is one of jwksAlgs
+		}
+		a := newAuthenticatorWithMethods(nil, cfg.JWTAlg, methods, cfg)
+		a.keys = keys
+		return a, nil
+	}
 	if cfg.JWTKey == "" {
 		return nil, nil
 	}
@@ -60,10 +76,14 @@ func newAuthenticator(cfg *Config) (*authenticator, error) {
 }
 
 func newAuthenticatorWithKey(key any, alg string, cfg *Config) *authenticator {
+	// One algorithm, so "none" and HS/RS confusion (an HMAC token signed
+	// with the public key as secret) are refused before any verification.
+	return newAuthenticatorWithMethods(key, alg, []string{alg}, cfg)
+}
+
+func newAuthenticatorWithMethods(key any, alg string, methods []string, cfg *Config) *authenticator {
 	opts := []jwt.ParserOption{
-		// One algorithm, so "none" and HS/RS confusion (an HMAC token signed
-		// with the public key as secret) are refused before any verification.
-		jwt.WithValidMethods([]string{alg}),
+		jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(max(cfg.JWTLeeway, 0)),
 	}
@@ -174,7 +194,46 @@ var (
 	errTokenExpired  = errors.New("token expired or not valid yet: get a new token and reconnect")
 	errTokenInvalid  = errors.New("token invalid: get a new token and reconnect")
 	errTokenNoGrants = errors.New("token invalid: its grants claim is malformed; get a new token")
+	// errTokenUnknownKey: the token's key is not in the key set (--jwks),
+	// even after fetching the set again.
+	errTokenUnknownKey = errors.New("token invalid: its signing key is unknown; get a new token and reconnect")
 )
+
+// Reasons of bridge_auth_failures_total{side="subscriber"}: a fixed set,
+// never derived from what the client sent.
+const (
+	authReasonNoToken    = "no_token"
+	authReasonMalformed  = "malformed"
+	authReasonBadToken   = "bad_token"
+	authReasonExpired    = "expired"
+	authReasonUnknownKey = "unknown_key"
+	authReasonBadGrants  = "bad_grants"
+	authReasonNotGranted = "not_granted"
+	// authReasonJWKSUnavailable: a publisher's token could not be checked
+	// (a subscriber is shed instead, and counted in bridge_rejections_total).
+	authReasonJWKSUnavailable = "jwks_unavailable"
+)
+
+// authFailureReason maps an error of extractToken or verify to its metric
+// reason.
+func authFailureReason(err error) string {
+	switch {
+	case errors.Is(err, errNoToken):
+		return authReasonNoToken
+	case errors.Is(err, errTwoTokens), errors.Is(err, errNotBearer), errors.Is(err, errTokenQuery):
+		return authReasonMalformed
+	case errors.Is(err, errTokenExpired):
+		return authReasonExpired
+	case errors.Is(err, errTokenUnknownKey):
+		return authReasonUnknownKey
+	case errors.Is(err, errTokenNoGrants):
+		return authReasonBadGrants
+	case errors.Is(err, errJWKSUnavailable):
+		return authReasonJWKSUnavailable
+	default:
+		return authReasonBadToken
+	}
+}
 
 // extractToken finds the request's token: Authorization: Bearer first, then
 // ?access_token= (only when allowed), then the cookie. The first present
@@ -215,11 +274,24 @@ type principal struct {
 }
 
 // verify checks token (signature, algorithm, exp, nbf, iss, aud) and reads
-// its grants. The error is one of the errToken* values.
-func (a *authenticator) verify(token string) (principal, error) {
+// its grants. The error is one of the errToken* values, or
+// errJWKSUnavailable when the key set could not be fetched (a retry may
+// succeed). ctx bounds a key set fetch the token causes.
+func (a *authenticator) verify(ctx context.Context, token string) (principal, error) {
+	if !compactJWS(token) {
+		return principal{}, errTokenInvalid
+	}
 	claims := jwt.MapClaims{}
-	_, err := a.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	keyfunc := func(*jwt.Token) (any, error) { return a.key, nil }
+	if a.keys != nil {
+		keyfunc = a.keys.keyfunc(ctx)
+	}
+	_, err := a.parser.ParseWithClaims(token, claims, keyfunc)
 	switch {
+	case errors.Is(err, errJWKSUnavailable):
+		return principal{}, errJWKSUnavailable
+	case errors.Is(err, errTokenUnknownKey):
+		return principal{}, errTokenUnknownKey
 	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):
 		return principal{}, errTokenExpired
 	case err != nil:
@@ -246,6 +318,21 @@ func (a *authenticator) verify(token string) (principal, error) {
 		p.subscribe, p.publish = g.Subscribe, g.Publish
 	}
 	return p, nil
+}
+
+// compactJWS reports whether token uses only the characters of a JWS in
+// compact serialization (RFC 7515 §7.1: base64url parts joined by dots).
+// The base64 decoder skips CR and LF, so without this a signed token with
+// line breaks added would still verify.
+func compactJWS(token string) bool {
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return token != ""
 }
 
 // refused returns the streams that neither the public patterns nor the

@@ -60,13 +60,29 @@ type Config struct {
 	// PEM public key (RSA, ECDSA or Ed25519). Empty (the default) means
 	// subscriber auth is off: any client can read any stream.
 	JWTKey string
+	// JWKS is a JSON Web Key Set that verifies subscriber tokens, instead of
+	// JWTKey (set one of them): a file, read at start and by
+	// [Server.ReloadJWKS], or an https URL (http for loopback only), fetched
+	// at start, every 15 minutes, and when a token names an unknown key id
+	// (at most every 30s). Needs JWTAudience. Only RSA (at least 2048 bits),
+	// ECDSA and Ed25519 keys count: a file with another key (an HMAC "oct"
+	// key, a private key) is refused, such keys at a URL are ignored. While
+	// a URL's set cannot be fetched, subscribers with tokens are asked to
+	// retry (200, retry:, end of stream). Empty (the default) means none.
+	JWKS string
+	// JWKSCA is a PEM file of the CAs that sign the JWKS URL's certificate.
+	// Empty means the system's roots.
+	JWKSCA string
 	// JWTAlg pins the one accepted algorithm. Empty means inferred from the
 	// key: HS256 for a secret, RS256 for RSA, ES256/384/512 by the ECDSA
-	// curve, EdDSA for Ed25519. "none" is never accepted.
+	// curve, EdDSA for Ed25519; with JWKS, the alg each key declares, or
+	// its family when it declares none. "none" is never accepted, and
+	// neither is HMAC with JWKS.
 	JWTAlg string
 	// JWTIssuer, when set, is the iss every token must carry. None by default.
 	JWTIssuer string
-	// JWTAudience, when set, must be in every token's aud. None by default.
+	// JWTAudience, when set, must be in every token's aud. None by default;
+	// required with JWKS, whose keys usually sign tokens for many services.
 	JWTAudience string
 	// JWTLeeway is the clock skew allowed on exp and nbf. Zero means 10s; a
 	// negative value means none.
@@ -190,6 +206,11 @@ type Config struct {
 
 	// Logger receives the bridge's logs. Nil means discard.
 	Logger *slog.Logger
+
+	// jwksUnknownKIDEvery is the least time between two key set fetches
+	// caused by unknown key ids. Zero means jwksUnknownKIDEvery; tests
+	// shorten it (export_test.go) to see a recovery without waiting.
+	jwksUnknownKIDEvery time.Duration
 }
 
 // Validate applies defaults to zero fields and reports the first invalid one.
@@ -208,6 +229,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.JWTClaim, "bridge")
 	setDefault(&c.AuthCookie, "__Secure-bridge_token")
 	setDefault(&c.TLSReloadInterval, defaultTLSReloadInterval)
+	setDefault(&c.jwksUnknownKIDEvery, jwksUnknownKIDEvery)
 	c.NATS.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -250,20 +272,25 @@ func (c *Config) Validate() error {
 }
 
 // AuthEnabled reports whether subscriber auth is on: a verifier is configured.
-func (c *Config) AuthEnabled() bool { return c.JWTKey != "" }
+func (c *Config) AuthEnabled() bool { return c.JWTKey != "" || c.JWKS != "" }
 
 func (c *Config) validateAuth() []error {
 	var errs []error
 	if !c.AuthEnabled() {
 		for name, set := range map[string]bool{
 			"JWT algorithm": c.JWTAlg != "", "JWT issuer": c.JWTIssuer != "", "JWT audience": c.JWTAudience != "",
-			"query token": c.AuthQueryToken, "public streams": len(c.PublicStreams) > 0,
+			"query token": c.AuthQueryToken, "public streams": len(c.PublicStreams) > 0, "JWKS CA": c.JWKSCA != "",
 		} {
 			if set {
-				errs = append(errs, fmt.Errorf("%s is set but subscriber auth is off: set the JWT key (--jwt-key) too", name))
+				errs = append(errs, fmt.Errorf("%s is set but subscriber auth is off: set the JWT key (--jwt-key) or key set (--jwks) too", name))
 			}
 		}
 		return errs
+	}
+	if c.JWKS != "" {
+		errs = append(errs, c.validateJWKS()...)
+	} else if c.JWKSCA != "" {
+		errs = append(errs, errors.New("the JWKS CA (--jwks-ca) is set but there is no key set URL (--jwks)"))
 	}
 	if slices.Contains(c.CORSOrigins, "*") {
 		errs = append(errs, errors.New("CORS origin \"*\" cannot be used with subscriber auth: browsers send no credentials to \"*\"; list the origins of your pages"))
@@ -281,6 +308,27 @@ func (c *Config) validateAuth() []error {
 		if !validPattern(p) {
 			errs = append(errs, fmt.Errorf("public stream pattern %q is invalid: tokens of letters, digits, '_' and '-' separated by dots, '*' for one token, '>' last for the rest", p))
 		}
+	}
+	return errs
+}
+
+func (c *Config) validateJWKS() []error {
+	var errs []error
+	if c.JWTKey != "" {
+		errs = append(errs, errors.New("set one of the JWT key (--jwt-key) and the JWT key set (--jwks), not both"))
+	}
+	if c.JWTAudience == "" {
+		errs = append(errs, errors.New("a JWT key set (--jwks) needs the JWT audience (--jwt-audience): its keys usually sign tokens for other services too, and only aud tells tokens for this bridge apart"))
+	}
+	if c.JWTAlg != "" && !slices.Contains(jwksAlgs, c.JWTAlg) {
+		errs = append(errs, fmt.Errorf("JWT algorithm %q cannot be used with a key set (--jwks): use one of %s (HMAC secrets go in --jwt-key)", c.JWTAlg, strings.Join(jwksAlgs, ", ")))
+	}
+	if isJWKSURL(c.JWKS) {
+		if err := checkJWKSURL(c.JWKS); err != nil {
+			errs = append(errs, err)
+		}
+	} else if c.JWKSCA != "" {
+		errs = append(errs, errors.New("the JWKS CA (--jwks-ca) is for a key set URL, and --jwks names a file"))
 	}
 	return errs
 }

@@ -45,6 +45,15 @@
 // rate. The publishers file sits behind an atomic pointer, swapped by
 // [Server.ReloadPublishers].
 //
+// Subscriber auth (auth.go, grants.go, jwks.go): a JWT from the
+// Authorization header, the access_token parameter or a cookie, verified with
+// one key (--jwt-key) or a JSON Web Key Set (--jwks). A key set URL is
+// fetched at the start of Serve, refreshed by the library's goroutine (which
+// ends with Serve) and fetched again, one request at a time and at a bounded
+// rate, for an unknown kid; while it cannot be fetched, subscribers with a
+// token are shed. A key set file sits behind an atomic pointer, swapped by
+// [Server.ReloadJWKS].
+//
 // The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
 // section 6 lists the library behaviours the bridge works around, and
 // sselib_test.go pins each of them.

@@ -106,7 +106,7 @@ func FuzzVerify(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
-		if p, err := a.verify(token); err == nil {
+		if p, err := a.verify(t.Context(), token); err == nil {
 			t.Fatalf("verify(%q) = %+v, want an error: an arbitrary string verified", token, p)
 		}
 	})
@@ -122,7 +122,7 @@ func TestVerifyReadsGrantsAndExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := a.verify(tok)
+	p, err := a.verify(t.Context(), tok)
 	if err != nil {
 		t.Fatalf("verify = %v, want nil", err)
 	}

@@ -167,10 +167,12 @@ func (a *grpcAuth) identify(ctx context.Context) (p *publisher, reason string, e
 			}
 		}
 		if a.jwt != nil {
-			claims, err := a.jwt.verify(token)
+			claims, err := a.jwt.verify(ctx, token)
 			switch {
 			case err == nil:
 				return &publisher{streams: claims.publish}, "", nil
+			case errors.Is(err, errJWKSUnavailable):
+				return nil, authReasonJWKSUnavailable, status.Error(codes.Unavailable, "the token signing keys (--jwks) cannot be fetched right now: retry later")
 			case errors.Is(err, errTokenExpired):
 				return nil, reasonBadToken, status.Error(codes.Unauthenticated, "the token expired or is not valid yet: get a new token")
 			}

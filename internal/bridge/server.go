@@ -132,6 +132,13 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	cfg := s.cfg
 	log := cfg.Logger
+	stopJWKS, err := s.startJWKS(ctx)
+	if err != nil {
+		_ = grpcLis.Close()
+		_ = httpLis.Close()
+		return err
+	}
+	defer stopJWKS()
 	engine, closeEngine, err := s.openEngine(ctx)
 	if err != nil {
 		_ = grpcLis.Close()
@@ -215,7 +222,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	if s.auth == nil {
-		log.Warn("subscriber auth is off: any client can read any stream; set --jwt-key to require tokens")
+		log.Warn("subscriber auth is off: any client can read any stream; set --jwt-key or --jwks to require tokens")
+	} else if s.auth.keys != nil {
+		log.Info("subscriber auth on", "jwks", s.auth.keys.source, "keys", s.auth.keys.count(), "public_streams", cfg.PublicStreams)
 	} else {
 		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
 	}

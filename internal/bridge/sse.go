@@ -192,26 +192,33 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorize checks the request's token and grants, and answers 401 or 403
-// when they do not let it read every one of streams. It returns what the
-// token says (the zero principal without a token) and whether the request
-// may go on.
+// when they do not let it read every one of streams (each refusal counted
+// by reason), or sheds the request when the key set cannot be fetched (a
+// retry fixes that). It returns what the token says (the zero principal
+// without a token) and whether the request may go on.
 func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url.Values, streams []string) (_ principal, ok bool) {
 	token, found, err := s.auth.extractToken(r, query)
 	var p principal
 	switch {
 	case err != nil:
 	case found:
-		p, err = s.auth.verify(token)
+		p, err = s.auth.verify(r.Context(), token)
 	case len(s.auth.refused(streams, p)) > 0:
 		err = errNoToken
 	}
+	if errors.Is(err, errJWKSUnavailable) {
+		s.shed(w, rejectJWKSUnavailable)
+		return principal{}, false
+	}
 	if err != nil {
+		s.metrics.authFailed(sideSubscriber, authFailureReason(err))
 		s.log.Debug("subscriber refused: 401", "reason", err.Error(), "streams", streams)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bridge"`)
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return principal{}, false
 	}
 	if refused := s.auth.refused(streams, p); len(refused) > 0 {
+		s.metrics.authFailed(sideSubscriber, authReasonNotGranted)
 		s.log.Debug("subscriber refused: 403", "refused", refused)
 		http.Error(w, fmt.Sprintf("your token does not grant the streams %s: subscribe to granted streams only, or get a token that grants these", strings.Join(refused, ", ")), http.StatusForbidden)
 		return principal{}, false

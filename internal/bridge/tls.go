@@ -39,10 +39,11 @@ func (c *Config) validateTLS() []error {
 // call at any time, from any goroutine.
 func (s *Server) ReloadTLS() error { return s.tls.reload(true) }
 
-// Reload is [Server.ReloadTypes], [Server.ReloadTLS] and
-// [Server.ReloadPublishers], what SIGHUP does; the error joins theirs.
+// Reload is [Server.ReloadTypes], [Server.ReloadTLS],
+// [Server.ReloadPublishers] and [Server.ReloadJWKS], what SIGHUP does; the
+// error joins theirs.
 func (s *Server) Reload() error {
-	return errors.Join(s.ReloadTypes(), s.ReloadTLS(), s.ReloadPublishers())
+	return errors.Join(s.ReloadTypes(), s.ReloadTLS(), s.ReloadPublishers(), s.ReloadJWKS())
 }
 
 // configureHTTP gives srv the TLS configuration of the HTTP listener, when it
