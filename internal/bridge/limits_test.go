@@ -152,7 +152,11 @@ func openWith(t *testing.T, client *http.Client, baseURL, query string, h http.H
 		t.Fatalf("GET /events?%s: %v", query, err)
 	}
 	s := &stream{resp: resp, blocks: make(chan block, 1024), cancel: cancel}
-	go readBlocks(resp.Body, s.blocks) // ends with the body
+	if resp.StatusCode == http.StatusOK {
+		go readBlocks(resp.Body, s.blocks) // ends with the body
+	} else {
+		close(s.blocks) // the body is an error message, the test's to read
+	}
 	t.Cleanup(s.close)
 	return s
 }
