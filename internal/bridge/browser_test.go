@@ -28,6 +28,43 @@ import (
 const pageCSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
 	"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
+// TestNosniffOnEveryResponse: every HTTP answer, the event stream and error
+// bodies included, tells the browser not to guess its type.
+func TestNosniffOnEveryResponse(t *testing.T) {
+	t.Parallel()
+	b := startBridge(t, bridge.Config{})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/events?stream=orders", 200},
+		{http.MethodGet, "/events", 400},
+		{http.MethodPost, "/events?stream=orders", 405},
+		{http.MethodGet, "/metrics", 200},
+		{http.MethodGet, "/healthz", 200},
+		{http.MethodGet, "/readyz", 200},
+		{http.MethodGet, "/nothing-here", 404},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		req, err := http.NewRequestWithContext(ctx, tc.method, b.baseURL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		cancel() // ends the event stream; the headers are in
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s = %d, want %d", tc.method, tc.path, resp.StatusCode, tc.status)
+		}
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s %s: X-Content-Type-Options %q, want nosniff", tc.method, tc.path, got)
+		}
+	}
+}
+
 func TestPageServesItsFilesWithStrictHeaders(t *testing.T) {
 	t.Parallel()
 	b := startBridge(t, bridge.Config{})

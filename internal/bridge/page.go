@@ -25,13 +25,22 @@ func registerPage(mux *http.ServeMux) {
 	mux.Handle("GET /style.css", pageFile("page/style.css"))
 }
 
+// nosniff sets X-Content-Type-Options on every HTTP response: the browser
+// keeps to the declared Content-Type (text/plain errors, JSON metrics, the
+// event stream) and never runs a response as script or style it guessed.
+func nosniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // pageFile serves one embedded file. The Content-Type comes from the file's
-// extension; nosniff makes the browser keep to it.
+// extension; nosniff (set for every response) makes the browser keep to it.
 func pageFile(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", pageCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
 		// Embedded files have no modification time to validate a cached
 		// copy with, and a new binary may change them: the browser fetches
 		// them each time (they are small).

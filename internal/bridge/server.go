@@ -191,7 +191,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	httpSrv := &http.Server{
-		Handler:           mux,
+		Handler:           nosniff(mux),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		// No WriteTimeout: it would cut every stream at that age. Each write

@@ -62,6 +62,35 @@ func newSSEHandler(cfg *Config, h *hub, auth *authenticator, m *metrics) *sseHan
 }
 
 func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	defer a.release()
+	s.serve(r.Context(), w, a) // a.r differs from r only in its URL
+}
+
+// admitted is a request that passed every check, with what serve needs.
+type admitted struct {
+	r       *http.Request // the token parameter stripped
+	streams []string
+	format  Format
+	resume  bool
+	after   uint64
+	expires time.Time // of the token; zero without one
+	// release gives back the places the limits reserved; safe to call more
+	// than once.
+	release func()
+}
+
+// admit runs every check of a subscribe request, cheapest first, and answers
+// the request itself when one fails (ok false). It is a function of its own,
+// not inlined, so that its locals are gone from the stack while the
+// connection lives: the goroutine of a connection stays in a smaller stack
+// (the library's writes run deep under serve).
+//
+//go:noinline
+func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, ok bool) {
 	// The token parameter leaves the URL before anything else can see (or
 	// log) it; the handler's own copy of the query keeps it.
 	query, queryErr := url.ParseQuery(r.URL.RawQuery)
@@ -78,12 +107,12 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 	case http.MethodOptions:
 		s.cors.preflight(w, r)
-		return
+		return admitted{}, false
 	default:
 		s.metrics.rejected(rejectMethod)
 		w.Header().Set("Allow", "GET, OPTIONS")
 		http.Error(w, "use GET to subscribe to /events", http.StatusMethodNotAllowed)
-		return
+		return admitted{}, false
 	}
 
 	// Status codes are decided here, before the stream starts: EventSource
@@ -92,24 +121,24 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.auth != nil && !s.cors.allowed(origin, r.Host) {
 		s.metrics.rejected(rejectOrigin)
 		http.Error(w, fmt.Sprintf("origin %q may not subscribe: add it to --cors-origins", origin), http.StatusForbidden)
-		return
+		return admitted{}, false
 	}
 	if queryErr != nil {
 		s.metrics.rejected(rejectBadRequest)
 		http.Error(w, "malformed query string: "+queryErr.Error(), http.StatusBadRequest)
-		return
+		return admitted{}, false
 	}
 	streams, reason, err := parseStreams(query["stream"], s.maxStreams, s.maxStreamName)
 	if err != nil {
 		s.metrics.rejected(reason)
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return admitted{}, false
 	}
-	format, ok := parseFormat(query.Get("format"))
-	if !ok {
+	format, known := parseFormat(query.Get("format"))
+	if !known {
 		s.metrics.rejected(rejectBadRequest)
 		http.Error(w, fmt.Sprintf("format %q is unknown: use data (the default), envelope or cloudevents", query.Get("format")), http.StatusBadRequest)
-		return
+		return admitted{}, false
 	}
 	// A garbled Last-Event-ID is treated as absent, never as an error: the
 	// browser would stop reconnecting.
@@ -122,43 +151,59 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("ignore garbled Last-Event-ID", "value", lastID)
 	}
 	// Rate and capacity, before any token work: a flood costs no signature
-	// checks. The place is held until the handler returns, whatever way.
+	// checks. The place is held until the handler returns, whatever way:
+	// here when a later check refuses, else by the caller (a.release).
 	release, reason := s.limits.admit(addrKey(s.proxies.clientIP(r)))
 	if reason != "" {
 		s.shed(w, reason)
-		return
+		return admitted{}, false
 	}
-	defer release()
+	defer func() {
+		if !ok {
+			release()
+		}
+	}()
 	// Auth comes last among the checks, after the cheap ones, and before
 	// registration: a refused stream never gets a frame, replay included.
 	var p principal
 	if s.auth != nil {
-		var ok bool
-		if p, ok = s.authorize(w, r, query, streams); !ok {
-			return
+		var granted bool
+		if p, granted = s.authorize(w, r, query, streams); !granted {
+			return admitted{}, false
 		}
 	}
 	releaseSubject, reason := s.limits.admitSubject(p.subject)
 	if reason != "" {
 		s.shed(w, reason)
-		return
+		return admitted{}, false
 	}
-	defer releaseSubject()
+	return admitted{
+		r: r, streams: streams, format: format, resume: resume, after: after, expires: p.expires,
+		// The places go back before the connection leaves the hub's
+		// count, so whoever sees the count drop can connect again.
+		release: func() { releaseSubject(); release() },
+	}, true
+}
 
-	ctx, cancel := context.WithCancel(r.Context())
+// serve registers an admitted request's connection and streams to it until
+// the client goes (reqCtx, the request's context, ends), the connection is
+// evicted or the bridge shuts down.
+func (s *sseHandler) serve(reqCtx context.Context, w http.ResponseWriter, a admitted) {
+	r := a.r
+	ctx, cancel := context.WithCancel(reqCtx)
 	defer cancel()
 	rc := http.NewResponseController(w)
-	c, err := s.hub.register(streams, format, resume, after, rc, cancel)
+	c, err := s.hub.register(a.streams, a.format, a.resume, a.after, rc, cancel)
 	if err != nil {
 		// Shutting down: a retry (to this node later, or another) will work.
 		s.shed(w, rejectDraining)
 		return
 	}
 
-	if !p.expires.IsZero() {
+	if !a.expires.IsZero() {
 		// Close before the token expires, with a short retry:, so the
 		// browser reconnects soon with the refreshed token (its cookie).
-		t := time.AfterFunc(closeDelay(time.Now(), p.expires), func() {
+		t := time.AfterFunc(closeDelay(time.Now(), a.expires), func() {
 			s.hub.closeWithRetry(c, evictTokenExpiry, jitter(tokenRetryFrom, tokenRetryTo))
 		})
 		defer t.Stop()
@@ -184,10 +229,7 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if dw.replayDone != nil {
 		<-dw.replayDone
 	}
-	// The places go back before the connection leaves the hub's count, so
-	// whoever sees the count drop can connect again.
-	releaseSubject()
-	release()
+	a.release()
 	s.hub.unregister(c)
 }
 

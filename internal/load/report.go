@@ -52,14 +52,14 @@ func WriteComparison(w io.Writer, results []*Result) error {
 	}
 
 	pr := &printer{w: w}
-	pr.f("| workload | target | runs | published/s | delivered/s | server CPU µs/frame | p50 ms | p99 ms | max ms | RSS KiB/conn | connect s | lost | dup | evictions | publish errors | publish p99 ms | publish max ms | stalled closed | other CPU s |\n")
-	pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	pr.f("| workload | target | runs | published/s | delivered/s | server CPU µs/frame | p50 ms | p99 ms | max ms | RSS KiB/conn | RSS KiB/conn after | connect s | lost | dup | evictions | publish errors | publish p99 ms | publish max ms | stalled closed | other CPU s |\n")
+	pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for i, k := range keys {
 		r := rows[k]
-		pr.f("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %.3f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %s | %.1f |\n",
+		pr.f("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %.3f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %s | %.1f |\n",
 			k.workload, k.target, r.runs, r.published, r.delivered, optional(r.cpu, "%.2f"),
 			optional(r.p50, "%.2f"), optional(r.p99, "%.2f"), optional(r.max, "%.1f"),
-			optional(r.rss, "%.1f"), r.connect, r.lost, r.dup, r.evictions, r.pubErrors, r.pubP99, r.pubMax, r.stalled, r.other)
+			optional(r.rss, "%.1f"), optional(r.rssAfter, "%.1f"), r.connect, r.lost, r.dup, r.evictions, r.pubErrors, r.pubP99, r.pubMax, r.stalled, r.other)
 		if i+1 < len(keys) && keys[i+1].workload == k.workload {
 			continue
 		}
@@ -68,11 +68,11 @@ func WriteComparison(w io.Writer, results []*Result) error {
 		if !okBr || !okBl {
 			continue
 		}
-		pr.f("| %s | **bridge/baseline** | | %s | %s | %s | %s | %s | %s | %s | %s | | | | | %s | %s | | |\n",
+		pr.f("| %s | **bridge/baseline** | | %s | %s | %s | %s | %s | %s | %s | %s | %s | | | | | %s | %s | | |\n",
 			k.workload,
 			ratio(br.published, bl.published), ratio(br.delivered, bl.delivered), ratio(br.cpu, bl.cpu),
 			ratio(br.p50, bl.p50), ratio(br.p99, bl.p99), ratio(br.max, bl.max),
-			ratio(br.rss, bl.rss), ratio(br.connect, bl.connect), ratio(br.pubP99, bl.pubP99), ratio(br.pubMax, bl.pubMax))
+			ratio(br.rss, bl.rss), ratio(br.rssAfter, bl.rssAfter), ratio(br.connect, bl.connect), ratio(br.pubP99, bl.pubP99), ratio(br.pubMax, bl.pubMax))
 	}
 	return pr.err
 }
@@ -81,6 +81,7 @@ func WriteComparison(w io.Writer, results []*Result) error {
 type row struct {
 	runs                                                   string
 	published, delivered, cpu, p50, p99, max, rss, connect float64
+	rssAfter                                               float64
 	lost, dup, evictions, pubErrors, pubP99, pubMax, other float64
 	stalled                                                string
 }
@@ -105,6 +106,7 @@ func medianRow(rs []*Result) row {
 		p99:       m(func(r *Result) float64 { return r.Latency.P99 }),
 		max:       m(func(r *Result) float64 { return r.Latency.Max }),
 		rss:       m(func(r *Result) float64 { return r.RSSPerConnKiB }),
+		rssAfter:  m(func(r *Result) float64 { return r.RSSPerConnAfterKiB }),
 		connect:   m(func(r *Result) float64 { return r.ConnectSeconds }),
 		lost:      m(func(r *Result) float64 { return float64(r.Lost) }),
 		dup:       m(func(r *Result) float64 { return float64(r.Duplicated) }),

@@ -79,6 +79,12 @@ type Result struct {
 	ClientCPUPerFrameUS float64 `json:"client_cpu_us_per_frame,omitempty"`
 	// RSSPerConnKiB is (server RSS once connected - RSS before) / connections.
 	RSSPerConnKiB float64 `json:"rss_kib_per_conn,omitempty"`
+	// RSSPerConnAfterKiB is (server RSS at the end of the measured window -
+	// RSS before) / connections: once every connection was written to. A
+	// server touches a connection's write buffers only when it first writes
+	// a body, so an idle connection that never got a byte looks smaller than
+	// one that got an event or a heartbeat; this is the steady-state figure.
+	RSSPerConnAfterKiB float64 `json:"rss_kib_per_conn_after,omitempty"`
 
 	// MachineCPUWindowSeconds is the busy CPU time of every processor in the
 	// window, and OtherCPUWindowSeconds what of it neither the server nor
@@ -224,6 +230,7 @@ func (r *runner) fill(res *Result, w *window, server, client *procTrack) {
 		}
 		if conns > 0 {
 			res.RSSPerConnKiB = float64(res.Server.RSSConnectedKiB-res.Server.RSSStartKiB) / float64(conns)
+			res.RSSPerConnAfterKiB = float64(res.Server.RSSWindowEndKiB-res.Server.RSSStartKiB) / float64(conns)
 		}
 	}
 	if client.ok() {
@@ -296,8 +303,8 @@ func (res *Result) WriteText(w io.Writer) error {
 			s.Subscribers, s.ClosedByServer, s.Reconnects, s.Resets, s.Received, s.Expected, s.Lost, s.Duplicated)
 	}
 	if s := res.Server; s != nil {
-		pr.f("  server     pid %d: RSS %d KiB at start, %d connected, %d at the end; %.3f KiB per connection\n",
-			s.PID, s.RSSStartKiB, s.RSSConnectedKiB, s.RSSEndKiB, res.RSSPerConnKiB)
+		pr.f("  server     pid %d: RSS %d KiB at start, %d connected, %d at the end; %.3f KiB per connection (%.3f after the window)\n",
+			s.PID, s.RSSStartKiB, s.RSSConnectedKiB, s.RSSEndKiB, res.RSSPerConnKiB, res.RSSPerConnAfterKiB)
 		pr.f("             CPU %.2f s connecting, %.2f s in the window (%.3f µs per delivered event), %.2f s in all\n",
 			s.CPUConnectSeconds, s.CPUWindowSeconds, res.CPUPerFrameUS, s.CPUTotalSeconds)
 	}
