@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -59,42 +57,7 @@ func startBridge(t *testing.T, cfg bridge.Config) *testBridge {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	var once sync.Once
-	var serveErr error
-	stop := func() error {
-		once.Do(func() {
-			_ = conn.Close()
-			cancel()
-			select {
-			case serveErr = <-done:
-			case <-time.After(waitLimit):
-				serveErr = fmt.Errorf("Serve did not return within %v of cancel", waitLimit)
-			}
-		})
-		return serveErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Serve() = %v, want nil", err)
-		}
-	})
-	return &testBridge{
-		srv:      srv,
-		client:   bridgev1.NewBridgeServiceClient(conn),
-		health:   healthpb.NewHealthClient(conn),
-		conn:     conn,
-		grpcAddr: grpcLis.Addr().String(),
-		baseURL:  "http://" + httpLis.Addr().String(),
-		stop:     stop,
-	}
+	return serveTest(t, srv, grpcLis, httpLis, grpcLis.Addr().String())
 }
 
 func (b *testBridge) publish(t *testing.T, req *bridgev1.PublishRequest) uint64 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	gosse "github.com/tmaxmax/go-sse"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -192,6 +193,29 @@ func TestNATSServerRestartDuringPublishing(t *testing.T) {
 		subscribe(t, a.baseURL, "stream=orders&stream=users&stream=marker", ""),
 		subscribe(t, b.baseURL, "stream=orders&stream=users&stream=marker", ""),
 	}
+	// Each subscriber is read all along, as a browser reads: the publishers
+	// run flat out, and frames left unread would fill the client's buffers,
+	// then the connection's queue, and the bridge would rightly evict it.
+	type collected struct {
+		events []gosse.Event
+		ended  bool // the stream ended before the marker frame
+	}
+	cols := make([]chan collected, len(subs))
+	for i, c := range subs {
+		cols[i] = make(chan collected, 1)
+		go func() { // ends when the marker frame arrived or the stream ended
+			var col collected
+			for ev := range c.events {
+				col.events = append(col.events, ev)
+				if string(ev.Data) == `"end"` {
+					cols[i] <- col
+					return
+				}
+			}
+			col.ended = true
+			cols[i] <- col
+		}()
+	}
 	health := watchHealth(t, b)
 	if s := recvStatus(t, health); s != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health at start = %v, want SERVING", s)
@@ -293,10 +317,18 @@ func TestNATSServerRestartDuringPublishing(t *testing.T) {
 	want := slices.Sorted(slices.Values(acked))
 	t.Logf("%d events acknowledged, %d publishes answered Unavailable", len(acked), unavailable)
 	mu.Unlock()
-	for i, c := range subs {
+	for i := range subs {
+		var col collected
+		select {
+		case col = <-cols[i]:
+		case <-time.After(waitLimit):
+			t.Fatalf("subscriber %d: no marker frame within %v", i, waitLimit)
+		}
+		if col.ended {
+			t.Fatalf("subscriber %d: stream ended after %d frames, want the same connection throughout", i, len(col.events))
+		}
 		var got []uint64
-		for {
-			ev := c.next(t) // the same connection throughout: it stayed open
+		for _, ev := range col.events {
 			if ev.Type == bridge.ResetEvent {
 				t.Fatalf("subscriber %d got %s: %s", i, ev.Type, ev.Data)
 			}
