@@ -3,7 +3,9 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -114,32 +116,16 @@ func startBridgeFrom(t *testing.T, cfg bridge.Config, remote net.Addr) (*testBri
 // a plaintext client connection to target.
 func serveTest(t *testing.T, srv *bridge.Server, grpcLis, httpLis net.Listener, target string) *testBridge {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
-	var once sync.Once
-	var serveErr error
+	stopServe := serveUntilCleanup(t, srv, grpcLis, httpLis)
+	t.Cleanup(func() { _ = conn.Close() }) // runs first: the client goes before the server
 	stop := func() error {
-		once.Do(func() {
-			_ = conn.Close()
-			cancel()
-			select {
-			case serveErr = <-done:
-			case <-time.After(waitLimit):
-				serveErr = fmt.Errorf("Serve did not return within %v of cancel", waitLimit)
-			}
-		})
-		return serveErr
+		_ = conn.Close()
+		return stopServe()
 	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Serve() = %v, want nil", err)
-		}
-	})
 	return &testBridge{
 		srv:      srv,
 		client:   bridgev1.NewBridgeServiceClient(conn),
@@ -180,9 +166,11 @@ func (b *testBridge) reflect(t *testing.T, md metadata.MD) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Send says io.EOF when the server already ended the stream (a refusal
+	// can beat the request); the status is then Recv's to tell.
 	if err := stream.Send(&reflectionv1.ServerReflectionRequest{
 		MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{ListServices: "*"},
-	}); err != nil {
+	}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	res, err := stream.Recv()
@@ -473,4 +461,33 @@ func TestPublisherAuthLeaksNothing(t *testing.T) {
 	if err := b.stop(); err != nil {
 		t.Fatalf("Serve() = %v, want nil", err)
 	}
+}
+
+// serveUntilCleanup runs srv.Serve on the listeners until stop is called or
+// the test ends, and checks it returned nil. stop cancels Serve and returns
+// its error; it may be called more than once.
+func serveUntilCleanup(t *testing.T, srv *bridge.Server, grpcLis, httpLis net.Listener) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
+	var once sync.Once
+	var serveErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case serveErr = <-done:
+			case <-time.After(waitLimit):
+				serveErr = fmt.Errorf("Serve did not return within %v of cancel", waitLimit)
+			}
+		})
+		return serveErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Serve() = %v, want nil", err)
+		}
+	})
+	return stop
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -56,27 +55,7 @@ func startTLSBridge(t *testing.T, cfg bridge.Config) *tlsBridge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-	var once sync.Once
-	var serveErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case serveErr = <-done:
-			case <-time.After(waitLimit):
-				serveErr = fmt.Errorf("Serve did not return within %v of cancel", waitLimit)
-			}
-		})
-		return serveErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Serve() = %v, want nil", err)
-		}
-	})
+	stop := serveUntilCleanup(t, srv, grpcLis, httpLis)
 	return &tlsBridge{
 		srv:      srv,
 		grpcAddr: grpcLis.Addr().String(),
