@@ -74,47 +74,108 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 		return err
 	}
 	stopOnDone := context.AfterFunc(ctx, it.Stop)
+	// The iterator's Next blocks and cannot say whether more messages are
+	// waiting, so a reader goroutine hands them over a channel: this loop
+	// then takes what is already there, up to natsBatch, as one batch. A
+	// burst (a catch-up after a NATS outage, a flat-out publisher) reaches
+	// each connection in few writes instead of one per event, so a healthy
+	// browser is not evicted for a queue filled one event at a time.
+	msgs := make(chan jetstream.Msg, natsBatch)
+	readErr := make(chan error, 1)
+	quit := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() { // ends when the iterator stops (below) or fails
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case msgs <- msg:
+			case <-quit:
+				return
+			}
+		}
+	})
 	defer func() {
 		stopOnDone()
 		it.Stop()
+		close(quit)
+		reader.Wait()
 		if info := cons.CachedInfo(); info != nil && e.Ready() == nil {
 			e.deleteConsumer(ctx, info.Name)
 		}
 	}()
-	var one [1]*Event
+	// Messages taken from msgs but not delivered when follow returns are
+	// not lost: *next is the sequence after the last one delivered, and the
+	// next consumer starts there.
+	batch := make([]*Event, 0, natsBatch)
 	for {
-		msg, err := it.Next()
-		if err != nil {
+		var msg jetstream.Msg
+		select {
+		case msg = <-msgs:
+		case err := <-readErr:
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			e.log.Warn("skip a JetStream message without metadata", "subject", msg.Subject(), "err", err)
-			continue
-		}
-		seq := meta.Sequence.Stream
-		if seq < *next {
-			continue // delivered before a reset of the consumer
-		}
-		if seq > *next {
-			e.log.Warn("events were removed from JetStream before this node delivered them: closing its SSE connections so they resume from history",
-				"missing_from", *next, "missing_to", seq-1)
-			if e.onGap != nil {
-				e.onGap()
+		for {
+			batch = e.take(msg, next, batch, deliver)
+			if len(batch) == natsBatch {
+				break
 			}
+			select {
+			case msg = <-msgs:
+				continue
+			default:
+			}
+			break
 		}
-		*next = seq + 1
-		if ev, ok := e.decode(msg.Subject(), seq, msg.Headers(), msg.Data(), meta.Timestamp); ok {
-			// One event per batch: the iterator does not say whether more
-			// are waiting. deliver keeps no slice, so one array serves.
-			one[0] = ev
-			deliver(one[:])
-			one[0] = nil
+		if len(batch) > 0 {
+			deliver(batch) // deliver keeps no slice: batch is reused
+			clear(batch)
+			batch = batch[:0]
 		}
 	}
+}
+
+// natsBatch is the most events one delivery from JetStream carries: as the
+// hub's frame groups (maxGroup), so one batch of a stream is one write.
+const natsBatch = maxGroup
+
+// take adds msg's event to batch, in sequence order from *next, and returns
+// the batch. A jump in the sequence means JetStream removed messages this
+// node had not delivered: what batch holds is delivered first, then the gap
+// handler runs (see Run), then msg's event starts a new batch.
+func (e *NATSEngine) take(msg jetstream.Msg, next *uint64, batch []*Event, deliver func([]*Event)) []*Event {
+	meta, err := msg.Metadata()
+	if err != nil {
+		e.log.Warn("skip a JetStream message without metadata", "subject", msg.Subject(), "err", err)
+		return batch
+	}
+	seq := meta.Sequence.Stream
+	if seq < *next {
+		return batch // delivered before a reset of the consumer
+	}
+	if seq > *next {
+		if len(batch) > 0 {
+			deliver(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+		e.log.Warn("events were removed from JetStream before this node delivered them: closing its SSE connections so they resume from history",
+			"missing_from", *next, "missing_to", seq-1)
+		if e.onGap != nil {
+			e.onGap()
+		}
+	}
+	*next = seq + 1
+	if ev, ok := e.decode(msg.Subject(), seq, msg.Headers(), msg.Data(), meta.Timestamp); ok {
+		batch = append(batch, ev)
+	}
+	return batch
 }
 
 // maintain re-creates the stream when it went missing, whenever a reconnect

@@ -320,6 +320,48 @@ func TestNATSEngineRunGapEvicts(t *testing.T) {
 	}
 }
 
+// TestNATSEngineRunBatchesABacklog: a backlog waiting in JetStream (here:
+// stored before Run started) is delivered in order, every event once, in
+// batches of at most natsBatch events, each batch a copy the engine does not
+// touch again once deliver returned.
+func TestNATSEngineRunBatchesABacklog(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}}, 1000, time.Hour)
+	const n = 300
+	var want []uint64
+	for i := range n {
+		want = append(want, pub(t, e, []string{"a", "b"}[i/100%2])) // runs of 100 per stream
+	}
+	type delivery struct{ ids []uint64 }
+	got := make(chan delivery, n)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Run(ctx, func(batch []*Event) {
+			got <- delivery{ids: idsOf(batch)}
+		})
+	}()
+	var ids []uint64
+	batches := 0
+	for len(ids) < n {
+		d := recv(t, got)
+		batches++
+		if len(d.ids) == 0 || len(d.ids) > natsBatch {
+			t.Errorf("a batch of %d events, want 1 to %d", len(d.ids), natsBatch)
+		}
+		ids = append(ids, d.ids...)
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("delivered %v, want the %d published ids in order", ids, n)
+	}
+	t.Logf("%d events in %d batches", n, batches)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v", err)
+	}
+}
+
 func TestNATSEngineSkipsForeignMessages(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
