@@ -104,17 +104,7 @@ func get(t *testing.T, baseURL, query string, h http.Header) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/events?"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range h {
-		req.Header[k] = vs
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET /events?%s: %v", query, err)
-	}
+	resp := getEvents(ctx, t, http.DefaultClient, baseURL, query, h)
 	defer func() { _ = resp.Body.Close() }()
 	r := result{status: resp.StatusCode, header: resp.Header}
 	if resp.StatusCode != http.StatusOK {

@@ -87,6 +87,25 @@ type sseClient struct {
 	cancel context.CancelFunc
 }
 
+// getEvents sends GET baseURL/events?query with the headers h through
+// client, bounded by ctx, and fails the test when no response comes. The
+// caller closes the body.
+func getEvents(ctx context.Context, t *testing.T, client *http.Client, baseURL, query string, h http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/events?"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events?%s: %v", query, err)
+	}
+	return resp
+}
+
 // subscribe opens /events with query and the given Last-Event-ID (none when
 // empty) and checks the response is a 200 event stream. Once it returns, the
 // bridge has registered the connection: later publishes reach it.
@@ -104,19 +123,8 @@ func subscribe(t *testing.T, baseURL, query, lastEventID string) *sseClient {
 func subscribeWith(t *testing.T, baseURL, query string, h http.Header) *sseClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/events?"+query, nil)
-	if err != nil {
-		cancel()
-		t.Fatalf("NewRequest: %v", err)
-	}
-	for k, vs := range h {
-		req.Header[k] = vs
-	}
-	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
-	if err != nil {
-		cancel()
-		t.Fatalf("GET /events?%s: %v", query, err)
-	}
+	t.Cleanup(cancel)
+	resp := getEvents(ctx, t, http.DefaultClient, baseURL, query, h) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()

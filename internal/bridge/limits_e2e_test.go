@@ -34,19 +34,8 @@ type rawStream struct {
 func openRaw(t *testing.T, baseURL, query string, h http.Header) *rawStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/events?"+query, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	for k, vs := range h {
-		req.Header[k] = vs
-	}
-	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed at cleanup
-	if err != nil {
-		cancel()
-		t.Fatalf("GET /events?%s: %v", query, err)
-	}
+	t.Cleanup(cancel)
+	resp := getEvents(ctx, t, http.DefaultClient, baseURL, query, h) //nolint:bodyclose // closed at cleanup
 	s := &rawStream{resp: resp, lines: make(chan string, 1024)}
 	go func() { // ends with the body
 		defer close(s.lines)

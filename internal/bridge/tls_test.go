@@ -111,16 +111,8 @@ func h2Client(t *testing.T, roots *x509.CertPool, h1Only bool) (*http.Client, *a
 func subscribeVia(t *testing.T, client *http.Client, baseURL, query string, protoMajor int) *sseClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/events?"+query, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	resp, err := client.Do(req) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
-	if err != nil {
-		cancel()
-		t.Fatalf("GET /events?%s: %v", query, err)
-	}
+	t.Cleanup(cancel)
+	resp := getEvents(ctx, t, client, baseURL, query, nil) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.ProtoMajor != protoMajor {
 		_ = resp.Body.Close()
 		cancel()
