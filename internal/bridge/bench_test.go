@@ -143,13 +143,15 @@ func newBenchFixture(b *testing.B, queueSize int) *benchFixture {
 	b.Helper()
 	engine := NewMemoryEngine(1000, time.Hour)
 	h := newHub(engine, queueSize, 10_000, slog.New(slog.DiscardHandler))
-	srv := httptest.NewServer(&sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log})
+	sh := &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log}
+	srv := httptest.NewServer(sh)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(b.Context()))
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
 	b.Cleanup(func() {
 		h.close()
 		srv.Close()
+		sh.wait(context.Background(), h.cutWrites) // the streams on taken-over connections
 		cancel()
 		wg.Wait()
 		h.lib.Close()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -128,10 +127,11 @@ type conn struct {
 	// that is behind gets its frames in few large writes instead of one
 	// syscall per frame.
 	queued atomic.Int64
-	// wmu guards rc and finished against the writer goroutine and eviction.
+	// wmu guards out's deadline and finished against the writer goroutine
+	// and eviction.
 	wmu      sync.Mutex
-	rc       *http.ResponseController
-	finished bool // the handler returned: rc must not be used any more
+	out      streamOutput
+	finished bool // the handler returned: out must not be used any more
 
 	// closeRetry, when not zero, is the retry: (in nanoseconds) the handler
 	// sends as the stream's last words once the library returned: set by a
@@ -143,7 +143,7 @@ type conn struct {
 // register adds a connection for streams, resuming after id after when resume
 // is set. From now on deliver queues the connection's events until replay is
 // done. It returns errClosed once the hub is shutting down.
-func (h *hub) register(streams []string, format Format, resume bool, after uint64, rc *http.ResponseController, cancel context.CancelFunc) (*conn, error) {
+func (h *hub) register(streams []string, format Format, resume bool, after uint64, out streamOutput, cancel context.CancelFunc) (*conn, error) {
 	c := &conn{
 		id:      newConnID(),
 		streams: streams,
@@ -151,7 +151,7 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 		resume:  resume,
 		after:   after,
 		cancel:  cancel,
-		rc:      rc,
+		out:     out,
 	}
 	h.lib.CreateStream(c.id)
 	h.mu.Lock()
@@ -506,7 +506,7 @@ func (h *hub) evict(c *conn, reason string) {
 	c.cancel()
 	c.wmu.Lock()
 	if !c.finished {
-		_ = c.rc.SetWriteDeadline(time.Now()) // best effort: not every writer has deadlines
+		_ = c.out.SetWriteDeadline(time.Now()) // best effort: not every writer has deadlines
 	}
 	c.wmu.Unlock()
 }
@@ -559,6 +559,21 @@ func (h *hub) close() {
 		c.cancel()
 	}
 	h.mu.Unlock()
+}
+
+// cutWrites makes every write in progress or to come fail at once, on
+// every connection: the last step of a shutdown whose connections did not
+// end in time (a peer that does not read its last words).
+func (h *hub) cutWrites() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		c.wmu.Lock()
+		if !c.finished {
+			_ = c.out.SetWriteDeadline(time.Now())
+		}
+		c.wmu.Unlock()
+	}
 }
 
 // closeWithRetry ends c for reason, a reason that is no fault of the

@@ -32,7 +32,8 @@ func newHubFixture(t *testing.T, queueSize int, writeTimeout, heartbeat time.Dur
 	t.Helper()
 	engine := NewMemoryEngine(1000, time.Hour)
 	h := newHub(engine, queueSize, 10_000, testLogger(t))
-	srv := httptest.NewServer(&sseHandler{hub: h, maxStreams: 8, writeTimeout: writeTimeout, log: h.log})
+	sh := &sseHandler{hub: h, maxStreams: 8, writeTimeout: writeTimeout, log: h.log}
+	srv := httptest.NewServer(sh)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
@@ -42,6 +43,7 @@ func newHubFixture(t *testing.T, queueSize int, writeTimeout, heartbeat time.Dur
 	t.Cleanup(func() {
 		h.close()
 		srv.Close()
+		sh.wait(context.Background(), h.cutWrites) // the streams on taken-over connections
 		cancel()
 		wg.Wait()
 		h.lib.Close()

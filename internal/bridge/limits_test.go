@@ -59,11 +59,9 @@ func newLimitFixture(t *testing.T, cfg Config) *limitFixture {
 		f.handler.limits.ipRate.now = f.clock.Now
 	}
 	f.srv = httptest.NewUnstartedServer(f.handler)
-	f.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			f.closed <- struct{}{}
-		}
-	}
+	// A closed connection is seen where it closes, whoever closes it:
+	// net/http, or the handler that took it over (HTTP/1.1 streams).
+	f.srv.Listener = &closeSignalListener{Listener: f.srv.Listener, closed: f.closed}
 	f.srv.Start()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	var wg sync.WaitGroup
@@ -71,6 +69,7 @@ func newLimitFixture(t *testing.T, cfg Config) *limitFixture {
 	t.Cleanup(func() {
 		h.close()
 		f.srv.Close()
+		f.handler.wait(context.Background(), h.cutWrites) // the streams on taken-over connections
 		cancel()
 		wg.Wait()
 		h.lib.Close()
@@ -85,6 +84,33 @@ func (f *limitFixture) rejected(reason string) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// closeSignalListener sends on closed when one of its connections is closed
+// (the first Close of each).
+type closeSignalListener struct {
+	net.Listener
+	closed chan<- struct{}
+}
+
+func (l *closeSignalListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &closeSignalConn{Conn: c, closed: l.closed}, nil
+}
+
+type closeSignalConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan<- struct{}
+}
+
+func (c *closeSignalConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.closed <- struct{}{} })
+	return err
 }
 
 // waitClosed waits until the server closed n more HTTP connections.

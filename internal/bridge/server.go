@@ -183,7 +183,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
 
 	mux := http.NewServeMux()
-	mux.Handle("/events", newSSEHandler(&cfg, h, s.auth, m))
+	events := newSSEHandler(&cfg, h, s.auth, m)
+	mux.Handle("/events", events)
 	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("GET /healthz", healthzHandler())
@@ -273,6 +274,12 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		log.Warn("HTTP shutdown timed out: closing connections", "err", err)
 		_ = httpSrv.Close()
 	}
+	// The streams on connections taken over from net/http (HTTP/1.1) were
+	// cancelled with the hub; Shutdown does not wait for them.
+	events.wait(shutCtx, func() {
+		log.Warn("SSE streams still writing at the shutdown timeout: cutting their writes")
+		h.cutWrites()
+	})
 	cancelShut()
 	stopRun()
 	wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,6 +41,10 @@ type sseHandler struct {
 	writeTimeout  time.Duration
 	metrics       *metrics // nil in tests that need none
 	log           *slog.Logger
+
+	// streams counts the streams running on connections taken over from
+	// net/http, which http.Server.Shutdown no longer waits for.
+	streams sync.WaitGroup
 }
 
 // newSSEHandler builds the handler of cfg (validated) for hub h; auth is
@@ -66,8 +71,41 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer a.release()
-	s.serve(r.Context(), w, a) // a.r differs from r only in its URL
+	// Counted before the connection leaves net/http: http.Server.Shutdown
+	// waits for this handler until then, and wait for the stream after.
+	s.streams.Add(1)
+	if hs := newH1Stream(w, r); hs != nil {
+		// The connection is the bridge's now (see h1stream.go): the stream
+		// goes on on a goroutine of its own, and this one returns, so
+		// net/http lets go of its buffers. Its request context ends with
+		// it; the stream's context keeps only its values.
+		parent := context.WithoutCancel(r.Context())
+		go func() {
+			defer s.streams.Done()
+			s.serve(parent, hs, hs, a)
+		}()
+		return
+	}
+	s.streams.Done()
+	s.serve(r.Context(), w, nil, a) // a.r differs from r only in its URL
+}
+
+// wait returns once every stream that runs on a taken-over connection
+// ended, or ctx ended first; then it cuts the writes of those still running
+// (abort) and waits for them. Call it once the HTTP server shut down (so no
+// stream starts any more) and the hub closed.
+func (s *sseHandler) wait(ctx context.Context, abort func()) {
+	done := make(chan struct{})
+	go func() { // ends when the last stream does
+		s.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		abort()
+		<-done
+	}
 }
 
 // admitted is a request that passed every check, with what serve needs.
@@ -188,16 +226,37 @@ func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, 
 // serve registers an admitted request's connection and streams to it until
 // the client goes (reqCtx, the request's context, ends), the connection is
 // evicted or the bridge shuts down.
-func (s *sseHandler) serve(reqCtx context.Context, w http.ResponseWriter, a admitted) {
+//
+// hs is the connection when the handler took it over (w is then hs too), nil
+// when net/http writes the response: serve then ends the response by
+// closing hs, once the client went or the stream ended, whichever first.
+func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1Stream, a admitted) {
+	defer a.release()
 	r := a.r
-	ctx, cancel := context.WithCancel(reqCtx)
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	rc := http.NewResponseController(w)
-	c, err := s.hub.register(a.streams, a.format, a.resume, a.after, rc, cancel)
+	var out streamOutput = hs
+	if hs == nil {
+		out = http.NewResponseController(w)
+	}
+	c, err := s.hub.register(a.streams, a.format, a.resume, a.after, out, cancel)
 	if err != nil {
 		// Shutting down: a retry (to this node later, or another) will work.
 		s.shed(w, rejectDraining)
+		if hs != nil {
+			a.release() // before the close, as below
+			hs.Close(true)
+		}
 		return
+	}
+	var watched chan struct{}
+	if hs != nil {
+		// net/http's background read used to notice the client leaving.
+		watched = make(chan struct{})
+		go func() { // ends when the connection closes: hs.Close below
+			defer close(watched)
+			hs.watch(cancel)
+		}()
 	}
 
 	if !a.expires.IsZero() {
@@ -231,6 +290,15 @@ func (s *sseHandler) serve(reqCtx context.Context, w http.ResponseWriter, a admi
 	}
 	a.release()
 	s.hub.unregister(c)
+	if hs != nil {
+		// Only now, so a client that sees its connection close finds its
+		// places free when it comes back (net/http too closes only after
+		// the handler returned). A clean end (the client went, a shutdown, a
+		// token expiry) ends the body properly; after a failed write or an
+		// eviction a frame may be cut short, and the connection just closes.
+		hs.Close(!dw.broken && !c.evicted.Load())
+		<-watched
+	}
 }
 
 // authorize checks the request's token and grants, and answers 401 or 403
@@ -394,7 +462,7 @@ func (w *deadlineWriter) Flush() {
 		w.broken = true
 		return
 	}
-	if err := w.c.rc.Flush(); err != nil {
+	if err := w.c.out.Flush(); err != nil {
 		w.failed(err)
 	}
 }
@@ -417,7 +485,7 @@ func (w *deadlineWriter) arm() error {
 	if w.c.evicted.Load() {
 		return errEvicted
 	}
-	if err := w.c.rc.SetWriteDeadline(now.Add(w.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := w.c.out.SetWriteDeadline(now.Add(w.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return fmt.Errorf("set write deadline: %w", err)
 	}
 	w.armed = now
@@ -451,12 +519,12 @@ func lastWords(w *deadlineWriter, c *conn) {
 		return
 	}
 	c.wmu.Lock()
-	err := c.rc.SetWriteDeadline(time.Now().Add(min(lastWordsTimeout, w.timeout)))
+	err := c.out.SetWriteDeadline(time.Now().Add(min(lastWordsTimeout, w.timeout)))
 	c.wmu.Unlock()
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return
 	}
 	if _, err := w.ResponseWriter.Write([]byte(retryField(d) + "\n")); err == nil { //nolint:gosec // G705: a number the bridge formats, no client input
-		_ = c.rc.Flush()
+		_ = c.out.Flush()
 	}
 }

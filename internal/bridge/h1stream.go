@@ -1,0 +1,270 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// An SSE connection lives for minutes or hours and, once its headers are
+// out, net/http has nothing left to do for it but hold memory: a 4 KiB read
+// buffer, a 4 KiB write buffer, a 2 KiB response buffer and a handler
+// goroutine whose stack grew to 8 KiB while it parsed the request. For an
+// HTTP/1.1 stream the handler therefore takes the connection over
+// (Hijack) once the request passed every check, and writes the response
+// itself: a chunked body, one chunk per flush, from a buffer that exists
+// only while there is something to send. The stream then runs on a
+// goroutine of its own with a small stack, and a second one blocks in Read
+// to see the client go, as net/http's own background read does.
+//
+// HTTP/2 streams cannot be taken over; they, HTTP/1.0 and any writer that
+// cannot hijack keep net/http's write path (see sseHandler.serve). Both
+// paths share everything above the writer: deadlines, flush coalescing,
+// eviction, last words.
+
+// streamOutput is what the bridge needs of a connection's writer besides
+// Write: a real flush and write deadlines. [*http.ResponseController] and
+// [*h1Stream] implement it.
+type streamOutput interface {
+	Flush() error
+	SetWriteDeadline(time.Time) error
+}
+
+const (
+	// h1SizeRoom is the room kept at the start of a chunk buffer for the
+	// chunk-size line: up to 8 hex digits and CRLF.
+	h1SizeRoom = 10
+	// h1Spill: a body that grew this large between flushes goes out as a
+	// chunk at once (net/http spills at its 4 KiB buffer the same way), so
+	// a burst that is coalesced into one flush never sits in memory whole.
+	h1Spill = 32 << 10
+	// h1KeepBuffer: a buffer that grew past this goes to the garbage
+	// collector after use instead of back to the pool.
+	h1KeepBuffer = 64 << 10
+	// h1MaxStrayBytes is how much a client may send on a stream it
+	// subscribed with (there is nothing it should send) before the bridge
+	// closes it.
+	h1MaxStrayBytes = 4 << 10
+)
+
+// h1Buffers recycles chunk buffers between flushes of every stream, so an
+// idle connection holds none.
+var h1Buffers = sync.Pool{New: func() any {
+	b := make([]byte, h1SizeRoom, 4<<10)
+	return &b
+}}
+
+// errStreamClosed is what a write to a finished h1Stream returns.
+var errStreamClosed = errors.New("bridge: stream closed")
+
+// h1Stream is the http.ResponseWriter of an HTTP/1.1 SSE response whose
+// connection the handler took over. It writes the status line and headers
+// with the first flush, then the body in chunked encoding; Close ends the
+// body (when nothing failed) and closes the connection.
+//
+// Header, WriteHeader, Write and Flush are called by one goroutine, the
+// stream's; SetWriteDeadline may be called from any (an eviction). Every
+// write after the first failure returns that failure.
+type h1Stream struct {
+	conn   net.Conn
+	header http.Header // the handler's header map, as net/http had it
+	status int         // 0 until WriteHeader
+	sent   bool        // the status line and headers went out
+	buf    *[]byte     // h1SizeRoom bytes of room, then the body since the last flush; nil while idle
+	err    error
+	closed bool
+	stray  [64]byte // the reader's buffer: whatever a client sends is read and dropped
+}
+
+// newH1Stream takes over the HTTP/1.1 connection under w. It returns nil,
+// and leaves w to net/http, when w cannot be taken over (HTTP/2, a test
+// recorder) or r is not HTTP/1.1.
+func newH1Stream(w http.ResponseWriter, r *http.Request) *h1Stream {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return nil // HTTP/1.0 has no chunked encoding
+	}
+	header := w.Header()
+	nc, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil
+	}
+	// The read buffer net/http hands over holds nothing a subscriber needs:
+	// a GET has no body, and anything sent after it is dropped (watch).
+	return &h1Stream{conn: nc, header: header}
+}
+
+// Header returns the response's header map, including what was set on it
+// before the connection was taken over.
+func (s *h1Stream) Header() http.Header { return s.header }
+
+// WriteHeader records the status; it goes out with the first flush.
+func (s *h1Stream) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+// Write buffers p as part of the next chunk; a buffer that grew past
+// h1Spill is sent at once.
+func (s *h1Stream) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	if s.buf == nil {
+		s.buf = h1Buffers.Get().(*[]byte)
+	}
+	*s.buf = append(*s.buf, p...)
+	if len(*s.buf) >= h1Spill {
+		if err := s.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush sends the headers, if still due, and what was written since the
+// last flush as one chunk, in one write to the connection.
+func (s *h1Stream) Flush() error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	var chunk []byte
+	if s.buf != nil && len(*s.buf) > h1SizeRoom {
+		b := *s.buf
+		size := strconv.AppendInt(make([]byte, 0, h1SizeRoom), int64(len(b)-h1SizeRoom), 16)
+		size = append(size, '\r', '\n')
+		start := h1SizeRoom - len(size)
+		copy(b[start:], size)
+		b = append(b, '\r', '\n')
+		chunk = b[start:]
+		*s.buf = b // append may have grown it: keep the larger one
+	}
+	var err error
+	switch {
+	case !s.sent:
+		s.sent = true
+		head := h1Buffers.Get().(*[]byte)
+		*head = s.appendHead((*head)[:0])
+		if chunk != nil {
+			bufs := net.Buffers{*head, chunk}
+			_, err = bufs.WriteTo(s.conn)
+		} else {
+			_, err = s.conn.Write(*head)
+		}
+		putH1Buffer(head)
+	case chunk != nil:
+		_, err = s.conn.Write(chunk)
+	}
+	s.release()
+	if err != nil {
+		s.err = err
+	}
+	return err
+}
+
+// release gives the chunk buffer back: an idle stream holds none.
+func (s *h1Stream) release() {
+	if s.buf != nil {
+		putH1Buffer(s.buf)
+		s.buf = nil
+	}
+}
+
+// putH1Buffer returns b to h1Buffers, emptied, unless it grew too large to
+// keep.
+func putH1Buffer(b *[]byte) {
+	if cap(*b) <= h1KeepBuffer {
+		*b = (*b)[:h1SizeRoom]
+		h1Buffers.Put(b)
+	}
+}
+
+// appendHead appends the status line and the headers to b. The framing
+// headers are the writer's: the body is chunked and the connection closes
+// after it (it is not net/http's any more, so it cannot serve another
+// request).
+func (s *h1Stream) appendHead(b []byte) []byte {
+	if s.status == http.StatusOK {
+		b = append(b, "HTTP/1.1 200 OK\r\n"...)
+	} else {
+		b = fmt.Appendf(b, "HTTP/1.1 %03d %s\r\n", s.status, http.StatusText(s.status))
+	}
+	b = append(b, "Date: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	b = append(b, "\r\n"...)
+	// Header.WriteSubset turns CR and LF in values into spaces: no header
+	// value can add a line.
+	w := appendWriter{b}
+	_ = s.header.WriteSubset(&w, h1FramingHeaders)
+	return append(w.b, "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"...)
+}
+
+// appendWriter is an io.Writer that appends to b.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// h1FramingHeaders are set by h1Stream itself, whatever the handler put in
+// the header map.
+var h1FramingHeaders = map[string]bool{
+	"Connection":        true,
+	"Content-Length":    true,
+	"Date":              true,
+	"Keep-Alive":        true,
+	"Transfer-Encoding": true,
+	"Upgrade":           true,
+}
+
+// SetWriteDeadline sets the connection's write deadline; safe to call from
+// any goroutine.
+func (s *h1Stream) SetWriteDeadline(t time.Time) error { return s.conn.SetWriteDeadline(t) }
+
+// Close ends the response and closes the connection: what is buffered and
+// the last chunk go out first when clean (nothing failed and the headers or
+// some body were sent), so the client sees a complete response. It is
+// called once the stream's handler is done with s.
+func (s *h1Stream) Close(clean bool) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if clean && s.err == nil {
+		if err := s.Flush(); err == nil {
+			_, _ = s.conn.Write([]byte("0\r\n\r\n"))
+		}
+	}
+	s.release()
+	s.err = errStreamClosed
+	_ = s.conn.Close()
+}
+
+// watch reads from the connection until it fails or closes, and calls gone
+// then: the client went away (or the stream was closed). A client that
+// sends more than h1MaxStrayBytes on a stream is cut off the same way.
+// It runs on a goroutine of its own, owned by the stream's handler, which
+// waits for it after Close.
+func (s *h1Stream) watch(gone context.CancelFunc) {
+	defer gone()
+	stray := 0
+	for stray <= h1MaxStrayBytes {
+		n, err := s.conn.Read(s.stray[:])
+		if err != nil {
+			return
+		}
+		stray += n
+	}
+}
