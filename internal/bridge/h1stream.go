@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -252,11 +253,11 @@ func (s *h1Stream) Close(clean bool) {
 	_ = s.conn.Close()
 }
 
-// watch reads from the connection until it fails or closes, and calls gone
-// then: the client went away (or the stream was closed). A client that
-// sends more than h1MaxStrayBytes on a stream is cut off the same way.
-// It runs on a goroutine of its own, owned by the stream's handler, which
-// waits for it after Close.
+// watch reads from the connection until it fails, closes or is told to
+// stop (stopWatching), and calls gone then: the client went away, or the
+// stream is ending. A client that sends more than h1MaxStrayBytes on a
+// stream is cut off the same way. It runs on the library's goroutine that
+// waits for the end of the request (see watchCtx).
 func (s *h1Stream) watch(gone context.CancelFunc) {
 	defer gone()
 	stray := 0
@@ -267,4 +268,41 @@ func (s *h1Stream) watch(gone context.CancelFunc) {
 		}
 		stray += n
 	}
+}
+
+// stopWatching makes watch return: the read it waits in fails at once.
+// Safe to call from any goroutine, any number of times.
+func (s *h1Stream) stopWatching() {
+	_ = s.conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// watchCtx is the request context the library gets for a stream on a
+// taken-over connection. Something has to block in Read to see the client
+// go (net/http's background read did that before the takeover), and the
+// library already starts a goroutine per request whose only work is to wait
+// for the context to end (r3labs/sse v2.10.0, http.go: <-r.Context().Done(),
+// then it deregisters the subscriber). So the first Done call, made by that
+// goroutine, watches the connection before it returns the channel: the
+// stream costs no goroutine of the bridge's own, and the library's handler
+// ends when the client goes, exactly as with a plain context. Pinned by
+// TestLibWaitsForTheEndOnItsOwnGoroutine.
+//
+// Every other method, and any later Done call, is the stream's context's.
+type watchCtx struct {
+	context.Context // the stream's; gone cancels it
+	hs              *h1Stream
+	gone            context.CancelFunc
+	watching        atomic.Bool
+}
+
+// Done watches the connection on the first call (see watchCtx) and returns
+// the stream context's Done channel, closed by then.
+func (c *watchCtx) Done() <-chan struct{} {
+	if c.watching.CompareAndSwap(false, true) {
+		c.hs.watch(c.gone)
+	}
+	return c.Context.Done()
 }

@@ -233,11 +233,21 @@ func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, 
 func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1Stream, a admitted) {
 	defer a.release()
 	r := a.r
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+	ctx, cancelCtx := context.WithCancel(parent)
+	defer cancelCtx()
+	cancel, libCtx := cancelCtx, context.Context(ctx)
 	var out streamOutput = hs
 	if hs == nil {
 		out = http.NewResponseController(w)
+	} else {
+		// The library's own goroutine that waits for the client to go
+		// watches the connection (watchCtx); ending the stream makes it
+		// stop.
+		cancel = func() {
+			cancelCtx()
+			hs.stopWatching()
+		}
+		libCtx = &watchCtx{Context: ctx, hs: hs, gone: cancelCtx}
 	}
 	c, err := s.hub.register(a.streams, a.format, a.resume, a.after, out, cancel)
 	if err != nil {
@@ -248,15 +258,6 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 			hs.Close(true)
 		}
 		return
-	}
-	var watched chan struct{}
-	if hs != nil {
-		// net/http's background read used to notice the client leaving.
-		watched = make(chan struct{})
-		go func() { // ends when the connection closes: hs.Close below
-			defer close(watched)
-			hs.watch(cancel)
-		}()
 	}
 
 	if !a.expires.IsZero() {
@@ -272,7 +273,7 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// (r.Clone would copy the headers, held for the connection's lifetime).
 	// The header map is this handler's own to change.
 	r.Header.Del("Last-Event-ID")
-	lr := r.WithContext(ctx)
+	lr := r.WithContext(libCtx)
 	u := *r.URL
 	u.RawQuery = "stream=" + c.id
 	lr.URL = &u
@@ -297,7 +298,6 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 		// token expiry) ends the body properly; after a failed write or an
 		// eviction a frame may be cut short, and the connection just closes.
 		hs.Close(!dw.broken && !c.evicted.Load())
-		<-watched
 	}
 }
 

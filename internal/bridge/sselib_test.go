@@ -808,3 +808,85 @@ func TestLibFirstFlushComesAfterRegistration(t *testing.T) {
 		_ = res.Body.Close()
 	}
 }
+
+// doneHookCtx counts the Done calls on a request context, and blocks the
+// first one until release is closed (watchCtx blocks it in a read).
+type doneHookCtx struct {
+	context.Context
+	calls   chan struct{} // one value per Done call
+	release chan struct{}
+	once    sync.Once
+}
+
+func (c *doneHookCtx) Done() <-chan struct{} {
+	c.calls <- struct{}{}
+	first := false
+	c.once.Do(func() { first = true })
+	if first {
+		<-c.release
+	}
+	return c.Context.Done()
+}
+
+// watchCtx (h1stream.go) relies on this: the library calls Done on the
+// request's context once per request, on a goroutine of its own (the
+// handler goes on serving frames while that call blocks), and ends the
+// handler once the channel that call returned is closed.
+func TestLibWaitsForTheEndOnItsOwnGoroutine(t *testing.T) {
+	t.Parallel()
+	lib := sse.New()
+	lib.AutoReplay = false
+	lib.AutoStream = false
+	lib.EventTTL = 0
+	lib.CreateStream("w")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hook := &doneHookCtx{Context: ctx, calls: make(chan struct{}, 8), release: make(chan struct{})}
+	returned := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lib.ServeHTTP(w, r.WithContext(hook))
+		close(returned)
+	}))
+	t.Cleanup(func() {
+		ts.Close()
+		lib.Close()
+	})
+	reqCtx, stop := context.WithTimeout(t.Context(), libWait)
+	defer stop()
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, ts.URL+"/?stream=w", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	libRecv(reqCtx, t, hook.calls, "the first Done call (without it, watchCtx never watches the connection: re-check h1stream.go)")
+	// That call blocks, and frames still flow: it is not on the handler's
+	// goroutine.
+	if !lib.TryPublish("w", &sse.Event{ID: []byte("1"), Data: []byte("while Done blocks")}) {
+		t.Fatal("TryPublish = false")
+	}
+	if got := libReadEvents(t, res.Body, 1)[0].Data; got != "while Done blocks" {
+		t.Fatalf("data %q while the Done call blocks", got)
+	}
+	select {
+	case <-hook.calls:
+		t.Fatal("a second Done call: watchCtx watches on the first only, and any other caller would block (re-check h1stream.go)")
+	default:
+	}
+	// Once the first call returns a closed channel, the handler ends.
+	cancel()
+	close(hook.release)
+	select {
+	case <-returned:
+	case <-time.After(libWait):
+		t.Fatal("the handler did not return after the context's Done channel closed")
+	}
+	select {
+	case <-hook.calls:
+		t.Fatal("Done called again before the handler returned (re-check h1stream.go)")
+	default:
+	}
+}
