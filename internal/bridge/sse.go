@@ -235,7 +235,7 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	r := a.r
 	ctx, cancelCtx := context.WithCancel(parent)
 	defer cancelCtx()
-	cancel, libCtx := cancelCtx, context.Context(ctx)
+	cancel, libCtx := cancelCtx, context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
 	var out streamOutput = hs
 	if hs == nil {
 		out = http.NewResponseController(w)
