@@ -143,7 +143,8 @@ func (s *h1Stream) Flush() error {
 	var chunk []byte
 	if s.buf != nil && len(*s.buf) > h1SizeRoom {
 		b := *s.buf
-		size := strconv.AppendInt(make([]byte, 0, h1SizeRoom), int64(len(b)-h1SizeRoom), 16)
+		var tmp [h1SizeRoom]byte
+		size := strconv.AppendInt(tmp[:0], int64(len(b)-h1SizeRoom), 16)
 		size = append(size, '\r', '\n')
 		start := h1SizeRoom - len(size)
 		copy(b[start:], size)
@@ -152,19 +153,15 @@ func (s *h1Stream) Flush() error {
 		*s.buf = b // append may have grown it: keep the larger one
 	}
 	var err error
-	switch {
-	case !s.sent:
+	if !s.sent {
+		// The head and the first chunk in one write (a connect costs one
+		// packet, and writev's vectors would be garbage per connect).
 		s.sent = true
 		head := h1Buffers.Get().(*[]byte)
-		*head = s.appendHead((*head)[:0])
-		if chunk != nil {
-			bufs := net.Buffers{*head, chunk}
-			_, err = bufs.WriteTo(s.conn)
-		} else {
-			_, err = s.conn.Write(*head)
-		}
+		*head = append(s.appendHead((*head)[:0]), chunk...)
+		_, err = s.conn.Write(*head)
 		putH1Buffer(head)
-	case chunk != nil:
+	} else if chunk != nil {
 		_, err = s.conn.Write(chunk)
 	}
 	s.release()
@@ -202,13 +199,42 @@ func (s *h1Stream) appendHead(b []byte) []byte {
 		b = fmt.Appendf(b, "HTTP/1.1 %03d %s\r\n", s.status, http.StatusText(s.status))
 	}
 	b = append(b, "Date: "...)
-	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	b = appendHTTPDate(b, time.Now())
 	b = append(b, "\r\n"...)
 	// Header.WriteSubset turns CR and LF in values into spaces: no header
 	// value can add a line.
 	w := appendWriter{b}
 	_ = s.header.WriteSubset(&w, h1FramingHeaders)
 	return append(w.b, "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"...)
+}
+
+// appendHTTPDate appends t in the HTTP date format (http.TimeFormat),
+// without the allocations of time.Time.AppendFormat.
+func appendHTTPDate(b []byte, t time.Time) []byte {
+	const days, months = "SunMonTueWedThuFriSat", "JanFebMarAprMayJunJulAugSepOctNovDec"
+	t = t.UTC()
+	yy, mm, dd := t.Date()
+	hh, mn, ss := t.Clock()
+	b = append(b, days[3*t.Weekday():][:3]...)
+	b = append(b, ", "...)
+	b = append2Digits(b, dd)
+	b = append(b, ' ')
+	b = append(b, months[3*(mm-1):][:3]...)
+	b = append(b, ' ')
+	b = append2Digits(append2Digits(b, yy/100), yy)
+	b = append(b, ' ')
+	b = append2Digits(b, hh)
+	b = append(b, ':')
+	b = append2Digits(b, mn)
+	b = append(b, ':')
+	b = append2Digits(b, ss)
+	return append(b, " GMT"...)
+}
+
+// append2Digits appends the last two decimal digits of n (n >= 0).
+func append2Digits(b []byte, n int) []byte {
+	const digits = "0123456789"
+	return append(b, digits[n/10%10], digits[n%10])
 }
 
 // appendWriter is an io.Writer that appends to b.
