@@ -22,14 +22,22 @@
 // end of the stream, because EventSource gives up for good on any other
 // status. Every accepted stream starts with a jittered retry: (retry.go).
 //
+// Connections (h1stream.go): an HTTP/1.1 stream that passed admission is
+// taken over from net/http (Hijack) and written by the bridge as a chunked
+// response, so an idle stream holds no HTTP buffers and three goroutines:
+// the stream's writer (the library's handler), the library stream's own, and
+// the library's wait for the end of the request, which also reads the socket
+// to see the client go (watchCtx). HTTP/2 and HTTP/1.0 streams stay with
+// net/http; everything above the writer is the same for both.
+//
 // Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the
 // bridge reports not ready (/readyz and gRPC health NOT_SERVING) and keeps
 // serving for the drain delay; Publish answers Unavailable; gRPC GracefulStop
 // (forced after a timeout);
 // every SSE connection is sent a retry: spread to match the connect rate, then
-// cancelled; [net/http.Server.Shutdown]; the engine's
-// dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
+// cancelled; [net/http.Server.Shutdown], then the taken-over streams end; the
+// engine's dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
 //
 // TLS (tls.go, tls_reload.go): each listener's certificate, and the gRPC
@@ -54,7 +62,8 @@
 // token are shed. A key set file sits behind an atomic pointer, swapped by
 // [Server.ReloadJWKS].
 //
-// The r3labs/sse/v2 library is used only through sse.go and hub.go; DESIGN.md
+// The r3labs/sse/v2 library is used only through sse.go, hub.go and
+// h1stream.go (watchCtx); DESIGN.md
 // section 6 lists the library behaviours the bridge works around, and
 // sselib_test.go pins each of them.
 package bridge

@@ -20,8 +20,9 @@ import (
 // (Hijack) once the request passed every check, and writes the response
 // itself: a chunked body, one chunk per flush, from a buffer that exists
 // only while there is something to send. The stream then runs on a
-// goroutine of its own with a small stack, and a second one blocks in Read
-// to see the client go, as net/http's own background read does.
+// goroutine of its own with a small stack, and the library's goroutine that
+// waits for the end of the request blocks in Read to see the client go, as
+// net/http's own background read does (watchCtx).
 //
 // HTTP/2 streams cannot be taken over; they, HTTP/1.0 and any writer that
 // cannot hijack keep net/http's write path (see sseHandler.serve). Both

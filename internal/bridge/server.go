@@ -115,7 +115,9 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown order: health NOT_SERVING and Publish answers Unavailable; gRPC
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
 // sent a spread retry: and cancelled (browsers reconnect, not all at once);
-// the HTTP server shuts down; the dispatcher and heartbeat stop; the r3labs
+// the HTTP server shuts down, and the streams on connections taken over from
+// it (HTTP/1.1, see h1stream.go) end, their writes cut at
+// cfg.ShutdownTimeout at the latest; the dispatcher and heartbeat stop; the r3labs
 // server closes when it has no subscriber left (closing it earlier leaks a
 // goroutine per client); the engine is released last (the nats engine
 // drains its NATS connection).

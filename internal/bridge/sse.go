@@ -224,8 +224,9 @@ func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, 
 }
 
 // serve registers an admitted request's connection and streams to it until
-// the client goes (reqCtx, the request's context, ends), the connection is
-// evicted or the bridge shuts down.
+// the client goes (parent, the request's context, ends; or, on a taken-over
+// connection, its read fails), the connection is evicted or the bridge shuts
+// down.
 //
 // hs is the connection when the handler took it over (w is then hs too), nil
 // when net/http writes the response: serve then ends the response by
