@@ -233,7 +233,6 @@ func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, 
 // closing hs, once the client went or the stream ended, whichever first.
 func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1Stream, a admitted) {
 	defer a.release()
-	r := a.r
 	ctx, cancelCtx := context.WithCancel(parent)
 	defer cancelCtx()
 	cancel, libCtx := cancelCtx, context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
@@ -270,14 +269,13 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 		defer t.Stop()
 	}
 
-	// The library's request: a shallow copy with the connection's own stream
-	// (r.Clone would copy the headers, held for the connection's lifetime).
-	// The header map is this handler's own to change.
-	r.Header.Del("Last-Event-ID")
-	lr := r.WithContext(libCtx)
-	u := *r.URL
-	u.RawQuery = "stream=" + c.id
-	lr.URL = &u
+	// The library's request holds only what the library reads: the
+	// connection's own stream and the context. The client's request, with its
+	// headers, is not kept for the connection's lifetime, and its
+	// Last-Event-ID, parsed above, stays out (the library answers a
+	// non-numeric one with 400).
+	lr := (&http.Request{Method: http.MethodGet, URL: &url.URL{RawQuery: "stream=" + c.id}}).WithContext(libCtx)
+	a.r = nil
 	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout, retry: connectRetry(s.retry)}
 	s.hub.lib.ServeHTTP(dw, lr)
 	lastWords(dw, c)
@@ -428,7 +426,8 @@ type deadlineWriter struct {
 func (w *deadlineWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 	if code == http.StatusOK && w.retry > 0 {
-		_, _ = w.Write([]byte(retryField(w.retry) + "\n"))
+		// Buffered for the first flush, which needs no deadline (Flush).
+		_, _ = w.ResponseWriter.Write([]byte(retryField(w.retry) + "\n"))
 	}
 }
 
@@ -455,11 +454,17 @@ func (w *deadlineWriter) Flush() {
 	}
 	if !w.started {
 		// The library flushes the headers once it registered the
-		// subscriber: the connection can go live.
+		// subscriber: the connection can go live. The flush itself needs no
+		// deadline: the headers and the retry: are a few hundred bytes, which
+		// the socket buffer of a new connection always takes at once (an
+		// idle connection then holds no timer until its first frame).
 		w.started = true
 		w.replayDone = w.hub.subscribed(w.ctx, w.c)
-	}
-	if w.arm() != nil {
+		if w.c.evicted.Load() {
+			w.broken = true
+			return
+		}
+	} else if w.arm() != nil {
 		w.broken = true
 		return
 	}
