@@ -61,6 +61,9 @@ var h1Buffers = sync.Pool{New: func() any {
 	return &b
 }}
 
+// crlf ends a chunk.
+var crlf = []byte("\r\n")
+
 // errStreamClosed is what a write to a finished h1Stream returns.
 var errStreamClosed = errors.New("bridge: stream closed")
 
@@ -112,13 +115,28 @@ func (s *h1Stream) WriteHeader(code int) {
 }
 
 // Write buffers p as part of the next chunk; a buffer that grew past
-// h1Spill is sent at once.
+// h1Spill is sent at once. A p of h1Spill or more (a group of large events)
+// is not copied: what is buffered goes first, then p as a chunk of its own,
+// so a connection never holds a copy of a large write.
 func (s *h1Stream) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
 	if s.status == 0 {
 		s.status = http.StatusOK
+	}
+	if len(p) >= h1Spill {
+		if err := s.Flush(); err != nil {
+			return 0, err
+		}
+		var room [h1SizeRoom]byte
+		size := append(strconv.AppendInt(room[:0], int64(len(p)), 16), '\r', '\n')
+		bufs := net.Buffers{size, p, crlf}
+		if _, err := bufs.WriteTo(s.conn); err != nil {
+			s.err = err
+			return 0, err
+		}
+		return len(p), nil
 	}
 	if s.buf == nil {
 		s.buf = h1Buffers.Get().(*[]byte)
