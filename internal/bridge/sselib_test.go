@@ -770,10 +770,7 @@ func (w *flushHook) Flush() {
 // before registration would lose the frame only sometimes.
 func TestLibFirstFlushComesAfterRegistration(t *testing.T) {
 	t.Parallel()
-	lib := sse.New()
-	lib.AutoReplay = false
-	lib.AutoStream = false
-	lib.EventTTL = 0
+	lib := newPlainLib()
 	queued := make(chan bool, 1)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("stream")
@@ -809,6 +806,16 @@ func TestLibFirstFlushComesAfterRegistration(t *testing.T) {
 	}
 }
 
+// newPlainLib is a library server set up as hub.go sets it, without the
+// harness (tests that serve it with a handler of their own).
+func newPlainLib() *sse.Server {
+	lib := sse.New()
+	lib.AutoReplay = false
+	lib.AutoStream = false
+	lib.EventTTL = 0
+	return lib
+}
+
 // doneHookCtx counts the Done calls on a request context, and blocks the
 // first one until release is closed (watchCtx blocks it in a read).
 type doneHookCtx struct {
@@ -834,10 +841,7 @@ func (c *doneHookCtx) Done() <-chan struct{} {
 // handler once the channel that call returned is closed.
 func TestLibWaitsForTheEndOnItsOwnGoroutine(t *testing.T) {
 	t.Parallel()
-	lib := sse.New()
-	lib.AutoReplay = false
-	lib.AutoStream = false
-	lib.EventTTL = 0
+	lib := newPlainLib()
 	lib.CreateStream("w")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
