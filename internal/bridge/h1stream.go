@@ -88,7 +88,10 @@ type h1Stream struct {
 
 // newH1Stream takes over the HTTP/1.1 connection under w. It returns nil,
 // and leaves w to net/http, when w cannot be taken over (HTTP/2, a test
-// recorder) or r is not HTTP/1.1.
+// recorder) or r is not HTTP/1.1. Not inlined, like the handler's other
+// stages (see sseHandler.admit).
+//
+//go:noinline
 func newH1Stream(w http.ResponseWriter, r *http.Request) *h1Stream {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		return nil // HTTP/1.0 has no chunked encoding

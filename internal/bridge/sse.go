@@ -122,13 +122,64 @@ type admitted struct {
 }
 
 // admit runs every check of a subscribe request, cheapest first, and answers
-// the request itself when one fails (ok false). It is a function of its own,
-// not inlined, so that its locals are gone from the stack while the
-// connection lives: the goroutine of a connection stays in a smaller stack
-// (the library's writes run deep under serve).
+// the request itself when one fails (ok false). It runs on net/http's
+// connection goroutine, and so do the stages it calls, each a function of
+// its own, not inlined: their frames are gone from the stack once they
+// return, and the goroutine's stack stays in the size that reading the
+// request needed (growing it is a copy per connect; see BenchmarkConnect).
 //
 //go:noinline
 func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, ok bool) {
+	req, ok := s.checkRequest(w, r)
+	if !ok {
+		return admitted{}, false
+	}
+	// Rate and capacity, before any token work: a flood costs no signature
+	// checks. The place is held until the handler returns, whatever way:
+	// here when a later check refuses, else by the caller (a.release).
+	release, reason := s.limits.admit(addrKey(s.proxies.clientIP(req.r)))
+	if reason != "" {
+		s.shed(w, reason)
+		return admitted{}, false
+	}
+	// Auth comes last among the checks, after the cheap ones, and before
+	// registration: a refused stream never gets a frame, replay included.
+	subject, expires, granted := s.checkToken(w, req)
+	if !granted {
+		release()
+		return admitted{}, false
+	}
+	releaseSubject, reason := s.limits.admitSubject(subject)
+	if reason != "" {
+		release()
+		s.shed(w, reason)
+		return admitted{}, false
+	}
+	return admitted{
+		r: req.r, streams: req.streams, format: req.format, resume: req.resume, after: req.after, expires: expires,
+		// The places go back before the connection leaves the hub's
+		// count, so whoever sees the count drop can connect again.
+		release: func() { releaseSubject(); release() },
+	}, true
+}
+
+// subscribeRequest is a subscribe request whose method, origin and query
+// passed (checkRequest).
+type subscribeRequest struct {
+	r       *http.Request // the token parameter stripped
+	query   url.Values
+	streams []string
+	format  Format
+	resume  bool
+	after   uint64
+}
+
+// checkRequest checks what the request itself says: method, Origin, query,
+// stream names, format, Last-Event-ID; it answers the request when one
+// fails (ok false).
+//
+//go:noinline
+func (s *sseHandler) checkRequest(w http.ResponseWriter, r *http.Request) (_ *subscribeRequest, ok bool) {
 	// The token parameter leaves the URL before anything else can see (or
 	// log) it; the handler's own copy of the query keeps it.
 	query, queryErr := url.ParseQuery(r.URL.RawQuery)
@@ -145,38 +196,33 @@ func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, 
 	case http.MethodGet:
 	case http.MethodOptions:
 		s.cors.preflight(w, r)
-		return admitted{}, false
+		return nil, false
 	default:
-		s.metrics.rejected(rejectMethod)
 		w.Header().Set("Allow", "GET, OPTIONS")
-		http.Error(w, "use GET to subscribe to /events", http.StatusMethodNotAllowed)
-		return admitted{}, false
+		s.refuse(w, rejectMethod, http.StatusMethodNotAllowed, "use GET to subscribe to /events")
+		return nil, false
 	}
 
 	// Status codes are decided here, before the stream starts: EventSource
 	// gives up for good on any non-200, so 400 is only for a request that can
 	// never succeed.
 	if s.auth != nil && !s.cors.allowed(origin, r.Host) {
-		s.metrics.rejected(rejectOrigin)
-		http.Error(w, fmt.Sprintf("origin %q may not subscribe: add it to --cors-origins", origin), http.StatusForbidden)
-		return admitted{}, false
+		s.refuse(w, rejectOrigin, http.StatusForbidden, fmt.Sprintf("origin %q may not subscribe: add it to --cors-origins", origin))
+		return nil, false
 	}
 	if queryErr != nil {
-		s.metrics.rejected(rejectBadRequest)
-		http.Error(w, "malformed query string: "+queryErr.Error(), http.StatusBadRequest)
-		return admitted{}, false
+		s.refuse(w, rejectBadRequest, http.StatusBadRequest, "malformed query string: "+queryErr.Error())
+		return nil, false
 	}
 	streams, reason, err := parseStreams(query["stream"], s.maxStreams, s.maxStreamName)
 	if err != nil {
-		s.metrics.rejected(reason)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return admitted{}, false
+		s.refuse(w, reason, http.StatusBadRequest, err.Error())
+		return nil, false
 	}
 	format, known := parseFormat(query.Get("format"))
 	if !known {
-		s.metrics.rejected(rejectBadRequest)
-		http.Error(w, fmt.Sprintf("format %q is unknown: use data (the default), envelope or cloudevents", query.Get("format")), http.StatusBadRequest)
-		return admitted{}, false
+		s.refuse(w, rejectBadRequest, http.StatusBadRequest, fmt.Sprintf("format %q is unknown: use data (the default), envelope or cloudevents", query.Get("format")))
+		return nil, false
 	}
 	// A garbled Last-Event-ID is treated as absent, never as an error: the
 	// browser would stop reconnecting.
@@ -188,39 +234,20 @@ func (s *sseHandler) admit(w http.ResponseWriter, r *http.Request) (_ admitted, 
 	if lastID != "" && !resume {
 		s.log.Debug("ignore garbled Last-Event-ID", "value", lastID)
 	}
-	// Rate and capacity, before any token work: a flood costs no signature
-	// checks. The place is held until the handler returns, whatever way:
-	// here when a later check refuses, else by the caller (a.release).
-	release, reason := s.limits.admit(addrKey(s.proxies.clientIP(r)))
-	if reason != "" {
-		s.shed(w, reason)
-		return admitted{}, false
+	return &subscribeRequest{r: r, query: query, streams: streams, format: format, resume: resume, after: after}, true
+}
+
+// checkToken checks the request's token and grants when subscriber auth is
+// on (see authorize), and returns the token's subject and expiry (zero
+// without a token, or without auth).
+//
+//go:noinline
+func (s *sseHandler) checkToken(w http.ResponseWriter, req *subscribeRequest) (subject string, expires time.Time, ok bool) {
+	if s.auth == nil {
+		return "", time.Time{}, true
 	}
-	defer func() {
-		if !ok {
-			release()
-		}
-	}()
-	// Auth comes last among the checks, after the cheap ones, and before
-	// registration: a refused stream never gets a frame, replay included.
-	var p principal
-	if s.auth != nil {
-		var granted bool
-		if p, granted = s.authorize(w, r, query, streams); !granted {
-			return admitted{}, false
-		}
-	}
-	releaseSubject, reason := s.limits.admitSubject(p.subject)
-	if reason != "" {
-		s.shed(w, reason)
-		return admitted{}, false
-	}
-	return admitted{
-		r: r, streams: streams, format: format, resume: resume, after: after, expires: p.expires,
-		// The places go back before the connection leaves the hub's
-		// count, so whoever sees the count drop can connect again.
-		release: func() { releaseSubject(); release() },
-	}, true
+	p, granted := s.authorize(w, req.r, req.query, req.streams)
+	return p.subject, p.expires, granted
 }
 
 // serve registers an admitted request's connection and streams to it until
@@ -381,6 +408,16 @@ func parseStreams(names []string, limit, maxName int) (_ []string, reason string
 		out = append(out, n)
 	}
 	return out, "", nil
+}
+
+// refuse answers a request that can never succeed with status and msg,
+// counting it under reason. A function of its own, not inlined, so that
+// admit's frame stays small (see ServeHTTP).
+//
+//go:noinline
+func (s *sseHandler) refuse(w http.ResponseWriter, reason string, status int, msg string) {
+	s.metrics.rejected(reason)
+	http.Error(w, msg, status)
 }
 
 // shed refuses a connect that a retry later will serve (see shed), counting
