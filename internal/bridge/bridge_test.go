@@ -124,13 +124,20 @@ func subscribeWith(t *testing.T, baseURL, query string, h http.Header) *sseClien
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
-	resp := getEvents(ctx, t, http.DefaultClient, baseURL, query, h) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
+	resp := getEvents(ctx, t, http.DefaultClient, baseURL, query, h)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		cancel()
 		t.Fatalf("GET /events?%s = %d %q (%s), want 200 text/event-stream", query, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
+	return readEvents(t, resp, cancel)
+}
+
+// readEvents reads resp's event stream with go-sse's parser until the body
+// ends (the server closed it, or cancel); the client closes at cleanup.
+func readEvents(t *testing.T, resp *http.Response, cancel context.CancelFunc) *sseClient {
+	t.Helper()
 	c := &sseClient{resp: resp, events: make(chan gosse.Event, 1024), cancel: cancel}
 	go func() { // ends when the body ends: the server closed it, or cancel
 		defer close(c.events)

@@ -112,24 +112,13 @@ func subscribeVia(t *testing.T, client *http.Client, baseURL, query string, prot
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
-	resp := getEvents(ctx, t, client, baseURL, query, nil) //nolint:bodyclose // closed by sseClient.close, a t.Cleanup
+	resp := getEvents(ctx, t, client, baseURL, query, nil)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.ProtoMajor != protoMajor {
 		_ = resp.Body.Close()
 		cancel()
 		t.Fatalf("GET /events?%s = %d %q over %s, want 200 text/event-stream over HTTP/%d", query, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Proto, protoMajor)
 	}
-	c := &sseClient{resp: resp, events: make(chan gosse.Event, 1024), cancel: cancel}
-	go func() { // ends when the body ends: the server closed it, or cancel
-		defer close(c.events)
-		for ev, err := range gosse.Read(resp.Body, &gosse.ReadConfig{MaxEventSize: 1 << 20}) {
-			if err != nil {
-				return
-			}
-			c.events <- ev
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
+	return readEvents(t, resp, cancel)
 }
 
 // dialGRPC returns a Publish client over TLS trusting roots, presenting cert
