@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,8 @@ import (
 // (Hijack) once the request passed every check, and writes the response
 // itself: a chunked body, one chunk per flush, from a buffer that exists
 // only while there is something to send. The stream then runs on a
-// goroutine of its own with a small stack, and the library's goroutine that
+// goroutine of its own with a small stack, which dozes in Read until the
+// stream's first event (doze.go); from then on the library's goroutine that
 // waits for the end of the request blocks in Read to see the client go, as
 // net/http's own background read does (watchCtx).
 //
@@ -84,6 +86,8 @@ type h1Stream struct {
 	err    error
 	closed bool
 	stray  [64]byte // the reader's buffer: whatever a client sends is read and dropped
+	// strayBytes counts what the client sent after its request.
+	strayBytes int
 }
 
 // newH1Stream takes over the HTTP/1.1 connection under w. It returns nil,
@@ -259,10 +263,17 @@ func append2Digits(b []byte, n int) []byte {
 	return append(b, digits[n/10%10], digits[n%10])
 }
 
-// appendWriter is an io.Writer that appends to b.
+// appendWriter is an io.Writer that appends to b. It is an
+// io.StringWriter too: Header.WriteSubset writes strings, and converts each
+// to a new []byte for a writer that is not.
 type appendWriter struct{ b []byte }
 
 func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *appendWriter) WriteString(p string) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
 }
@@ -308,14 +319,36 @@ func (s *h1Stream) Close(clean bool) {
 // waits for the end of the request (see watchCtx).
 func (s *h1Stream) watch(gone context.CancelFunc) {
 	defer gone()
-	stray := 0
-	for stray <= h1MaxStrayBytes {
+	_ = s.idle()
+}
+
+// idle reads from the connection, and drops what it reads, until the read
+// fails: it returns nil when the read deadline passed (stopWatching), else
+// why the connection is over: the client went, or sent more than
+// h1MaxStrayBytes in all (there is nothing it should send).
+func (s *h1Stream) idle() error {
+	for {
 		n, err := s.conn.Read(s.stray[:])
 		if err != nil {
-			return
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
 		}
-		stray += n
+		s.strayBytes += n
+		if s.strayBytes > h1MaxStrayBytes {
+			return errTooChatty
+		}
 	}
+}
+
+// errTooChatty: a client sent more than h1MaxStrayBytes on its stream.
+var errTooChatty = errors.New("bridge: the client sent too much on its event stream")
+
+// resumeReading clears the read deadline that stopWatching set, so reads
+// block again.
+func (s *h1Stream) resumeReading() {
+	_ = s.conn.SetReadDeadline(time.Time{})
 }
 
 // stopWatching makes watch return: the read it waits in fails at once.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,11 +58,15 @@ var pingFrame = &sse.Event{Comment: []byte("ping")}
 // A hub is safe for concurrent use. deliver must be called by one goroutine at
 // a time, in id order (the engine's dispatcher does so).
 type hub struct {
-	lib         *sse.Server
-	engine      Engine
-	log         *slog.Logger
-	queueSize   int
-	replayLimit int
+	lib *sse.Server
+	// streamHeaders are the headers the library sets on a stream (see
+	// libHeaders), for the streams that send theirs before the library
+	// sees them (doze.go).
+	streamHeaders http.Header
+	engine        Engine
+	log           *slog.Logger
+	queueSize     int
+	replayLimit   int
 	// retry is the configured --retry, and connectRate the node's connect
 	// rate (0: none): they spread the reconnects of a shutdown.
 	retry       time.Duration
@@ -97,6 +102,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 	// it. The handler's first Flush says the same thing for free (see
 	// hub.subscribed).
 	h.lib = lib
+	h.streamHeaders = libHeaders(lib)
 	return h
 }
 
@@ -120,6 +126,10 @@ type conn struct {
 	// firstPending is the id of the first event delivered before the
 	// connection went live: where a client without Last-Event-ID starts.
 	firstPending uint64
+	// sleeper is the connection while it dozes (see doze.go), nil before
+	// and after; wakeFor says why it is being woken (wakeEvent, wakePing).
+	sleeper *h1Stream
+	wakeFor uint8
 
 	evicted atomic.Bool
 	// queued counts frames handed to the library and not yet flushed; the
@@ -142,7 +152,9 @@ type conn struct {
 
 // register adds a connection for streams, resuming after id after when resume
 // is set. From now on deliver queues the connection's events until replay is
-// done. It returns errClosed once the hub is shutting down.
+// done. It returns errClosed once the hub is shutting down. The connection's
+// library stream is created only when the connection is handed to the
+// library (openLibStream): a dozing one has none.
 func (h *hub) register(streams []string, format Format, resume bool, after uint64, out streamOutput, cancel context.CancelFunc) (*conn, error) {
 	c := &conn{
 		id:      newConnID(),
@@ -153,11 +165,9 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 		cancel:  cancel,
 		out:     out,
 	}
-	h.lib.CreateStream(c.id)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		h.lib.RemoveStream(c.id) // no subscriber yet, so nothing leaks
 		return nil, errClosed
 	}
 	h.conns[c.id] = c
@@ -168,7 +178,14 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 	return c, nil
 }
 
-// unregister removes c. Call it once the library's handler for c returned.
+// openLibStream creates c's library stream; call it right before c is
+// handed to the library's handler. (Removed by unregister.)
+func (h *hub) openLibStream(c *conn) {
+	h.lib.CreateStream(c.id)
+}
+
+// unregister removes c. Call it once the library's handler for c returned,
+// or, for a connection never handed to the library, once its stream ended.
 func (h *hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c.id)
@@ -190,24 +207,36 @@ func (h *hub) unregister(c *conn) {
 	}
 	h.mu.Unlock()
 	// The library's handler returned, so its subscriber is gone and removing
-	// the stream leaks nothing.
+	// the stream leaks nothing. (A stream never created: nothing to remove.)
 	h.lib.RemoveStream(c.id)
 }
 
 // subscribed is called on c's handler goroutine once the library registered
 // c's subscriber (its first Flush, of the headers, comes after that): from
 // then on frames published to c's stream reach the browser. A connection with
-// nothing to replay and nothing delivered meanwhile goes live right here,
-// with no goroutine of its own: the common connect, and the cheap one. Any
-// other starts replay, which may block on the browser and so cannot run on
-// the goroutine that writes to it; replaying reports whether it did, and the
-// handler waits for done before it returns.
+// nothing to replay goes live right here, with no goroutine of its own: the
+// common connect, and the cheap one; what was delivered to it meanwhile (a
+// dozing connection's first events, see doze.go) is queued first, in order.
+// Its library stream is new and empty, and pending holds at most queueSize
+// events, so every one fits. Any other connection starts replay, which may
+// block on the browser and so cannot run on the goroutine that writes to it;
+// replaying reports whether it did, and the handler waits for done before it
+// returns.
 func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
 	if !c.resume {
 		c.mu.Lock()
-		if len(c.pending) == 0 && !c.overflow {
+		if !c.overflow {
+			defer c.mu.Unlock()
+			for _, ev := range c.pending {
+				if !h.tryPublish(c, ev.frame(c.format), evictQueueFull) {
+					return nil // evicted: cannot happen, see above
+				}
+				c.lastID = ev.ID
+			}
+			h.stats.delivered.Add(int64(len(c.pending)))
+			clear(c.pending)
+			c.pending = nil
 			c.live = true
-			c.mu.Unlock()
 			return nil
 		}
 		c.mu.Unlock()
@@ -447,6 +476,7 @@ func (h *hub) hold(c *conn, ev *Event) {
 	default:
 		c.pending = append(c.pending, ev)
 	}
+	c.wake(wakeEvent)
 }
 
 // tryPublish queues frame for c without blocking, and evicts c for reason
@@ -482,8 +512,10 @@ func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 				// registered the library drops a frame without a
 				// trace, which would leave queued one too high; a
 				// replaying connection is busy being written to.
+				// A dozing one writes its ping itself (doze.go).
 				c.mu.Lock()
 				live := c.live
+				c.wake(wakePing)
 				c.mu.Unlock()
 				if live {
 					h.tryPublish(c, pingFrame, evictHeartbeat)

@@ -262,19 +262,17 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	defer a.release()
 	ctx, cancelCtx := context.WithCancel(parent)
 	defer cancelCtx()
-	cancel, libCtx := cancelCtx, context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
+	cancel := cancelCtx
 	var out streamOutput = hs
 	if hs == nil {
 		out = http.NewResponseController(w)
 	} else {
-		// The library's own goroutine that waits for the client to go
-		// watches the connection (watchCtx); ending the stream makes it
-		// stop.
+		// Whoever waits in the connection's Read (doze, or the library's
+		// goroutine through watchCtx) stops when the stream ends.
 		cancel = func() {
 			cancelCtx()
 			hs.stopWatching()
 		}
-		libCtx = &watchCtx{Context: ctx, hs: hs, gone: cancelCtx}
 	}
 	c, err := s.hub.register(a.streams, a.format, a.resume, a.after, out, cancel)
 	if err != nil {
@@ -301,13 +299,25 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// headers, is not kept for the connection's lifetime, and its
 	// Last-Event-ID, parsed above, stays out (the library answers a
 	// non-numeric one with 400).
-	lr := (&http.Request{Method: http.MethodGet, URL: &url.URL{RawQuery: "stream=" + c.id}}).WithContext(libCtx)
 	a.r = nil
 	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout, retry: connectRetry(s.retry)}
-	s.hub.lib.ServeHTTP(dw, lr)
+	// A taken-over stream with nothing to replay waits for its first event
+	// before the library sees it (doze.go); any other goes to the library
+	// now.
+	if hs == nil || a.resume || s.doze(ctx, hs, dw, c) {
+		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
+		if hs != nil {
+			// The library's own goroutine that waits for the client to go
+			// watches the connection.
+			libCtx = &watchCtx{Context: ctx, hs: hs, gone: cancelCtx}
+		}
+		s.hub.openLibStream(c)
+		s.hub.lib.ServeHTTP(dw, (&http.Request{Method: http.MethodGet, URL: &url.URL{RawQuery: "stream=" + c.id}}).WithContext(libCtx))
+	}
 	lastWords(dw, c)
 
-	// The library returns only once ctx ended and its subscriber is gone.
+	// The library returns only once ctx ended and its subscriber is gone;
+	// doze, once it ended.
 	c.wmu.Lock()
 	c.finished = true
 	c.wmu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -249,6 +250,24 @@ func TestLibResponseHeaders(t *testing.T) {
 			t.Errorf("header %s = %q, want %q", name, got, want)
 		}
 	}
+	// A dozing stream sends these itself (doze.go): they must be exactly
+	// the library's. Connection is hop-by-hop (the taken-over stream sets its
+	// own); the others here come from net/http.
+	own := libHeaders(h.lib)
+	for name, values := range c.header {
+		switch name {
+		case "Connection", "Date", "Transfer-Encoding", "Content-Length":
+			continue
+		}
+		if !slices.Equal(own[name], values) {
+			t.Errorf("the library sends %s: %q, libHeaders has %q", name, values, own[name])
+		}
+	}
+	for name := range own {
+		if _, sent := c.header[name]; !sent && name != "Connection" {
+			t.Errorf("libHeaders has %s, which the library does not send", name)
+		}
+	}
 }
 
 // TestLibNoReplayWithAutoReplayOff pins that, with AutoReplay off, a
@@ -435,12 +454,17 @@ func TestLibCommentEventIsKeepAlive(t *testing.T) {
 	h.lib.CreateStream("s")
 	c := h.subscribe(ctx, t, "s")
 
-	h.lib.Publish("s", &sse.Event{Comment: []byte("ping")})
+	h.lib.Publish("s", pingFrame)
 	h.lib.Publish("s", &sse.Event{ID: []byte("1"), Data: []byte("after")})
 	const want = ": ping\n\nid: 1\ndata: after\n\n"
 	raw := libReadRaw(t, c.body, len(want))
 	if raw != want {
 		t.Errorf("bytes on the wire = %q, want %q", raw, want)
+	}
+	// A dozing stream writes its heartbeat itself (doze.go), in the same
+	// bytes.
+	if !bytes.HasPrefix([]byte(raw), pingBytes) {
+		t.Errorf("the library writes the heartbeat as %q, a dozing stream as %q", raw[:len(": ping\n\n")], pingBytes)
 	}
 	got := libReadEvents(t, bytes.NewReader([]byte(raw)), 1)
 	if diff := cmp.Diff([]gosse.Event{{LastEventID: "1", Data: "after"}}, got); diff != "" {

@@ -1,0 +1,231 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dozing returns the connections of h that doze, and whether any of them
+// has a library stream (none should).
+func dozing(h *hub) (n int, withLibStream bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		c.mu.Lock()
+		if c.sleeper != nil {
+			n++
+			withLibStream = withLibStream || h.lib.StreamExists(c.id)
+		}
+		c.mu.Unlock()
+	}
+	return n, withLibStream
+}
+
+// waitDozing waits until want connections of h doze.
+func waitDozing(t *testing.T, h *hub, want int) {
+	t.Helper()
+	deadline := time.Now().Add(hubWaitLimit)
+	for {
+		n, lib := dozing(h)
+		if lib {
+			t.Fatal("a dozing connection has a library stream")
+		}
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections doze, want %d", n, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// rawSubscribe opens an HTTP/1.1 subscription over a plain TCP connection
+// (no client goroutines) and returns its reader, past the headers.
+func rawSubscribe(t *testing.T, addr, stream string) *bufio.Reader {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, hubWaitLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(hubWaitLimit))
+	if _, err := fmt.Fprintf(nc, "GET /events?stream=%s HTTP/1.1\r\nHost: bridge\r\n\r\n", stream); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscribe: status %d", resp.StatusCode)
+	}
+	return bufio.NewReader(resp.Body)
+}
+
+// countStacks returns how many goroutines have a frame whose function name
+// contains fn.
+func countStacks(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			count++
+		}
+	}
+	return count
+}
+
+// TestDozingConnectionCostsOneGoroutine: a connection that has had no event
+// yet runs on one goroutine, with no library stream (so neither of the
+// library's goroutines), and heartbeats reach it all the same. Not parallel:
+// it counts the process's goroutines.
+func TestDozingConnectionCostsOneGoroutine(t *testing.T) {
+	const n = 20
+	f := newHubFixture(t, 8, 10*time.Second, 0)
+	libRuns := countStacks("sse/v2.(*Stream).run")
+	for i := range n {
+		rawSubscribe(t, f.srv.Listener.Addr().String(), "idle-"+strconv.Itoa(i%3))
+	}
+	waitDozing(t, f.hub, n)
+	if got := countStacks("bridge.(*sseHandler).doze"); got != n {
+		t.Errorf("%d goroutines doze, want %d (one per connection)", got, n)
+	}
+	if got := countStacks("sse/v2.(*Stream).run"); got != libRuns {
+		t.Errorf("library stream goroutines %d, want %d as before the connects", got, libRuns)
+	}
+	if got := countStacks("sse/v2.(*Server).ServeHTTP"); got != 0 {
+		t.Errorf("%d goroutines in the library's handler, want none", got)
+	}
+}
+
+// TestDozingConnectionGetsHeartbeatsThenEvents: heartbeats reach a dozing
+// connection (and leave it dozing); its first event wakes it, and then it
+// gets every event once, in order, live.
+func TestDozingConnectionGetsHeartbeatsThenEvents(t *testing.T) {
+	t.Parallel()
+	f := newHubFixture(t, 8, 10*time.Second, 5*time.Millisecond)
+	br := rawSubscribe(t, f.srv.Listener.Addr().String(), "quiet")
+	for range 3 {
+		frame := readRawFrame(t, br)
+		if frame != string(pingBytes) {
+			t.Fatalf("frame %q, want the heartbeat %q", frame, pingBytes)
+		}
+	}
+	if n, lib := dozing(f.hub); n != 1 || lib {
+		t.Fatalf("after heartbeats: %d dozing (library stream: %v), want 1 without", n, lib)
+	}
+	var want []string
+	for i := range 5 {
+		want = append(want, strconv.FormatUint(f.publish(t, "quiet", strconv.Itoa(i)), 10))
+	}
+	for i := 0; i < len(want); {
+		frame := readRawFrame(t, br)
+		if frame == string(pingBytes) {
+			continue
+		}
+		if !strings.HasPrefix(frame, "id: "+want[i]+"\ndata: "+strconv.Itoa(i)+"\n") {
+			t.Fatalf("frame %d: %q, want id %s", i, frame, want[i])
+		}
+		i++
+	}
+	if n, _ := dozing(f.hub); n != 0 {
+		t.Errorf("%d connections doze after their events, want 0", n)
+	}
+}
+
+// readRawFrame reads one SSE frame, up to and including its blank line.
+func readRawFrame(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	var b strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read after %q: %v", b.String(), err)
+		}
+		b.WriteString(line)
+		if line == "\n" {
+			return b.String()
+		}
+	}
+}
+
+// TestDozingConnectionWokenByABurst: events that reach a dozing connection
+// before the library has it are held, and sent first once it has; more of
+// them than its queue holds are read back from history instead. Either way
+// the client gets each event once, in order, and is not evicted. The
+// events are published before the dispatcher runs, so they reach the
+// connection as one batch, all before it wakes.
+func TestDozingConnectionWokenByABurst(t *testing.T) {
+	t.Parallel()
+	const queue = 8
+	for _, burst := range []int{queue / 2, 3 * queue} {
+		t.Run(strconv.Itoa(burst), func(t *testing.T) {
+			t.Parallel()
+			engine := NewMemoryEngine(1000, time.Hour)
+			h := newHub(engine, queue, 10_000, testLogger(t))
+			sh := &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log}
+			srv := httptest.NewServer(sh)
+			ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+			var wg sync.WaitGroup
+			t.Cleanup(func() {
+				h.close()
+				srv.Close()
+				sh.wait(context.Background(), h.cutWrites)
+				cancel()
+				wg.Wait()
+				h.lib.Close()
+			})
+
+			br := rawSubscribe(t, srv.Listener.Addr().String(), "burst")
+			waitDozing(t, h, 1)
+			var want []string
+			publish := func(i int) {
+				id, err := engine.Publish(t.Context(), &Event{Stream: "burst", Data: []byte(strconv.Itoa(i))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, strconv.FormatUint(id, 10))
+			}
+			for i := range burst {
+				publish(i)
+			}
+			wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
+			for i := range want {
+				frame := readRawFrame(t, br)
+				if !strings.HasPrefix(frame, "id: "+want[i]+"\ndata: "+strconv.Itoa(i)+"\n") {
+					t.Fatalf("frame %d: %q, want id %s", i, frame, want[i])
+				}
+			}
+			publish(burst) // and live after that
+			if frame := readRawFrame(t, br); !strings.HasPrefix(frame, "id: "+want[burst]+"\n") {
+				t.Fatalf("live frame %q, want id %s", frame, want[burst])
+			}
+			for _, reason := range evictReasons {
+				if n := h.evictionCount(reason); n != 0 {
+					t.Errorf("%d evictions for %s, want none", n, reason)
+				}
+			}
+		})
+	}
+}
