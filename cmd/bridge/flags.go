@@ -36,6 +36,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "`interval` of \": ping\" comments on every SSE connection")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a browser (a `duration`); a client that stops reading is dropped")
 	fs.IntVar(&cfg.QueueSize, "queue-size", 64, "`writes` that may wait for one connection (each carries up to 64 events of a stream); a connection whose queue is full is evicted and resumes")
+	fs.BoolVar(&cfg.EagerStreams, "eager-streams", false, "set every SSE connection up for writing at connect; by default one with nothing to replay waits for its first event on one goroutine (less memory per idle connection, more CPU for that first event)")
 	fs.IntVar(&cfg.MaxStreamsPerConnection, "max-streams-per-connection", 32, "`streams` one SSE connection may subscribe to (more is a 400); negative for no limit")
 	fs.IntVar(&cfg.MaxStreamsPerConnection, "max-streams", 32, "deprecated: use --max-streams-per-connection")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", 10000, "SSE `connections` one node holds; over it a connect is shed (200, retry: 5-30 s, end); negative for no limit")

@@ -88,6 +88,16 @@ func TestParseFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "eager streams from the environment",
+			env:  map[string]string{"BRIDGE_EAGER_STREAMS": "true"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if !got.EagerStreams {
+					t.Error("EagerStreams = false, want true")
+				}
+			},
+		},
+		{
 			name: "memory engine by default",
 			check: func(t *testing.T, got bridge.Config) {
 				t.Helper()

@@ -48,6 +48,15 @@ type Config struct {
 	// so a queue of 64 absorbs bursts of thousands of frames while costing
 	// half a KiB per connection. Zero means 64.
 	QueueSize int
+	// EagerStreams hands every new SSE connection to the library at
+	// connect, as the bridge did before streams dozed: off (the default),
+	// an HTTP/1.1 connection with nothing to replay dozes until its first
+	// event, on one goroutine and without a library stream, and that first
+	// event costs the connection's library set-up (see doze.go and
+	// BENCHMARKS.md). On suits nodes whose connections mostly watch a few
+	// broadcast streams, where the first event after a mass connect wakes
+	// every connection at once.
+	EagerStreams bool
 	// MaxStreamsPerConnection is how many streams one SSE connection may
 	// subscribe to; more is a 400. Zero means 32; negative means no limit.
 	MaxStreamsPerConnection int

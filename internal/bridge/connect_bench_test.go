@@ -28,6 +28,7 @@ import (
 //	go test -run '^$' -bench Connect -benchtime 4000x -count 5 ./internal/bridge/
 func BenchmarkConnect(b *testing.B) {
 	benchConnected(b, func(b *testing.B, addr string, _ func(string)) {
+		b.Helper()
 		b.ReportAllocs()
 		b.ResetTimer()
 		connectAll(b, addr, b.N)
@@ -43,6 +44,7 @@ func BenchmarkConnect(b *testing.B) {
 //	go test -run '^$' -bench FirstEvent -benchtime 4000x -count 5 ./internal/bridge/
 func BenchmarkFirstEvent(b *testing.B) {
 	benchConnected(b, func(b *testing.B, addr string, publish func(string)) {
+		b.Helper()
 		readers := connectAll(b, addr, b.N)
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -67,6 +69,7 @@ func BenchmarkFirstEvent(b *testing.B) {
 // benchConnected runs bench against the bridge and against the baseline,
 // each serving on a loopback address; publish sends one event to a stream.
 func benchConnected(b *testing.B, bench func(b *testing.B, addr string, publish func(stream string))) {
+	b.Helper()
 	b.Run("bridge", func(b *testing.B) {
 		cfg := Config{MaxConnections: -1, ConnectRate: -1, Logger: slog.New(slog.DiscardHandler)}
 		if err := cfg.Validate(); err != nil {

@@ -58,17 +58,22 @@ func rawSubscribe(t *testing.T, addr, stream string) *bufio.Reader {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = nc.Close() })
+	var resp *http.Response
+	t.Cleanup(func() {
+		// The connection first: closing an endless body reads it to its end.
+		_ = nc.Close()
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
+	})
 	_ = nc.SetDeadline(time.Now().Add(hubWaitLimit))
 	if _, err := fmt.Fprintf(nc, "GET /events?stream=%s HTTP/1.1\r\nHost: bridge\r\n\r\n", stream); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
+	resp, err = http.ReadResponse(bufio.NewReader(nc), nil)
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	t.Cleanup(func() { _ = resp.Body.Close() })
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("subscribe: status %d", resp.StatusCode)
 	}
@@ -227,5 +232,56 @@ func TestDozingConnectionWokenByABurst(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEagerStreamsDoNotDoze: with Config.EagerStreams, a new connection
+// gets its library stream at connect, and its first event is live.
+func TestEagerStreamsDoNotDoze(t *testing.T) {
+	t.Parallel()
+	engine := NewMemoryEngine(1000, time.Hour)
+	h := newHub(engine, 8, 10_000, testLogger(t))
+	cfg := Config{EagerStreams: true, MaxConnections: -1, ConnectRate: -1, Logger: h.log}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sh := newSSEHandler(&cfg, h, nil, nil)
+	srv := httptest.NewServer(sh)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
+	t.Cleanup(func() {
+		h.close()
+		srv.Close()
+		sh.wait(context.Background(), h.cutWrites)
+		cancel()
+		wg.Wait()
+		h.lib.Close()
+	})
+
+	br := rawSubscribe(t, srv.Listener.Addr().String(), "eager")
+	// The headers come with the library's first flush, once the connection
+	// is registered with the library: no waiting needed.
+	h.mu.RLock()
+	var live bool
+	for _, c := range h.conns {
+		c.mu.Lock()
+		live = c.live && c.sleeper == nil && h.lib.StreamExists(c.id)
+		c.mu.Unlock()
+	}
+	h.mu.RUnlock()
+	if !live {
+		t.Fatal("an eager connection is not live with a library stream once its headers arrived")
+	}
+	id, err := engine.Publish(t.Context(), &Event{Stream: "eager", Data: []byte(`"now"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := readRawFrame(t, br)
+	if strings.HasPrefix(frame, "retry: ") { // the connection's first line
+		frame = readRawFrame(t, br)
+	}
+	if !strings.HasPrefix(frame, "id: "+strconv.FormatUint(id, 10)+"\n") {
+		t.Fatalf("frame %q, want id %d", frame, id)
 	}
 }

@@ -38,6 +38,7 @@ type sseHandler struct {
 	limits        *admission     // nil: no connection limits
 	proxies       proxyTrust     // whose X-Forwarded-For the limits believe
 	retry         time.Duration  // the --retry setting; zero sends no retry:
+	eager         bool           // Config.EagerStreams: no stream dozes
 	writeTimeout  time.Duration
 	metrics       *metrics // nil in tests that need none
 	log           *slog.Logger
@@ -60,6 +61,7 @@ func newSSEHandler(cfg *Config, h *hub, auth *authenticator, m *metrics) *sseHan
 		limits:        newAdmission(cfg),
 		proxies:       proxies,
 		retry:         cfg.Retry,
+		eager:         cfg.EagerStreams,
 		writeTimeout:  cfg.WriteTimeout,
 		metrics:       m,
 		log:           cfg.Logger,
@@ -302,9 +304,9 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	a.r = nil
 	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout, retry: connectRetry(s.retry)}
 	// A taken-over stream with nothing to replay waits for its first event
-	// before the library sees it (doze.go); any other goes to the library
-	// now.
-	if hs == nil || a.resume || s.doze(ctx, hs, dw, c) {
+	// before the library sees it (doze.go), unless streams are eager; any
+	// other goes to the library now.
+	if hs == nil || a.resume || s.eager || s.doze(ctx, hs, dw, c) {
 		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
 		if hs != nil {
 			// The library's own goroutine that waits for the client to go
