@@ -24,11 +24,13 @@
 //
 // Connections (h1stream.go): an HTTP/1.1 stream that passed admission is
 // taken over from net/http (Hijack) and written by the bridge as a chunked
-// response, so an idle stream holds no HTTP buffers and three goroutines:
-// the stream's writer (the library's handler), the library stream's own, and
-// the library's wait for the end of the request, which also reads the socket
-// to see the client go (watchCtx). HTTP/2 and HTTP/1.0 streams stay with
-// net/http; everything above the writer is the same for both.
+// response, so an idle stream holds no HTTP buffers. Until its first event
+// it dozes (doze.go): one goroutine reading the socket to see the client go,
+// no library stream. From its first event on it has three goroutines: the
+// stream's writer (the library's handler), the library stream's own, and the
+// library's wait for the end of the request, which then reads the socket
+// (watchCtx). HTTP/2 and HTTP/1.0 streams stay with net/http and never doze;
+// everything above the writer is the same for all.
 //
 // Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the
