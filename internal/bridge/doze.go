@@ -95,7 +95,9 @@ func (s *sseHandler) doze(ctx context.Context, hs *h1Stream, dw *deadlineWriter,
 		return true
 	}
 	c.sleeper = hs
+	s.hub.stats.dozing.Add(1)
 	c.mu.Unlock()
+	defer s.hub.stats.dozing.Add(-1)
 	defer func() {
 		if !wake {
 			c.mu.Lock()

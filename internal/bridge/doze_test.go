@@ -113,6 +113,9 @@ func TestDozingConnectionCostsOneGoroutine(t *testing.T) {
 		rawSubscribe(t, f.srv.Listener.Addr().String(), "idle-"+strconv.Itoa(i%3))
 	}
 	waitDozing(t, f.hub, n)
+	if got := f.hub.stats.dozing.Load(); got != n {
+		t.Errorf("dozing gauge %d, want %d", got, n)
+	}
 	if got := countStacks("bridge.(*sseHandler).doze"); got != n {
 		t.Errorf("%d goroutines doze, want %d (one per connection)", got, n)
 	}
@@ -156,6 +159,9 @@ func TestDozingConnectionGetsHeartbeatsThenEvents(t *testing.T) {
 	}
 	if n, _ := dozing(f.hub); n != 0 {
 		t.Errorf("%d connections doze after their events, want 0", n)
+	}
+	if got := f.hub.stats.dozing.Load(); got != 0 {
+		t.Errorf("dozing gauge %d after the events, want 0", got)
 	}
 }
 

@@ -39,6 +39,7 @@ var evictReasons = [...]string{evictQueueFull, evictWriteDeadline, evictHeartbea
 // the fan-out path pays an add and nothing more.
 type hubStats struct {
 	delivered      atomic.Int64 // frames (events) handed to connections
+	dozing         atomic.Int64 // connections dozing now (doze.go)
 	replays        atomic.Int64 // resumes that replayed history
 	replayedEvents atomic.Int64
 	resets         atomic.Int64 // bridge.reset frames sent

@@ -132,6 +132,7 @@ type hubCollector struct {
 
 var (
 	descConnections   = prometheus.NewDesc("bridge_sse_connections", "Open SSE connections.", nil, nil)
+	descDozing        = prometheus.NewDesc("bridge_sse_dozing_connections", "Open SSE connections that have had no event yet and doze (one goroutine, no library stream; see --eager-streams).", nil, nil)
 	descSubscriptions = prometheus.NewDesc("bridge_sse_subscriptions", "Stream subscriptions of the open SSE connections (a connection to 3 streams counts 3).", nil, nil)
 	descDelivered     = prometheus.NewDesc("bridge_frames_delivered_total", "Event frames handed to SSE connections (one per event per connection; replays not included).", nil, nil)
 	descEvictions     = prometheus.NewDesc("bridge_sse_evictions_total", "SSE connections closed because they could not keep up, by reason: queue_full, write_deadline, heartbeat, replay_failed, engine_gap, token_expiry.", []string{"reason"}, nil)
@@ -144,7 +145,7 @@ var (
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descSubscriptions, descDelivered, descEvictions, descReplays, descReplayed, descResets, descReplaysCapped} {
+	for _, d := range []*prometheus.Desc{descConnections, descDozing, descSubscriptions, descDelivered, descEvictions, descReplays, descReplayed, descResets, descReplaysCapped} {
 		ch <- d
 	}
 	if _, ok := c.engine.(historyReporter); ok {
@@ -156,6 +157,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	h := c.hub
 	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(h.connCount()))
+	ch <- prometheus.MustNewConstMetric(descDozing, prometheus.GaugeValue, float64(h.stats.dozing.Load()))
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(h.subscriptionCount()))
 	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(h.stats.delivered.Load()))
 	for i, r := range evictReasons {

@@ -56,7 +56,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	before := scrape(t, b.baseURL)
 	for _, name := range []string{
 		`bridge_events_published_total{result="ok"}`, `bridge_events_published_total{result="invalid"}`,
-		`bridge_frames_delivered_total`, `bridge_sse_connections`, `bridge_sse_subscriptions`,
+		`bridge_frames_delivered_total`, `bridge_sse_connections`, `bridge_sse_dozing_connections`, `bridge_sse_subscriptions`,
 		`bridge_sse_evictions_total{reason="queue_full"}`, `bridge_sse_evictions_total{reason="write_deadline"}`,
 		`bridge_sse_evictions_total{reason="heartbeat"}`, `bridge_replays_total`, `bridge_resets_total`,
 		`bridge_history_events`, `bridge_history_bytes`, `go_goroutines`, `process_resident_memory_bytes`,
@@ -93,6 +93,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		`bridge_events_published_total{result="invalid"}`: 1,
 		`bridge_frames_delivered_total`:                   6,
 		`bridge_sse_connections`:                          4,
+		`bridge_sse_dozing_connections`:                   0, // each had an event, or resumed
 		`bridge_sse_subscriptions`:                        5,
 		`bridge_replays_total`:                            1,
 		`bridge_resets_total`:                             1,
