@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -195,20 +193,9 @@ func TestDozingConnectionWokenByABurst(t *testing.T) {
 			t.Parallel()
 			engine := NewMemoryEngine(1000, time.Hour)
 			h := newHub(engine, queue, 10_000, testLogger(t))
-			sh := &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log}
-			srv := httptest.NewServer(sh)
-			ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-			var wg sync.WaitGroup
-			t.Cleanup(func() {
-				h.close()
-				srv.Close()
-				sh.wait(context.Background(), h.cutWrites)
-				cancel()
-				wg.Wait()
-				h.lib.Close()
-			})
+			hs := serveHub(t, h, &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log})
 
-			br := rawSubscribe(t, srv.Listener.Addr().String(), "burst")
+			br := rawSubscribe(t, hs.srv.Listener.Addr().String(), "burst")
 			waitDozing(t, h, 1)
 			var want []string
 			publish := func(i int) {
@@ -221,7 +208,7 @@ func TestDozingConnectionWokenByABurst(t *testing.T) {
 			for i := range burst {
 				publish(i)
 			}
-			wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
+			hs.goRun(func(ctx context.Context) { _ = engine.Run(ctx, h.deliver) })
 			for i := range want {
 				frame := readRawFrame(t, br)
 				if !strings.HasPrefix(frame, "id: "+want[i]+"\ndata: "+strconv.Itoa(i)+"\n") {
@@ -251,21 +238,10 @@ func TestEagerStreamsDoNotDoze(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	sh := newSSEHandler(&cfg, h, nil, nil)
-	srv := httptest.NewServer(sh)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
-	t.Cleanup(func() {
-		h.close()
-		srv.Close()
-		sh.wait(context.Background(), h.cutWrites)
-		cancel()
-		wg.Wait()
-		h.lib.Close()
-	})
+	hs := serveHub(t, h, newSSEHandler(&cfg, h, nil, nil))
+	hs.goRun(func(ctx context.Context) { _ = engine.Run(ctx, h.deliver) })
 
-	br := rawSubscribe(t, srv.Listener.Addr().String(), "eager")
+	br := rawSubscribe(t, hs.srv.Listener.Addr().String(), "eager")
 	// The headers come with the library's first flush, once the connection
 	// is registered with the library: no waiting needed.
 	h.mu.RLock()

@@ -32,23 +32,43 @@ func newHubFixture(t *testing.T, queueSize int, writeTimeout, heartbeat time.Dur
 	t.Helper()
 	engine := NewMemoryEngine(1000, time.Hour)
 	h := newHub(engine, queueSize, 10_000, testLogger(t))
-	sh := &sseHandler{hub: h, maxStreams: 8, writeTimeout: writeTimeout, log: h.log}
-	srv := httptest.NewServer(sh)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = engine.Run(ctx, h.deliver) })
+	hs := serveHub(t, h, &sseHandler{hub: h, maxStreams: 8, writeTimeout: writeTimeout, log: h.log})
+	hs.goRun(func(ctx context.Context) { _ = engine.Run(ctx, h.deliver) })
 	if heartbeat > 0 {
-		wg.Go(func() { h.heartbeat(ctx, heartbeat) })
+		hs.goRun(func(ctx context.Context) { h.heartbeat(ctx, heartbeat) })
 	}
+	return &hubFixture{engine: engine, hub: h, srv: hs.srv}
+}
+
+// hubServer is sh, the SSE handler of hub h, on a loopback server, and the
+// goroutines a test runs for it (goRun), all stopped when the test ends in
+// Serve's order: the hub closes, the server and the streams end, then the
+// goroutines, then the library.
+type hubServer struct {
+	srv *httptest.Server
+	ctx context.Context // ends when the test does, before wg is waited for
+	wg  *sync.WaitGroup
+}
+
+func serveHub(t *testing.T, h *hub, sh *sseHandler) *hubServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	hs := &hubServer{srv: httptest.NewServer(sh), ctx: ctx, wg: &sync.WaitGroup{}}
 	t.Cleanup(func() {
 		h.close()
-		srv.Close()
+		hs.srv.Close()
 		sh.wait(context.Background(), h.cutWrites) // the streams on taken-over connections
 		cancel()
-		wg.Wait()
+		hs.wg.Wait()
 		h.lib.Close()
 	})
-	return &hubFixture{engine: engine, hub: h, srv: srv}
+	return hs
+}
+
+// goRun runs f on a goroutine until the test ends (f must return once its
+// context does).
+func (hs *hubServer) goRun(f func(ctx context.Context)) {
+	hs.wg.Go(func() { f(hs.ctx) })
 }
 
 func (f *hubFixture) publish(t *testing.T, stream string, data string) uint64 {
