@@ -627,18 +627,27 @@ func TestLimitDrainingIsShed(t *testing.T) {
 // the stream.
 func TestRetryBeforeShutdownClose(t *testing.T) {
 	t.Parallel()
-	f := newLimitFixture(t, Config{Retry: time.Second})
-	s := f.open(t, "stream=orders", nil)
-	accepted(t, s, 1000, 2000)
-	id := f.publish(t, "orders", `"last"`)
-	if b, _ := s.next(t); b.id != strconv.FormatUint(id, 10) {
-		t.Fatalf("frame %+v, want id %d", b, id)
-	}
-	f.hub.close()
-	lo, hi := shutdownRetry(time.Second, 1, defaultConnectRate)
-	got := s.rest(t)
-	if len(got) != 1 || got[0].retry < lo.Milliseconds() || got[0].retry > hi.Milliseconds() || got[0].hasData || got[0].hasID {
-		t.Fatalf("after shutdown: %+v, want one lone retry: from %v to %v, then the end", got, lo, hi)
+	// Before its first event a connection dozes (doze.go); after it, the
+	// library writes to it: both end the same way.
+	for _, event := range []bool{false, true} {
+		t.Run(map[bool]string{false: "dozing", true: "after an event"}[event], func(t *testing.T) {
+			t.Parallel()
+			f := newLimitFixture(t, Config{Retry: time.Second})
+			s := f.open(t, "stream=orders", nil)
+			accepted(t, s, 1000, 2000)
+			if event {
+				id := f.publish(t, "orders", `"last"`)
+				if b, _ := s.next(t); b.id != strconv.FormatUint(id, 10) {
+					t.Fatalf("frame %+v, want id %d", b, id)
+				}
+			}
+			f.hub.close()
+			lo, hi := shutdownRetry(time.Second, 1, defaultConnectRate)
+			got := s.rest(t)
+			if len(got) != 1 || got[0].retry < lo.Milliseconds() || got[0].retry > hi.Milliseconds() || got[0].hasData || got[0].hasID {
+				t.Fatalf("after shutdown: %+v, want one lone retry: from %v to %v, then the end", got, lo, hi)
+			}
+		})
 	}
 }
 
