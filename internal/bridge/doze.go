@@ -10,12 +10,13 @@ import (
 
 // Most SSE connections are idle most of the time, and many never get an
 // event before they go. Until its first event, a stream taken over from
-// net/http (h1stream.go) that has nothing to replay therefore dozes: its
-// headers and retry: are out, its one goroutine (the stream's) blocks in
-// Read to see the client go, and it has no library stream yet, so neither
-// the library's goroutine per stream nor its goroutine per request exists
-// (three goroutines become one, and a connect does no hand-off between
-// them). The first event held for it (hub.hold) wakes it: only then does the
+// net/http (h1stream.go) that has nothing to replay (a new one, or a resume
+// whose history read found nothing it missed: hub.checkResume) therefore
+// dozes: its headers and retry: are out, its one goroutine (the stream's)
+// blocks in Read to see the client go, and it has no library stream yet, so
+// neither the library's goroutine per stream nor its goroutine per request
+// exists (three goroutines become one, and a connect does no hand-off
+// between them). The first event held for it (hub.hold) wakes it: only then does the
 // stream create its library stream and hand itself to the library, which
 // writes that event and every later one, as for any other connection. A
 // heartbeat that finds it dozing wakes it only to write the ping, which the

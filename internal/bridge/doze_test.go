@@ -267,3 +267,50 @@ func TestEagerStreamsDoNotDoze(t *testing.T) {
 		t.Fatalf("frame %q, want id %d", frame, id)
 	}
 }
+
+// TestResumeThatIsCaughtUpDozes: a resume whose history read finds nothing
+// after its Last-Event-ID dozes like a new connection; one that missed
+// events gets them replayed at once. Either way, events up to the
+// Last-Event-ID that the dispatcher delivers late (here: all of them, as
+// it starts only after the connects) are not sent again, and later ones
+// are sent once.
+func TestResumeThatIsCaughtUpDozes(t *testing.T) {
+	t.Parallel()
+	engine := NewMemoryEngine(1000, time.Hour)
+	h := newHub(engine, 8, 10_000, testLogger(t))
+	hs := serveHub(t, h, &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log})
+	var ids []string
+	for i := range 3 {
+		id, err := engine.Publish(t.Context(), &Event{Stream: "resume", Data: []byte(strconv.Itoa(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, strconv.FormatUint(id, 10))
+	}
+
+	caughtUp := rawSubscribe(t, hs.srv.Listener.Addr().String(), "resume&lastEventId="+ids[2])
+	waitDozing(t, h, 1)
+	behind := rawSubscribe(t, hs.srv.Listener.Addr().String(), "resume&lastEventId="+ids[0])
+	for _, want := range ids[1:] { // replayed before the dispatcher even ran
+		if frame := readRawFrame(t, behind); !strings.HasPrefix(frame, "id: "+want+"\n") {
+			t.Fatalf("replayed frame %q, want id %s", frame, want)
+		}
+	}
+	if n, _ := dozing(h); n != 1 {
+		t.Errorf("%d connections doze, want 1 (the caught-up one)", n)
+	}
+
+	hs.goRun(func(ctx context.Context) { _ = engine.Run(ctx, h.deliver) })
+	id, err := engine.Publish(t.Context(), &Event{Stream: "resume", Data: []byte("3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, br := range map[string]*bufio.Reader{"caught up": caughtUp, "behind": behind} {
+		if frame := readRawFrame(t, br); !strings.HasPrefix(frame, "id: "+strconv.FormatUint(id, 10)+"\n") {
+			t.Errorf("%s: frame %q, want only the new event %d", name, frame, id)
+		}
+	}
+	if got := h.stats.replays.Load(); got != 1 {
+		t.Errorf("replays = %d, want 1 (the connection that was behind)", got)
+	}
+}

@@ -117,6 +117,14 @@ type conn struct {
 	format  Format
 	cancel  context.CancelFunc
 
+	// Set by checkResume, on the connection's own goroutine before the
+	// library or a replay sees the connection (so without mu): caughtUp,
+	// history held nothing after the client's Last-Event-ID, so the
+	// connection needs no replay; else history, what that read found, for
+	// the replay's first read.
+	caughtUp bool
+	history  *Replay
+
 	mu      sync.Mutex
 	live    bool     // replay is done: deliver sends directly
 	lastID  uint64   // the last event id sent, once live
@@ -224,17 +232,25 @@ func (h *hub) unregister(c *conn) {
 // replaying reports whether it did, and the handler waits for done before it
 // returns.
 func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
-	if !c.resume {
+	if !c.resume || c.caughtUp {
 		c.mu.Lock()
 		if !c.overflow {
 			defer c.mu.Unlock()
+			// A caught-up resume already has every event up to its
+			// Last-Event-ID, some of which the dispatcher may still deliver.
+			c.lastID = c.after
+			sent := 0
 			for _, ev := range c.pending {
+				if ev.ID <= c.lastID {
+					continue
+				}
 				if !h.tryPublish(c, ev.frame(c.format), evictQueueFull) {
 					return nil // evicted: cannot happen, see above
 				}
 				c.lastID = ev.ID
+				sent++
 			}
-			h.stats.delivered.Add(int64(len(c.pending)))
+			h.stats.delivered.Add(int64(sent))
 			clear(c.pending)
 			c.pending = nil
 			c.live = true
@@ -304,7 +320,13 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 // frame when history cannot cover them, and returns the id sent last. ok is
 // false when the connection is over.
 func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint64, ok bool) {
-	r, err := h.engine.Replay(ctx, c.streams, after, h.replayLimit)
+	var r Replay
+	var err error
+	if c.history != nil && after == c.after { // read by checkResume
+		r, c.history = *c.history, nil
+	} else {
+		r, err = h.engine.Replay(ctx, c.streams, after, h.replayLimit)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			h.log.Warn("read history for resume", "err", err)
@@ -339,6 +361,28 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 func (h *hub) send(c *conn, frame *sse.Event) {
 	c.queued.Add(1)
 	h.lib.Publish(c.id, frame)
+}
+
+// checkResume reads the history of c, a resume, after the client's
+// Last-Event-ID, once c is registered (so nothing published from then on can
+// fall between that read and what deliver holds for c), and reports whether
+// it held nothing to send: c is caught up and needs no replay (c.caughtUp).
+// Otherwise what it read waits in c.history for the replay, which then does
+// not read it again. A failed read says false: the replay reads again, and
+// evicts c if that fails too. Call it on c's own goroutine, before c is
+// handed to the library.
+func (h *hub) checkResume(ctx context.Context, c *conn) (caughtUp bool) {
+	r, err := h.engine.Replay(ctx, c.streams, c.after, h.replayLimit)
+	switch {
+	case err != nil:
+		return false
+	case r.Reset == "" && len(r.Events) == 0:
+		c.caughtUp = true
+		return true
+	default:
+		c.history = &r
+		return false
+	}
 }
 
 // resetFrame tells a client that history cannot cover its gap. Its id is the

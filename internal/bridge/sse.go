@@ -303,10 +303,11 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// non-numeric one with 400).
 	a.r = nil
 	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout, retry: connectRetry(s.retry)}
-	// A taken-over stream with nothing to replay waits for its first event
-	// before the library sees it (doze.go), unless streams are eager; any
-	// other goes to the library now.
-	if hs == nil || a.resume || s.eager || s.doze(ctx, hs, dw, c) {
+	// A taken-over stream with nothing to replay (a resume once its history
+	// read found nothing new) waits for its first event before the library
+	// sees it (doze.go), unless streams are eager; any other goes to the
+	// library now.
+	if hs == nil || s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, hs, dw, c) {
 		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
 		if hs != nil {
 			// The library's own goroutine that waits for the client to go
