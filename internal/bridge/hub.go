@@ -363,15 +363,25 @@ func (h *hub) send(c *conn, frame *sse.Event) {
 	h.lib.Publish(c.id, frame)
 }
 
+// resumeCheckTimeout bounds checkResume's read of history: the response
+// headers wait for it, and nothing watches the socket meanwhile. A read
+// takes a few milliseconds (NATS: a handful of JetStream requests, the
+// memory engine: none); one that takes longer (an engine waiting for an
+// unreachable NATS) gives up, and the connection is set up at once, its
+// headers sent, its socket watched while its replay reads again.
+const resumeCheckTimeout = 500 * time.Millisecond
+
 // checkResume reads the history of c, a resume, after the client's
 // Last-Event-ID, once c is registered (so nothing published from then on can
 // fall between that read and what deliver holds for c), and reports whether
 // it held nothing to send: c is caught up and needs no replay (c.caughtUp).
 // Otherwise what it read waits in c.history for the replay, which then does
-// not read it again. A failed read says false: the replay reads again, and
-// evicts c if that fails too. Call it on c's own goroutine, before c is
-// handed to the library.
+// not read it again. A failed read, or one past resumeCheckTimeout, says
+// false: the replay reads again, and evicts c if that fails too. Call it on
+// c's own goroutine, before c is handed to the library.
 func (h *hub) checkResume(ctx context.Context, c *conn) (caughtUp bool) {
+	ctx, cancel := context.WithTimeout(ctx, resumeCheckTimeout)
+	defer cancel()
 	r, err := h.engine.Replay(ctx, c.streams, c.after, h.replayLimit)
 	switch {
 	case err != nil:

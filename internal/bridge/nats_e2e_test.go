@@ -128,6 +128,43 @@ func TestNATSResumeOnOtherNode(t *testing.T) {
 	}
 }
 
+// TestNATSResumeWhileNATSIsDown: a client resuming while NATS is
+// unreachable gets its response at once, not when NATS is back (the bridge
+// gives up checking history for it after a short while, and replays once
+// NATS returns), and then its events as usual: the ones it missed, then
+// live ones.
+func TestNATSResumeWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	ns := bridge.StartNATS(t)
+	a := startBridge(t, natsConfig(ns))
+	seen := a.publish(t, jsonReq(t, "orders", "seen"))
+	missed := a.publish(t, jsonReq(t, "orders", "missed"))
+	ns.Stop()
+	c := subscribe(t, a.baseURL, "stream=orders", idString(seen)) // 200, with NATS down
+	ns.Start(t)
+	if got := readIDs(t, c, 1); got[0] != missed {
+		t.Fatalf("first frame %d, want the missed event %d", got[0], missed)
+	}
+	var live uint64
+	deadline := time.Now().Add(waitLimit)
+	for live == 0 { // the bridge's NATS client reconnects on its own time
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		res, err := a.client.Publish(ctx, jsonReq(t, "orders", "live"))
+		cancel()
+		switch {
+		case err == nil:
+			live = res.GetId()
+		case time.Now().After(deadline):
+			t.Fatalf("Publish after NATS came back: %v", err)
+		default:
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if got := readIDs(t, c, 1); got[0] != live {
+		t.Errorf("live frame %d, want %d", got[0], live)
+	}
+}
+
 // TestNATSNodeRestart stops a node and starts a new one on the same
 // JetStream: its clients reconnect with their Last-Event-ID and lose
 // nothing, repeat nothing.
