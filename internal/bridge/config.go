@@ -50,7 +50,7 @@ type Config struct {
 	QueueSize int
 	// EagerStreams hands every new SSE connection to the library at
 	// connect, as the bridge did before streams dozed: off (the default),
-	// an HTTP/1.1 connection with nothing to replay (new, or a resume that
+	// a connection with nothing to replay (new, or a resume that
 	// missed nothing) dozes until its first
 	// event, on one goroutine and without a library stream, and that first
 	// event costs the connection's library set-up (see doze.go and

@@ -29,8 +29,9 @@
 // no library stream. From its first event on it has three goroutines: the
 // stream's writer (the library's handler), the library stream's own, and the
 // library's wait for the end of the request, which then reads the socket
-// (watchCtx). HTTP/2 and HTTP/1.0 streams stay with net/http and never doze;
-// everything above the writer is the same for all.
+// (watchCtx). HTTP/2 and HTTP/1.0 streams stay with net/http, which watches
+// for the client going; they doze too, on net/http's goroutine. Everything
+// above the writer is the same for all.
 //
 // Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the

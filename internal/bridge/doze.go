@@ -9,27 +9,46 @@ import (
 )
 
 // Most SSE connections are idle most of the time, and many never get an
-// event before they go. Until its first event, a stream taken over from
-// net/http (h1stream.go) that has nothing to replay (a new one, or a resume
-// whose history read found nothing it missed: hub.checkResume) therefore
-// dozes: its headers and retry: are out, its one goroutine (the stream's)
-// blocks in Read to see the client go, and it has no library stream yet, so
-// neither the library's goroutine per stream nor its goroutine per request
-// exists (three goroutines become one, and a connect does no hand-off
-// between them). The first event held for it (hub.hold) wakes it: only then does the
-// stream create its library stream and hand itself to the library, which
-// writes that event and every later one, as for any other connection. A
-// heartbeat that finds it dozing wakes it only to write the ping, which the
-// stream writes itself, in the library's bytes (pingBytes), and it dozes on.
+// event before they go. Until its first event, a stream that has nothing to
+// replay (a new one, or a resume whose history read found nothing it
+// missed: hub.checkResume) therefore dozes: its headers and retry: are out,
+// its one goroutine (the stream's) waits to see the client go, and it has no
+// library stream yet, so neither the library's goroutine per stream nor its
+// goroutine per request exists (three goroutines become one, and a connect
+// does no hand-off between them). The first event held for it (hub.hold)
+// wakes it: only then does the stream create its library stream and hand
+// itself to the library, which writes that event and every later one, as
+// for any other connection. A heartbeat that finds it dozing wakes it only
+// to write the ping, which the stream writes itself, in the library's bytes
+// (pingBytes), and it dozes on.
+//
+// What a dozing stream waits in depends on its connection. A connection
+// taken over from net/http (h1stream.go) has nothing else reading it: the
+// stream blocks in Read, which ends when the client goes, and a read
+// deadline in the past wakes it. One that net/http keeps (HTTP/2, HTTP/1.0)
+// has net/http watching it, which ends the request's context when the
+// client goes: the stream waits for that context or a wake-up on a channel.
 //
 // Everything that ends a connection (the client going, an eviction, a
 // shutdown, a token expiry) ends a dozing one the same way: each cancels the
-// connection, and the cancel interrupts the Read (h1Stream.stopWatching).
+// connection, which ends the wait (h1Stream.stopWatching, or the context).
 //
-// Waking is the same interruption: whoever wakes a connection (under its
-// mu) records why in wakeFor and sets a read deadline that has passed; the
-// dozer takes the reasons and clears the deadline under mu too, so no wake
-// is lost between the two.
+// Whoever wakes a connection does so under its mu and records why in
+// wakeFor; the dozer takes the reasons and re-arms its wait under mu too, so
+// no wake is lost between the two.
+
+// A dozer is what a dozing stream waits in (see above).
+type dozer interface {
+	// wait blocks until the dozer is woken (nil), or returns why the
+	// connection is over. Called by the stream's goroutine only.
+	wait(ctx context.Context) error
+	// wake makes wait return (or the next one, at once). Called with the
+	// connection's mu held.
+	wake()
+	// rearm makes the next wait block again after a wake. Called with the
+	// connection's mu held.
+	rearm()
+}
 
 // Reasons to wake a dozing connection (conn.wakeFor).
 const (
@@ -75,18 +94,17 @@ func setHeaders(to, from http.Header) {
 	}
 }
 
-// doze sends c's headers and retry:, then lets c doze until an event is held
-// for it (true: hand c to the library now) or it ends (false: the client
-// went, the connection was cancelled or a write failed). It runs on c's
-// stream goroutine, whose writer dw is.
-func (s *sseHandler) doze(ctx context.Context, hs *h1Stream, dw *deadlineWriter, c *conn) (wake bool) {
-	setHeaders(hs.Header(), s.hub.streamHeaders)
-	dw.WriteHeader(http.StatusOK)
-	dw.retry = 0 // sent: the library's own WriteHeader later must not repeat it
+// doze sends c's headers and retry:, then lets c doze in d until an event is
+// held for it (true: hand c to the library now) or it ends (false: the
+// client went, the connection was cancelled or a write failed). It runs on
+// c's stream goroutine, whose writer dw is.
+func (s *sseHandler) doze(ctx context.Context, d dozer, dw *deadlineWriter, c *conn) (wake bool) {
+	setHeaders(dw.Header(), s.hub.streamHeaders)
+	dw.WriteHeader(http.StatusOK) // the library's own, later, does nothing
 	// The headers and the retry: are a few hundred bytes, which the socket
 	// buffer of a new connection always takes at once: no deadline (as in
 	// deadlineWriter.Flush).
-	if err := hs.Flush(); err != nil {
+	if err := c.out.Flush(); err != nil {
 		dw.failed(err)
 		return false
 	}
@@ -95,7 +113,7 @@ func (s *sseHandler) doze(ctx context.Context, hs *h1Stream, dw *deadlineWriter,
 		c.mu.Unlock()
 		return true
 	}
-	c.sleeper = hs
+	c.sleeper = d
 	s.hub.stats.dozing.Add(1)
 	c.mu.Unlock()
 	defer s.hub.stats.dozing.Add(-1)
@@ -107,7 +125,7 @@ func (s *sseHandler) doze(ctx context.Context, hs *h1Stream, dw *deadlineWriter,
 		}
 	}()
 	for {
-		if err := hs.idle(); err != nil {
+		if err := d.wait(ctx); err != nil {
 			c.cancel() // the client went (or sent what it must not)
 			return false
 		}
@@ -117,7 +135,7 @@ func (s *sseHandler) doze(ctx context.Context, hs *h1Stream, dw *deadlineWriter,
 		if why&wakeEvent != 0 {
 			c.sleeper = nil
 		}
-		hs.resumeReading()
+		d.rearm()
 		c.mu.Unlock()
 		switch {
 		case ctx.Err() != nil:
@@ -150,7 +168,41 @@ func (c *conn) wake(why uint8) {
 		return
 	}
 	if c.wakeFor == 0 {
-		c.sleeper.stopWatching()
+		c.sleeper.wake()
 	}
 	c.wakeFor |= why
 }
+
+// chanDozer is the dozer of a stream whose connection net/http keeps: it
+// waits for the stream's context (which net/http ends when the client goes)
+// or a wake-up.
+type chanDozer chan struct{}
+
+func newChanDozer() chanDozer { return make(chanDozer, 1) }
+
+func (d chanDozer) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d:
+		return nil
+	}
+}
+
+func (d chanDozer) wake() {
+	select {
+	case d <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+func (d chanDozer) rearm() {}
+
+// The dozer of a taken-over connection: the Read it blocks in ends when the
+// client goes; a read deadline in the past wakes it (see h1Stream.idle).
+
+func (s *h1Stream) wait(context.Context) error { return s.idle() }
+
+func (s *h1Stream) wake() { s.stopWatching() }
+
+func (s *h1Stream) rearm() { s.resumeReading() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -312,5 +313,74 @@ func TestResumeThatIsCaughtUpDozes(t *testing.T) {
 	}
 	if got := h.stats.replays.Load(); got != 1 {
 		t.Errorf("replays = %d, want 1 (the connection that was behind)", got)
+	}
+}
+
+// TestHTTP2StreamDozes: a stream that net/http keeps (here HTTP/2) dozes
+// too, waiting on its context and a channel instead of a Read: heartbeats
+// reach it, its first event wakes it, and it ends when the client goes.
+func TestHTTP2StreamDozes(t *testing.T) {
+	t.Parallel()
+	engine := NewMemoryEngine(1000, time.Hour)
+	h := newHub(engine, 8, 10_000, testLogger(t))
+	hs := serveHubWith(t, h, &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log}, func(s *httptest.Server) {
+		s.EnableHTTP2 = true
+		s.StartTLS()
+	})
+	hs.goRun(func(ctx context.Context) { _ = engine.Run(ctx, h.deliver) })
+	hs.goRun(func(ctx context.Context) { h.heartbeat(ctx, 5*time.Millisecond) })
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hs.srv.URL+"/events?stream=h2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hs.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("%s %d %q, want HTTP/2 200 text/event-stream", resp.Proto, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	br := bufio.NewReader(resp.Body)
+	for range 2 {
+		if frame := readRawFrame(t, br); frame != string(pingBytes) {
+			t.Fatalf("frame %q, want the heartbeat", frame)
+		}
+	}
+	waitDozing(t, h, 1)
+	id, err := engine.Publish(t.Context(), &Event{Stream: "h2", Data: []byte(`"awake"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		frame := readRawFrame(t, br)
+		if frame == string(pingBytes) {
+			continue
+		}
+		if !strings.HasPrefix(frame, "id: "+strconv.FormatUint(id, 10)+"\n") {
+			t.Fatalf("frame %q, want id %d", frame, id)
+		}
+		break
+	}
+	if n, _ := dozing(h); n != 0 {
+		t.Errorf("%d streams doze after their first event, want 0", n)
+	}
+
+	// A dozing stream ends when its client goes, too.
+	resp2, err := hs.srv.Client().Do(req.Clone(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDozing(t, h, 1)
+	_ = resp2.Body.Close()
+	deadline := time.Now().Add(hubWaitLimit)
+	for h.connCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections once the dozing client went, want 1", h.connCount())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -135,9 +135,9 @@ type conn struct {
 	// firstPending is the id of the first event delivered before the
 	// connection went live: where a client without Last-Event-ID starts.
 	firstPending uint64
-	// sleeper is the connection while it dozes (see doze.go), nil before
-	// and after; wakeFor says why it is being woken (wakeEvent, wakePing).
-	sleeper *h1Stream
+	// sleeper is what the connection dozes in (see doze.go), nil before and
+	// after; wakeFor says why it is being woken (wakeEvent, wakePing).
+	sleeper dozer
 	wakeFor uint8
 
 	evicted atomic.Bool

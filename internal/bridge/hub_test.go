@@ -52,8 +52,16 @@ type hubServer struct {
 
 func serveHub(t *testing.T, h *hub, sh *sseHandler) *hubServer {
 	t.Helper()
+	return serveHubWith(t, h, sh, (*httptest.Server).Start)
+}
+
+// serveHubWith is serveHub with the server started by start (StartTLS,
+// say).
+func serveHubWith(t *testing.T, h *hub, sh *sseHandler, start func(*httptest.Server)) *hubServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	hs := &hubServer{srv: httptest.NewServer(sh), ctx: ctx, wg: &sync.WaitGroup{}}
+	hs := &hubServer{srv: httptest.NewUnstartedServer(sh), ctx: ctx, wg: &sync.WaitGroup{}}
+	start(hs.srv)
 	t.Cleanup(func() {
 		h.close()
 		hs.srv.Close()

@@ -303,11 +303,15 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// non-numeric one with 400).
 	a.r = nil
 	dw := &deadlineWriter{ResponseWriter: w, hub: s.hub, c: c, ctx: ctx, timeout: s.writeTimeout, retry: connectRetry(s.retry)}
-	// A taken-over stream with nothing to replay (a resume once its history
-	// read found nothing new) waits for its first event before the library
-	// sees it (doze.go), unless streams are eager; any other goes to the
-	// library now.
-	if hs == nil || s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, hs, dw, c) {
+	// A stream with nothing to replay (a resume once its history read found
+	// nothing new) waits for its first event before the library sees it
+	// (doze.go), unless streams are eager; any other goes to the library
+	// now.
+	var d dozer = hs
+	if hs == nil {
+		d = newChanDozer()
+	}
+	if s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, d, dw, c) {
 		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
 		if hs != nil {
 			// The library's own goroutine that waits for the client to go
@@ -462,7 +466,8 @@ type deadlineWriter struct {
 	replayDone <-chan struct{}
 	// retry is the retry: sent right after the status line, before any
 	// frame; zero sends none.
-	retry time.Duration
+	retry       time.Duration
+	wroteHeader bool
 	// broken: a write or flush failed or was refused, so a frame may have
 	// been cut short.
 	broken bool
@@ -474,6 +479,10 @@ type deadlineWriter struct {
 // without a library event (whose id: line would reset the browser's last
 // event id).
 func (w *deadlineWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return // a dozing stream's, before the library's own (doze.go)
+	}
+	w.wroteHeader = true
 	w.ResponseWriter.WriteHeader(code)
 	if code == http.StatusOK && w.retry > 0 {
 		// Buffered for the first flush, which needs no deadline (Flush).
