@@ -107,7 +107,9 @@ func countStacks(fn string) int {
 func TestDozingConnectionCostsOneGoroutine(t *testing.T) {
 	const n = 20
 	f := newHubFixture(t, 8, 10*time.Second, 0)
-	libRuns := countStacks("sse/v2.(*Stream).run")
+	// Counted before and after: goroutines of tests that ran before may still
+	// be ending, so the counts may only fall meanwhile, never rise.
+	libRuns, libHandlers, dozers := countStacks("sse/v2.(*Stream).run"), countStacks("sse/v2.(*Server).ServeHTTP"), countStacks("bridge.(*sseHandler).doze")
 	for i := range n {
 		rawSubscribe(t, f.srv.Listener.Addr().String(), "idle-"+strconv.Itoa(i%3))
 	}
@@ -115,14 +117,14 @@ func TestDozingConnectionCostsOneGoroutine(t *testing.T) {
 	if got := f.hub.stats.dozing.Load(); got != n {
 		t.Errorf("dozing gauge %d, want %d", got, n)
 	}
-	if got := countStacks("bridge.(*sseHandler).doze"); got != n {
-		t.Errorf("%d goroutines doze, want %d (one per connection)", got, n)
+	if got := countStacks("bridge.(*sseHandler).doze"); got < n || got > dozers+n {
+		t.Errorf("%d goroutines doze (%d before), want %d more (one per connection)", got, dozers, n)
 	}
-	if got := countStacks("sse/v2.(*Stream).run"); got != libRuns {
-		t.Errorf("library stream goroutines %d, want %d as before the connects", got, libRuns)
+	if got := countStacks("sse/v2.(*Stream).run"); got > libRuns {
+		t.Errorf("library stream goroutines %d, want at most %d as before the connects", got, libRuns)
 	}
-	if got := countStacks("sse/v2.(*Server).ServeHTTP"); got != 0 {
-		t.Errorf("%d goroutines in the library's handler, want none", got)
+	if got := countStacks("sse/v2.(*Server).ServeHTTP"); got > libHandlers {
+		t.Errorf("%d goroutines in the library's handler, want at most %d as before the connects", got, libHandlers)
 	}
 }
 
