@@ -57,13 +57,13 @@ const (
 )
 
 // pingBytes is pingFrame as the library writes it (a comment, then the
-// blank line that ends the frame); TestDozingPingIsTheLibrarys pins it.
+// blank line that ends the frame); TestLibCommentEventIsKeepAlive pins it.
 var pingBytes = []byte(": " + string(pingFrame.Comment) + "\n\n")
 
 // setLibHeaders sets on h the headers the library's handler sets on every
 // stream of lib (r3labs/sse v2.10.0, http.go), so a dozing stream's headers,
 // sent before the library sees the connection, are those the library would
-// have sent; TestDozingHeadersAreTheLibrarys pins them.
+// have sent; TestLibResponseHeaders pins them.
 func setLibHeaders(h http.Header, lib *sse.Server) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
