@@ -548,8 +548,9 @@ func (h *hub) tryPublish(c *conn, frame *sse.Event, reason string) bool {
 }
 
 // heartbeat sends a ping comment to every live connection every interval until
-// ctx ends. A connection whose queue is full is evicted; one whose peer is gone
-// fails its write and is dropped by the write deadline.
+// ctx ends, and wakes every dozing one to write its own (doze.go). A
+// connection whose queue is full is evicted; one whose peer is gone fails its
+// write and is dropped by the write deadline.
 func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
