@@ -178,7 +178,14 @@ func (c *conn) wake(why uint8) {
 // or a wake-up.
 type chanDozer chan struct{}
 
-func newChanDozer() chanDozer { return make(chanDozer, 1) }
+// dozerOf returns what a stream dozes in: its taken-over connection hs, or,
+// when net/http keeps the connection (hs nil), a new chanDozer.
+func dozerOf(hs *h1Stream) dozer {
+	if hs == nil {
+		return make(chanDozer, 1)
+	}
+	return hs
+}
 
 func (d chanDozer) wait(ctx context.Context) error {
 	select {

@@ -307,11 +307,7 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// nothing new) waits for its first event before the library sees it
 	// (doze.go), unless streams are eager; any other goes to the library
 	// now.
-	var d dozer = hs
-	if hs == nil {
-		d = newChanDozer()
-	}
-	if s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, d, dw, c) {
+	if s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, dozerOf(hs), dw, c) {
 		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
 		if hs != nil {
 			// The library's own goroutine that waits for the client to go
