@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -488,4 +489,89 @@ func validNATSStreamName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validatePublishers checks the publisher fields of c; the file itself is
+// read by [New].
+func (c *Config) validatePublishers() []error {
+	var errs []error
+	if c.PublisherJWT && !c.AuthEnabled() {
+		errs = append(errs, errors.New("publisher JWTs (--publisher-jwt) need a JWT key to verify them: set --jwt-key too"))
+	}
+	if c.GRPCInsecure && (c.Publishers != "" || c.PublisherJWT) {
+		errs = append(errs, errors.New("--grpc-insecure waives protected mode, which is off anyway with publisher auth (--publishers, --publisher-jwt): drop --grpc-insecure"))
+	}
+	return errs
+}
+
+func (c *Config) validateTLS() []error {
+	var errs []error
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("TLS certificate (--tls-cert) and key (--tls-key) go together: set both or neither"))
+	}
+	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
+		errs = append(errs, errors.New("gRPC TLS certificate (--grpc-tls-cert) and key (--grpc-tls-key) go together: set both or neither"))
+	}
+	if c.GRPCClientCA != "" && c.GRPCTLSCert == "" {
+		errs = append(errs, errors.New("gRPC client CA (--grpc-client-ca) needs TLS on the gRPC listener: set --grpc-tls-cert and --grpc-tls-key too"))
+	}
+	return errs
+}
+
+// defaultTLSReloadInterval is how often the TLS files are checked for a
+// change when [Config.TLSReloadInterval] is zero: a renewed certificate is
+// served within seconds, for the cost of reading a few small files.
+const defaultTLSReloadInterval = 5 * time.Second
+
+// Memory engine defaults; see [Config] for what each bounds.
+const (
+	defaultHistorySize = 1000
+	defaultHistoryAge  = time.Hour
+)
+
+// Defaults of the limits (see Config).
+const (
+	defaultMaxConnections          = 10_000
+	defaultConnectRate             = 1000
+	defaultMaxStreamsPerConnection = 32
+	defaultMaxReplay               = 1000
+	defaultMaxHeaderBytes          = 32 << 10
+	defaultReadHeaderTimeout       = 10 * time.Second
+	defaultRetry                   = 2 * time.Second
+)
+
+// validateLimits applies the defaults of the limits and checks them.
+func (c *Config) validateLimits() []error {
+	setDefault(&c.MaxConnections, defaultMaxConnections)
+	setDefault(&c.ConnectRate, defaultConnectRate)
+	setDefault(&c.MaxStreamsPerConnection, defaultMaxStreamsPerConnection)
+	setDefault(&c.MaxReplay, defaultMaxReplay)
+	setDefault(&c.MaxStreamName, MaxStreamName)
+	setDefault(&c.MaxHeaderBytes, defaultMaxHeaderBytes)
+	setDefault(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	setDefault(&c.Retry, defaultRetry)
+
+	var errs []error
+	if c.MaxStreamName < 1 || c.MaxStreamName > maxStreamNameLimit {
+		errs = append(errs, fmt.Errorf("max stream name must be 1 to %d bytes, got %d", maxStreamNameLimit, c.MaxStreamName))
+	}
+	if c.MaxHeaderBytes < 0 {
+		errs = append(errs, fmt.Errorf("max header bytes must not be negative, got %d", c.MaxHeaderBytes))
+	}
+	if c.ReadHeaderTimeout < 0 {
+		errs = append(errs, fmt.Errorf("read header timeout must not be negative, got %v", c.ReadHeaderTimeout))
+	}
+	if c.Retry < 0 {
+		errs = append(errs, fmt.Errorf("retry must not be negative, got %v", c.Retry))
+	}
+	if math.IsNaN(c.ConnectRate) || math.IsNaN(c.ConnectRatePerIP) {
+		errs = append(errs, errors.New("connect rates must be numbers of connects per second"))
+	}
+	if c.MaxConnectionsPerSubject > 0 && !c.AuthEnabled() {
+		errs = append(errs, errors.New("max connections per subject is set but subscriber auth is off: the subject is the token's sub, so set the JWT key (--jwt-key) too"))
+	}
+	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }

@@ -162,17 +162,6 @@ func ping(dw *deadlineWriter) bool {
 	return true
 }
 
-// wake wakes c for why when it dozes (see doze); c.mu must be held.
-func (c *conn) wake(why uint8) {
-	if c.sleeper == nil {
-		return
-	}
-	if c.wakeFor == 0 {
-		c.sleeper.wake()
-	}
-	c.wakeFor |= why
-}
-
 // chanDozer is the dozer of a stream whose connection net/http keeps: it
 // waits for the stream's context (which net/http ends when the client goes)
 // or a wake-up.

@@ -8,10 +8,8 @@ import (
 	"time"
 )
 
-// Memory engine defaults; see [Config] for what each bounds.
+// Memory engine bounds.
 const (
-	defaultHistorySize = 1000
-	defaultHistoryAge  = time.Hour
 	// maxDispatchQueue bounds the events stored but not yet fanned out. A
 	// publisher waits (for CPU-bound fan-out, never for a browser) past it.
 	maxDispatchQueue = 1 << 16

@@ -192,14 +192,3 @@ func (e *NATSEngine) maintain(ctx context.Context) {
 		}
 	}
 }
-
-// evictAll closes every connection of the hub; the browsers reconnect with
-// their Last-Event-ID. Only the NATS engine needs it (see NATSEngine.Run),
-// so it lives here rather than in hub.go.
-func (h *hub) evictAll(reason string) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for _, c := range h.conns {
-		h.evict(c, reason)
-	}
-}

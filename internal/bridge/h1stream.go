@@ -31,14 +31,6 @@ import (
 // paths share everything above the writer: deadlines, flush coalescing,
 // eviction, last words.
 
-// streamOutput is what the bridge needs of a connection's writer besides
-// Write: a real flush and write deadlines. [*http.ResponseController] and
-// [*h1Stream] implement it.
-type streamOutput interface {
-	Flush() error
-	SetWriteDeadline(time.Time) error
-}
-
 const (
 	// h1SizeRoom is the room kept at the start of a chunk buffer for the
 	// chunk-size line: up to 8 hex digits and CRLF.

@@ -107,58 +107,6 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 	return h
 }
 
-// conn is one SSE connection: its own library stream, its subscriptions, and
-// the state that orders replay before live events.
-type conn struct {
-	id      string // the library stream's id: random, never shown to clients
-	streams []string
-	resume  bool   // the client sent a usable Last-Event-ID
-	after   uint64 // that id
-	format  Format
-	cancel  context.CancelFunc
-
-	// Set by checkResume, on the connection's own goroutine before the
-	// library or a replay sees the connection (so without mu): caughtUp,
-	// history held nothing after the client's Last-Event-ID, so the
-	// connection needs no replay; else history, what that read found, for
-	// the replay's first read.
-	caughtUp bool
-	history  *Replay
-
-	mu      sync.Mutex
-	live    bool     // replay is done: deliver sends directly
-	lastID  uint64   // the last event id sent, once live
-	pending []*Event // events delivered during replay, at most queueSize
-	// overflow: more events arrived during replay than pending holds; they
-	// were dropped and replay catches up from history instead.
-	overflow bool
-	// firstPending is the id of the first event delivered before the
-	// connection went live: where a client without Last-Event-ID starts.
-	firstPending uint64
-	// sleeper is what the connection dozes in (see doze.go), nil before and
-	// after; wakeFor says why it is being woken (wakeEvent, wakePing).
-	sleeper dozer
-	wakeFor uint8
-
-	evicted atomic.Bool
-	// queued counts frames handed to the library and not yet flushed; the
-	// writer flushes for real only when it drops to zero, so a connection
-	// that is behind gets its frames in few large writes instead of one
-	// syscall per frame.
-	queued atomic.Int64
-	// wmu guards out's deadline and finished against the writer goroutine
-	// and eviction.
-	wmu      sync.Mutex
-	out      streamOutput
-	finished bool // the handler returned: out must not be used any more
-
-	// closeRetry, when not zero, is the retry: (in nanoseconds) the handler
-	// sends as the stream's last words once the library returned: set by a
-	// close that is no fault of the client (shutdown, token expiry), so it
-	// comes back when it should instead of when the browser's default says.
-	closeRetry atomic.Int64
-}
-
 // register adds a connection for streams, resuming after id after when resume
 // is set. From now on deliver queues the connection's events until replay is
 // done. It returns errClosed once the hub is shutting down. The connection's
@@ -677,13 +625,13 @@ func (h *hub) closeWithRetry(c *conn, reason string, retry time.Duration) {
 	c.cancel()
 }
 
-// connSeq numbers connections for their library stream ids.
-var connSeq atomic.Uint64
-
-// newConnID returns a library stream id no other connection of this process
-// has. A counter is enough: the id never leaves the process (the library
-// refuses clients that name a stream: the handler sets it), and clients
-// cannot create streams (AutoStream is off).
-func newConnID() string {
-	return "c" + strconv.FormatUint(connSeq.Add(1), 36)
+// evictAll closes every connection of the hub; the browsers reconnect with
+// their Last-Event-ID. Only the NATS engine needs it (see NATSEngine.Run),
+// so it lives here rather than in hub.go.
+func (h *hub) evictAll(reason string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		h.evict(c, reason)
+	}
 }

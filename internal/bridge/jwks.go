@@ -516,38 +516,3 @@ func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
 	}{io.LimitReader(resp.Body, l.limit), resp.Body}
 	return resp, nil
 }
-
-// ReloadJWKS reads the key set file (--jwks FILE) again; tokens are then
-// verified with its keys only. On error the keys loaded before stay in
-// force. With a key set URL (fetched in the background) or no key set it
-// does nothing. Safe to call at any time, from any goroutine.
-func (s *Server) ReloadJWKS() error {
-	if s.auth == nil || s.auth.keys == nil || s.auth.keys.remote {
-		return nil
-	}
-	k := s.auth.keys
-	if err := k.reload(); err != nil {
-		s.cfg.Logger.Error("reload JWKS: keeping the keys loaded before", "err", err)
-		return err
-	}
-	s.cfg.Logger.Info("reloaded JWKS", "file", k.source, "keys", k.count())
-	return nil
-}
-
-// startJWKS fetches the key set URL, if one is configured, and keeps it
-// refreshed until the returned stop is called: Serve calls it last, so the
-// library's refresh goroutine ends with Serve.
-func (s *Server) startJWKS(ctx context.Context) (stop func(), err error) {
-	if s.auth == nil || s.auth.keys == nil {
-		return func() {}, nil
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if err := s.auth.keys.start(ctx); err != nil {
-		cancel()
-		return nil, err
-	}
-	return func() {
-		cancel()
-		s.auth.keys.stop()
-	}, nil
-}

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"container/list"
-	"errors"
-	"fmt"
 	"math"
 	"net/netip"
 	"sync"
@@ -34,17 +32,6 @@ const (
 	rejectMaxConnsPerIP      = "max_connections_per_ip"
 	rejectMaxConnsPerSubject = "max_connections_per_subject"
 	rejectDraining           = "draining"
-)
-
-// Defaults of the limits (see Config).
-const (
-	defaultMaxConnections          = 10_000
-	defaultConnectRate             = 1000
-	defaultMaxStreamsPerConnection = 32
-	defaultMaxReplay               = 1000
-	defaultMaxHeaderBytes          = 32 << 10
-	defaultReadHeaderTimeout       = 10 * time.Second
-	defaultRetry                   = 2 * time.Second
 )
 
 // maxRateKeys bounds the per-address connect rate table. An entry is about
@@ -294,40 +281,4 @@ func (t *rateTable) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.entries)
-}
-
-// validateLimits applies the defaults of the limits and checks them.
-func (c *Config) validateLimits() []error {
-	setDefault(&c.MaxConnections, defaultMaxConnections)
-	setDefault(&c.ConnectRate, defaultConnectRate)
-	setDefault(&c.MaxStreamsPerConnection, defaultMaxStreamsPerConnection)
-	setDefault(&c.MaxReplay, defaultMaxReplay)
-	setDefault(&c.MaxStreamName, MaxStreamName)
-	setDefault(&c.MaxHeaderBytes, defaultMaxHeaderBytes)
-	setDefault(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
-	setDefault(&c.Retry, defaultRetry)
-
-	var errs []error
-	if c.MaxStreamName < 1 || c.MaxStreamName > maxStreamNameLimit {
-		errs = append(errs, fmt.Errorf("max stream name must be 1 to %d bytes, got %d", maxStreamNameLimit, c.MaxStreamName))
-	}
-	if c.MaxHeaderBytes < 0 {
-		errs = append(errs, fmt.Errorf("max header bytes must not be negative, got %d", c.MaxHeaderBytes))
-	}
-	if c.ReadHeaderTimeout < 0 {
-		errs = append(errs, fmt.Errorf("read header timeout must not be negative, got %v", c.ReadHeaderTimeout))
-	}
-	if c.Retry < 0 {
-		errs = append(errs, fmt.Errorf("retry must not be negative, got %v", c.Retry))
-	}
-	if math.IsNaN(c.ConnectRate) || math.IsNaN(c.ConnectRatePerIP) {
-		errs = append(errs, errors.New("connect rates must be numbers of connects per second"))
-	}
-	if c.MaxConnectionsPerSubject > 0 && !c.AuthEnabled() {
-		errs = append(errs, errors.New("max connections per subject is set but subscriber auth is off: the subject is the token's sub, so set the JWT key (--jwt-key) too"))
-	}
-	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
-		errs = append(errs, err)
-	}
-	return errs
 }

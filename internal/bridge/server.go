@@ -342,3 +342,81 @@ func reportReadiness(ctx context.Context, r readiness, hs *health.Server, log *s
 		}
 	}
 }
+
+// ReloadJWKS reads the key set file (--jwks FILE) again; tokens are then
+// verified with its keys only. On error the keys loaded before stay in
+// force. With a key set URL (fetched in the background) or no key set it
+// does nothing. Safe to call at any time, from any goroutine.
+func (s *Server) ReloadJWKS() error {
+	if s.auth == nil || s.auth.keys == nil || s.auth.keys.remote {
+		return nil
+	}
+	k := s.auth.keys
+	if err := k.reload(); err != nil {
+		s.cfg.Logger.Error("reload JWKS: keeping the keys loaded before", "err", err)
+		return err
+	}
+	s.cfg.Logger.Info("reloaded JWKS", "file", k.source, "keys", k.count())
+	return nil
+}
+
+// startJWKS fetches the key set URL, if one is configured, and keeps it
+// refreshed until the returned stop is called: Serve calls it last, so the
+// library's refresh goroutine ends with Serve.
+func (s *Server) startJWKS(ctx context.Context) (stop func(), err error) {
+	if s.auth == nil || s.auth.keys == nil {
+		return func() {}, nil
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.auth.keys.start(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	return func() {
+		cancel()
+		s.auth.keys.stop()
+	}, nil
+}
+
+// grpcAuth builds the gRPC side's gatekeeper for one Serve.
+func (s *Server) grpcAuth(m *metrics) *grpcAuth {
+	a := &grpcAuth{pubs: s.pubs, insecure: s.cfg.GRPCInsecure, metrics: m, log: s.cfg.Logger}
+	if s.cfg.PublisherJWT {
+		a.jwt = s.auth
+	}
+	return a
+}
+
+// ReloadPublishers reads the publishers file (Config.Publishers) again. On
+// error the list loaded before stays in force; the error is logged and
+// returned. Calls already authorized are not affected; a publisher whose
+// rate is unchanged keeps its bucket. It returns nil, doing nothing, when no
+// file is configured. Safe to call at any time, from any goroutine.
+func (s *Server) ReloadPublishers() error {
+	if s.pubs == nil {
+		return nil
+	}
+	set, err := s.pubs.reload()
+	if err != nil {
+		s.cfg.Logger.Error("reload publishers: keeping the list loaded before", "err", err)
+		return err
+	}
+	s.cfg.Logger.Info("reloaded publishers", "file", s.pubs.file, "publishers", len(set.list))
+	return nil
+}
+
+// ReloadTLS reads the TLS certificate, key and client CA files again and puts
+// each that loads in force for new handshakes; open connections (and their
+// SSE streams) keep the certificate they were made with. A file that does not
+// load — unreadable, not PEM, a key that does not match its certificate —
+// leaves the one loaded before in force, and the error names it. Each outcome
+// is logged, without key material. It returns nil when TLS is off. Safe to
+// call at any time, from any goroutine.
+func (s *Server) ReloadTLS() error { return s.tls.reload(true) }
+
+// Reload is [Server.ReloadTypes], [Server.ReloadTLS],
+// [Server.ReloadPublishers] and [Server.ReloadJWKS], what SIGHUP does; the
+// error joins theirs.
+func (s *Server) Reload() error {
+	return errors.Join(s.ReloadTypes(), s.ReloadTLS(), s.ReloadPublishers(), s.ReloadJWKS())
+}

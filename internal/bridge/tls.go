@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -10,41 +9,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
-
-// defaultTLSReloadInterval is how often the TLS files are checked for a
-// change when [Config.TLSReloadInterval] is zero: a renewed certificate is
-// served within seconds, for the cost of reading a few small files.
-const defaultTLSReloadInterval = 5 * time.Second
-
-func (c *Config) validateTLS() []error {
-	var errs []error
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("TLS certificate (--tls-cert) and key (--tls-key) go together: set both or neither"))
-	}
-	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
-		errs = append(errs, errors.New("gRPC TLS certificate (--grpc-tls-cert) and key (--grpc-tls-key) go together: set both or neither"))
-	}
-	if c.GRPCClientCA != "" && c.GRPCTLSCert == "" {
-		errs = append(errs, errors.New("gRPC client CA (--grpc-client-ca) needs TLS on the gRPC listener: set --grpc-tls-cert and --grpc-tls-key too"))
-	}
-	return errs
-}
-
-// ReloadTLS reads the TLS certificate, key and client CA files again and puts
-// each that loads in force for new handshakes; open connections (and their
-// SSE streams) keep the certificate they were made with. A file that does not
-// load — unreadable, not PEM, a key that does not match its certificate —
-// leaves the one loaded before in force, and the error names it. Each outcome
-// is logged, without key material. It returns nil when TLS is off. Safe to
-// call at any time, from any goroutine.
-func (s *Server) ReloadTLS() error { return s.tls.reload(true) }
-
-// Reload is [Server.ReloadTypes], [Server.ReloadTLS],
-// [Server.ReloadPublishers] and [Server.ReloadJWKS], what SIGHUP does; the
-// error joins theirs.
-func (s *Server) Reload() error {
-	return errors.Join(s.ReloadTypes(), s.ReloadTLS(), s.ReloadPublishers(), s.ReloadJWKS())
-}
 
 // configureHTTP gives srv the TLS configuration of the HTTP listener, when it
 // has a certificate; [serveHTTP] then serves HTTPS. Browsers get HTTP/2
