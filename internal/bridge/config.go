@@ -224,27 +224,87 @@ type Config struct {
 	jwksUnknownKIDEvery time.Duration
 }
 
-// Validate applies defaults to zero fields and reports the first invalid one.
-func (c *Config) Validate() error {
-	setDefault(&c.GRPCAddr, ":50051")
-	setDefault(&c.HTTPAddr, ":8080")
+// Defaults: the value each zero field of [Config] takes. They exist here
+// only; [DefaultConfig] hands them to the command line, whose help and the
+// configuration reference (docs/configuration.md) show them.
+const (
+	defaultGRPCAddr                = ":50051"
+	defaultHTTPAddr                = ":8080"
+	defaultEngine                  = EngineMemory
+	defaultHistorySize             = 1000
+	defaultHistoryAge              = time.Hour
+	defaultMaxReplay               = 1000
+	defaultHeartbeat               = 15 * time.Second
+	defaultWriteTimeout            = 10 * time.Second
+	defaultQueueSize               = 64
+	defaultMaxStreamsPerConnection = 32
+	defaultJWTLeeway               = 10 * time.Second
+	defaultJWTClaim                = "bridge"
+	defaultAuthCookie              = "__Secure-bridge_token"
+	// defaultTLSReloadInterval: a renewed certificate is served within
+	// seconds, for the cost of reading a few small files.
+	defaultTLSReloadInterval  = 5 * time.Second
+	defaultMaxPayload         = 64 << 10
+	defaultMaxConnections     = 10_000
+	defaultConnectRate        = 1000
+	defaultMaxStreamName      = MaxStreamName
+	defaultMaxHeaderBytes     = 32 << 10
+	defaultReadHeaderTimeout  = 10 * time.Second
+	defaultRetry              = 2 * time.Second
+	defaultShutdownTimeout    = 10 * time.Second
+	defaultNATSURL            = "nats://127.0.0.1:4222"
+	defaultNATSStream         = "BRIDGE"
+	defaultNATSSubjectPrefix  = "bridge"
+	defaultNATSReplicas       = 1
+	defaultNATSStorage        = natsStorageFile
+	defaultNATSConnectTimeout = 5 * time.Second
+)
+
+// DefaultConfig returns the configuration a zero [Config] stands for: every
+// field at its default. The command line takes its flags' defaults from it.
+func DefaultConfig() Config {
+	var c Config
+	c.applyDefaults()
+	c.Logger = nil
+	return c
+}
+
+// applyDefaults gives every zero field of c its default.
+func (c *Config) applyDefaults() {
+	setDefault(&c.GRPCAddr, defaultGRPCAddr)
+	setDefault(&c.HTTPAddr, defaultHTTPAddr)
+	setDefault(&c.Engine, defaultEngine)
+	c.NATS.setDefaults()
 	setDefault(&c.HistorySize, defaultHistorySize)
 	setDefault(&c.HistoryAge, defaultHistoryAge)
-	setDefault(&c.Heartbeat, 15*time.Second)
-	setDefault(&c.WriteTimeout, 10*time.Second)
-	setDefault(&c.QueueSize, 64)
-	setDefault(&c.MaxPayload, 64<<10)
-	setDefault(&c.ShutdownTimeout, 10*time.Second)
-	setDefault(&c.Engine, EngineMemory)
-	setDefault(&c.JWTLeeway, 10*time.Second)
-	setDefault(&c.JWTClaim, "bridge")
-	setDefault(&c.AuthCookie, "__Secure-bridge_token")
+	setDefault(&c.MaxReplay, defaultMaxReplay)
+	setDefault(&c.Heartbeat, defaultHeartbeat)
+	setDefault(&c.WriteTimeout, defaultWriteTimeout)
+	setDefault(&c.QueueSize, defaultQueueSize)
+	setDefault(&c.MaxStreamsPerConnection, defaultMaxStreamsPerConnection)
+	setDefault(&c.JWTLeeway, defaultJWTLeeway)
+	setDefault(&c.JWTClaim, defaultJWTClaim)
+	setDefault(&c.AuthCookie, defaultAuthCookie)
 	setDefault(&c.TLSReloadInterval, defaultTLSReloadInterval)
+	setDefault(&c.MaxPayload, defaultMaxPayload)
+	setDefault(&c.MaxConnections, defaultMaxConnections)
+	setDefault(&c.ConnectRate, defaultConnectRate)
+	setDefault(&c.MaxStreamName, defaultMaxStreamName)
+	setDefault(&c.MaxHeaderBytes, defaultMaxHeaderBytes)
+	setDefault(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	setDefault(&c.Retry, defaultRetry)
+	setDefault(&c.ShutdownTimeout, defaultShutdownTimeout)
 	setDefault(&c.jwksUnknownKIDEvery, jwksUnknownKIDEvery)
-	c.NATS.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// Validate applies defaults to zero fields, then checks every field. It
+// reports every invalid setting, joined into one error (each says what to
+// set instead), not just the first.
+func (c *Config) Validate() error {
+	c.applyDefaults()
 
 	var errs []error
 	positive := func(name string, v int64) {
@@ -411,24 +471,22 @@ type NATSConfig struct {
 	ConnectTimeout time.Duration
 }
 
-// NATS defaults.
+// The storages [NATSConfig.Storage] names.
 const (
-	defaultNATSURL           = "nats://127.0.0.1:4222"
-	defaultNATSStream        = "BRIDGE"
-	defaultNATSSubjectPrefix = "bridge"
-	natsStorageFile          = "file"
-	natsStorageMemory        = "memory"
+	natsStorageFile   = "file"
+	natsStorageMemory = "memory"
 )
 
+// setDefaults gives every zero field of n its default.
 func (n *NATSConfig) setDefaults() {
 	if len(n.URLs) == 0 {
 		n.URLs = []string{defaultNATSURL}
 	}
 	setDefault(&n.Stream, defaultNATSStream)
 	setDefault(&n.SubjectPrefix, defaultNATSSubjectPrefix)
-	setDefault(&n.Replicas, 1)
-	setDefault(&n.Storage, natsStorageFile)
-	setDefault(&n.ConnectTimeout, 5*time.Second)
+	setDefault(&n.Replicas, defaultNATSReplicas)
+	setDefault(&n.Storage, defaultNATSStorage)
+	setDefault(&n.ConnectTimeout, defaultNATSConnectTimeout)
 }
 
 func (n *NATSConfig) validate() []error {
@@ -518,39 +576,8 @@ func (c *Config) validateTLS() []error {
 	return errs
 }
 
-// defaultTLSReloadInterval is how often the TLS files are checked for a
-// change when [Config.TLSReloadInterval] is zero: a renewed certificate is
-// served within seconds, for the cost of reading a few small files.
-const defaultTLSReloadInterval = 5 * time.Second
-
-// Memory engine defaults; see [Config] for what each bounds.
-const (
-	defaultHistorySize = 1000
-	defaultHistoryAge  = time.Hour
-)
-
-// Defaults of the limits (see Config).
-const (
-	defaultMaxConnections          = 10_000
-	defaultConnectRate             = 1000
-	defaultMaxStreamsPerConnection = 32
-	defaultMaxReplay               = 1000
-	defaultMaxHeaderBytes          = 32 << 10
-	defaultReadHeaderTimeout       = 10 * time.Second
-	defaultRetry                   = 2 * time.Second
-)
-
-// validateLimits applies the defaults of the limits and checks them.
+// validateLimits checks the limits.
 func (c *Config) validateLimits() []error {
-	setDefault(&c.MaxConnections, defaultMaxConnections)
-	setDefault(&c.ConnectRate, defaultConnectRate)
-	setDefault(&c.MaxStreamsPerConnection, defaultMaxStreamsPerConnection)
-	setDefault(&c.MaxReplay, defaultMaxReplay)
-	setDefault(&c.MaxStreamName, MaxStreamName)
-	setDefault(&c.MaxHeaderBytes, defaultMaxHeaderBytes)
-	setDefault(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
-	setDefault(&c.Retry, defaultRetry)
-
 	var errs []error
 	if c.MaxStreamName < 1 || c.MaxStreamName > maxStreamNameLimit {
 		errs = append(errs, fmt.Errorf("max stream name must be 1 to %d bytes, got %d", maxStreamNameLimit, c.MaxStreamName))
