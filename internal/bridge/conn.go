@@ -88,7 +88,7 @@ func (c *conn) wake(why uint8) {
 
 // streamOutput is what the bridge needs of a connection's writer besides
 // Write: a real flush and write deadlines. [*http.ResponseController] and
-// [*h1Stream] implement it.
+// [*h1stream.Stream] implement it.
 type streamOutput interface {
 	Flush() error
 	SetWriteDeadline(time.Time) error

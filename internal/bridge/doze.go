@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/r3labs/sse/v2"
+	"github.com/sse-bridge/bridge/internal/h1stream"
 )
 
 // Most SSE connections are idle most of the time, and many never get an
@@ -31,7 +32,7 @@ import (
 //
 // Everything that ends a connection (the client going, an eviction, a
 // shutdown, a token expiry) ends a dozing one the same way: each cancels the
-// connection, which ends the wait (h1Stream.stopWatching, or the context).
+// connection, which ends the wait (h1stream.Stream.StopWatching, or the context).
 //
 // Whoever wakes a connection does so under its mu and records why in
 // wakeFor; the dozer takes the reasons and re-arms its wait under mu too, so
@@ -169,11 +170,11 @@ type chanDozer chan struct{}
 
 // dozerOf returns what a stream dozes in: its taken-over connection hs, or,
 // when net/http keeps the connection (hs nil), a new chanDozer.
-func dozerOf(hs *h1Stream) dozer {
+func dozerOf(hs *h1stream.Stream) dozer {
 	if hs == nil {
 		return make(chanDozer, 1)
 	}
-	return hs
+	return h1Dozer{hs}
 }
 
 func (d chanDozer) wait(ctx context.Context) error {
@@ -194,11 +195,14 @@ func (d chanDozer) wake() {
 
 func (d chanDozer) rearm() {}
 
-// The dozer of a taken-over connection: the Read it blocks in ends when the
-// client goes; a read deadline in the past wakes it (see h1Stream.idle).
+// h1Dozer is the dozer of a taken-over connection: the Read it blocks in
+// ends when the client goes; a read deadline in the past wakes it (see
+// h1stream.Stream.Idle). A struct of one pointer, so making it a dozer
+// allocates nothing.
+type h1Dozer struct{ s *h1stream.Stream }
 
-func (s *h1Stream) wait(context.Context) error { return s.idle() }
+func (d h1Dozer) wait(context.Context) error { return d.s.Idle() }
 
-func (s *h1Stream) wake() { s.stopWatching() }
+func (d h1Dozer) wake() { d.s.StopWatching() }
 
-func (s *h1Stream) rearm() { s.resumeReading() }
+func (d h1Dozer) rearm() { d.s.ResumeReading() }

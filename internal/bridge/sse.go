@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sse-bridge/bridge/internal/h1stream"
 )
 
 // errEvicted is what a write to an evicted connection returns.
@@ -75,8 +77,8 @@ func (s *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Counted before the connection leaves net/http: http.Server.Shutdown
 	// waits for this handler until then, and wait for the stream after.
 	s.streams.Add(1)
-	if hs := newH1Stream(w, r); hs != nil {
-		// The connection is the bridge's now (see h1stream.go): the stream
+	if hs := h1stream.New(w, r); hs != nil {
+		// The connection is the bridge's now (see internal/h1stream): the stream
 		// goes on on a goroutine of its own, and this one returns, so
 		// net/http lets go of its buffers. Its request context ends with
 		// it; the stream's context keeps only its values.
@@ -259,7 +261,7 @@ func (s *sseHandler) checkToken(w http.ResponseWriter, req *subscribeRequest) (s
 // hs is the connection when the handler took it over (w is then hs too), nil
 // when net/http writes the response: serve then ends the response by
 // closing hs, once the client went or the stream ended, whichever first.
-func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1Stream, a admitted) {
+func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1stream.Stream, a admitted) {
 	defer a.release()
 	ctx, cancelCtx := context.WithCancel(parent)
 	defer cancelCtx()
@@ -269,10 +271,10 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 		out = http.NewResponseController(w)
 	} else {
 		// Whoever waits in the connection's Read (doze, or the library's
-		// goroutine through watchCtx) stops when the stream ends.
+		// goroutine through h1stream.WatchContext) stops when the stream ends.
 		cancel = func() {
 			cancelCtx()
-			hs.stopWatching()
+			hs.StopWatching()
 		}
 	}
 	c, err := s.hub.register(a.streams, a.format, a.resume, a.after, out, cancel)
@@ -307,11 +309,11 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// (doze.go), unless streams are eager; any other goes to the library
 	// now.
 	if s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, dozerOf(hs), dw, c) {
-		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by watchCtx: inherited
+		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by h1stream.WatchContext: inherited
 		if hs != nil {
 			// The library's own goroutine that waits for the client to go
 			// watches the connection.
-			libCtx = &watchCtx{Context: ctx, hs: hs, gone: cancelCtx}
+			libCtx = h1stream.WatchContext(ctx, hs, cancelCtx)
 		}
 		s.hub.openLibStream(c)
 		s.hub.lib.ServeHTTP(dw, (&http.Request{Method: http.MethodGet, URL: &url.URL{RawQuery: "stream=" + c.id}}).WithContext(libCtx))

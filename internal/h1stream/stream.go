@@ -1,4 +1,8 @@
-package bridge
+// Package h1stream writes a Server-Sent Events response on an HTTP/1.1
+// connection taken over from net/http, so that an idle stream holds no
+// HTTP buffers. It knows nothing of events: the bridge's SSE handler writes
+// frames to a [Stream] as to any [net/http.ResponseWriter].
+package h1stream
 
 import (
 	"context"
@@ -21,47 +25,46 @@ import (
 // (Hijack) once the request passed every check, and writes the response
 // itself: a chunked body, one chunk per flush, from a buffer that exists
 // only while there is something to send. The stream then runs on a
-// goroutine of its own with a small stack, which dozes in Read until the
-// stream's first event (doze.go); from then on the library's goroutine that
-// waits for the end of the request blocks in Read to see the client go, as
-// net/http's own background read does (watchCtx).
+// goroutine of its own with a small stack, which can block in [Stream.Idle]
+// until it has something to send (the bridge's streams doze there until
+// their first event); from then on the goroutine the SSE library starts per
+// request to wait for its end blocks in Read to see the client go, as
+// net/http's own background read does ([WatchContext]).
 //
 // HTTP/2 streams cannot be taken over; they, HTTP/1.0 and any writer that
-// cannot hijack keep net/http's write path (see sseHandler.serve). Both
-// paths share everything above the writer: deadlines, flush coalescing,
-// eviction, last words.
+// cannot hijack keep net/http's write path ([New] returns nil for them).
 
 const (
-	// h1SizeRoom is the room kept at the start of a chunk buffer for the
+	// sizeRoom is the room kept at the start of a chunk buffer for the
 	// chunk-size line: up to 8 hex digits and CRLF.
-	h1SizeRoom = 10
-	// h1Spill: a body that grew this large between flushes goes out as a
+	sizeRoom = 10
+	// spill: a body that grew this large between flushes goes out as a
 	// chunk at once (net/http spills at its 4 KiB buffer the same way), so
 	// a burst that is coalesced into one flush never sits in memory whole.
-	h1Spill = 32 << 10
-	// h1KeepBuffer: a buffer that grew past this goes to the garbage
+	spill = 32 << 10
+	// keepBuffer: a buffer that grew past this goes to the garbage
 	// collector after use instead of back to the pool.
-	h1KeepBuffer = 64 << 10
-	// h1MaxStrayBytes is how much a client may send on a stream it
+	keepBuffer = 64 << 10
+	// maxStrayBytes is how much a client may send on a stream it
 	// subscribed with (there is nothing it should send) before the bridge
 	// closes it.
-	h1MaxStrayBytes = 4 << 10
+	maxStrayBytes = 4 << 10
 )
 
-// h1Buffers recycles chunk buffers between flushes of every stream, so an
+// buffers recycles chunk buffers between flushes of every stream, so an
 // idle connection holds none.
-var h1Buffers = sync.Pool{New: func() any {
-	b := make([]byte, h1SizeRoom, 4<<10)
+var buffers = sync.Pool{New: func() any {
+	b := make([]byte, sizeRoom, 4<<10)
 	return &b
 }}
 
 // crlf ends a chunk.
 var crlf = []byte("\r\n")
 
-// errStreamClosed is what a write to a finished h1Stream returns.
-var errStreamClosed = errors.New("bridge: stream closed")
+// ErrClosed is what a write to a finished Stream returns.
+var ErrClosed = errors.New("h1stream: stream closed")
 
-// h1Stream is the http.ResponseWriter of an HTTP/1.1 SSE response whose
+// Stream is the http.ResponseWriter of an HTTP/1.1 SSE response whose
 // connection the handler took over. It writes the status line and headers
 // with the first flush, then the body in chunked encoding; Close ends the
 // body (when nothing failed) and closes the connection.
@@ -69,12 +72,12 @@ var errStreamClosed = errors.New("bridge: stream closed")
 // Header, WriteHeader, Write and Flush are called by one goroutine, the
 // stream's; SetWriteDeadline may be called from any (an eviction). Every
 // write after the first failure returns that failure.
-type h1Stream struct {
+type Stream struct {
 	conn   net.Conn
 	header http.Header // the handler's header map, as net/http had it
 	status int         // 0 until WriteHeader
 	sent   bool        // the status line and headers went out
-	buf    *[]byte     // h1SizeRoom bytes of room, then the body since the last flush; nil while idle
+	buf    *[]byte     // sizeRoom bytes of room, then the body since the last flush; nil while idle
 	err    error
 	closed bool
 	stray  [64]byte // the reader's buffer: whatever a client sends is read and dropped
@@ -82,13 +85,13 @@ type h1Stream struct {
 	strayBytes int
 }
 
-// newH1Stream takes over the HTTP/1.1 connection under w. It returns nil,
+// New takes over the HTTP/1.1 connection under w. It returns nil,
 // and leaves w to net/http, when w cannot be taken over (HTTP/2, a test
-// recorder) or r is not HTTP/1.1. Not inlined, like the handler's other
-// stages (see sseHandler.admit).
+// recorder) or r is not HTTP/1.1. Not inlined, like the bridge handler's
+// other stages: the connect path's stack stays small.
 //
 //go:noinline
-func newH1Stream(w http.ResponseWriter, r *http.Request) *h1Stream {
+func New(w http.ResponseWriter, r *http.Request) *Stream {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		return nil // HTTP/1.0 has no chunked encoding
 	}
@@ -98,37 +101,37 @@ func newH1Stream(w http.ResponseWriter, r *http.Request) *h1Stream {
 		return nil
 	}
 	// The read buffer net/http hands over holds nothing a subscriber needs:
-	// a GET has no body, and anything sent after it is dropped (watch).
-	return &h1Stream{conn: nc, header: header}
+	// a GET has no body, and anything sent after it is dropped (Idle).
+	return &Stream{conn: nc, header: header}
 }
 
 // Header returns the response's header map, including what was set on it
 // before the connection was taken over.
-func (s *h1Stream) Header() http.Header { return s.header }
+func (s *Stream) Header() http.Header { return s.header }
 
 // WriteHeader records the status; it goes out with the first flush.
-func (s *h1Stream) WriteHeader(code int) {
+func (s *Stream) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 }
 
 // Write buffers p as part of the next chunk; a buffer that grew past
-// h1Spill is sent at once. A p of h1Spill or more (a group of large events)
+// spill is sent at once. A p of spill or more (a group of large events)
 // is not copied: what is buffered goes first, then p as a chunk of its own,
 // so a connection never holds a copy of a large write.
-func (s *h1Stream) Write(p []byte) (int, error) {
+func (s *Stream) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	if len(p) >= h1Spill {
+	if len(p) >= spill {
 		if err := s.Flush(); err != nil {
 			return 0, err
 		}
-		var room [h1SizeRoom]byte
+		var room [sizeRoom]byte
 		size := append(strconv.AppendInt(room[:0], int64(len(p)), 16), '\r', '\n')
 		bufs := net.Buffers{size, p, crlf}
 		if _, err := bufs.WriteTo(s.conn); err != nil {
@@ -138,10 +141,10 @@ func (s *h1Stream) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if s.buf == nil {
-		s.buf = h1Buffers.Get().(*[]byte)
+		s.buf = buffers.Get().(*[]byte)
 	}
 	*s.buf = append(*s.buf, p...)
-	if len(*s.buf) >= h1Spill {
+	if len(*s.buf) >= spill {
 		if err := s.Flush(); err != nil {
 			return 0, err
 		}
@@ -151,7 +154,7 @@ func (s *h1Stream) Write(p []byte) (int, error) {
 
 // Flush sends the headers, if still due, and what was written since the
 // last flush as one chunk, in one write to the connection.
-func (s *h1Stream) Flush() error {
+func (s *Stream) Flush() error {
 	if s.err != nil {
 		return s.err
 	}
@@ -159,12 +162,12 @@ func (s *h1Stream) Flush() error {
 		s.status = http.StatusOK
 	}
 	var chunk []byte
-	if s.buf != nil && len(*s.buf) > h1SizeRoom {
+	if s.buf != nil && len(*s.buf) > sizeRoom {
 		b := *s.buf
-		var tmp [h1SizeRoom]byte
-		size := strconv.AppendInt(tmp[:0], int64(len(b)-h1SizeRoom), 16)
+		var tmp [sizeRoom]byte
+		size := strconv.AppendInt(tmp[:0], int64(len(b)-sizeRoom), 16)
 		size = append(size, '\r', '\n')
-		start := h1SizeRoom - len(size)
+		start := sizeRoom - len(size)
 		copy(b[start:], size)
 		b = append(b, '\r', '\n')
 		chunk = b[start:]
@@ -175,10 +178,10 @@ func (s *h1Stream) Flush() error {
 		// The head and the first chunk in one write (a connect costs one
 		// packet, and writev's vectors would be garbage per connect).
 		s.sent = true
-		head := h1Buffers.Get().(*[]byte)
+		head := buffers.Get().(*[]byte)
 		*head = append(s.appendHead((*head)[:0]), chunk...)
 		_, err = s.conn.Write(*head)
-		putH1Buffer(head)
+		putBuffer(head)
 	} else if chunk != nil {
 		_, err = s.conn.Write(chunk)
 	}
@@ -190,19 +193,19 @@ func (s *h1Stream) Flush() error {
 }
 
 // release gives the chunk buffer back: an idle stream holds none.
-func (s *h1Stream) release() {
+func (s *Stream) release() {
 	if s.buf != nil {
-		putH1Buffer(s.buf)
+		putBuffer(s.buf)
 		s.buf = nil
 	}
 }
 
-// putH1Buffer returns b to h1Buffers, emptied, unless it grew too large to
+// putBuffer returns b to buffers, emptied, unless it grew too large to
 // keep.
-func putH1Buffer(b *[]byte) {
-	if cap(*b) <= h1KeepBuffer {
-		*b = (*b)[:h1SizeRoom]
-		h1Buffers.Put(b)
+func putBuffer(b *[]byte) {
+	if cap(*b) <= keepBuffer {
+		*b = (*b)[:sizeRoom]
+		buffers.Put(b)
 	}
 }
 
@@ -210,7 +213,7 @@ func putH1Buffer(b *[]byte) {
 // headers are the writer's: the body is chunked and the connection closes
 // after it (it is not net/http's any more, so it cannot serve another
 // request).
-func (s *h1Stream) appendHead(b []byte) []byte {
+func (s *Stream) appendHead(b []byte) []byte {
 	if s.status == http.StatusOK {
 		b = append(b, "HTTP/1.1 200 OK\r\n"...)
 	} else {
@@ -222,7 +225,7 @@ func (s *h1Stream) appendHead(b []byte) []byte {
 	// Header.WriteSubset turns CR and LF in values into spaces: no header
 	// value can add a line.
 	w := appendWriter{b}
-	_ = s.header.WriteSubset(&w, h1FramingHeaders)
+	_ = s.header.WriteSubset(&w, framingHeaders)
 	return append(w.b, "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"...)
 }
 
@@ -270,9 +273,9 @@ func (w *appendWriter) WriteString(p string) (int, error) {
 	return len(p), nil
 }
 
-// h1FramingHeaders are set by h1Stream itself, whatever the handler put in
+// framingHeaders are set by Stream itself, whatever the handler put in
 // the header map.
-var h1FramingHeaders = map[string]bool{
+var framingHeaders = map[string]bool{
 	"Connection":        true,
 	"Content-Length":    true,
 	"Date":              true,
@@ -283,13 +286,13 @@ var h1FramingHeaders = map[string]bool{
 
 // SetWriteDeadline sets the connection's write deadline; safe to call from
 // any goroutine.
-func (s *h1Stream) SetWriteDeadline(t time.Time) error { return s.conn.SetWriteDeadline(t) }
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.conn.SetWriteDeadline(t) }
 
 // Close ends the response and closes the connection: what is buffered and
 // the last chunk go out first when clean (nothing failed and the headers or
 // some body were sent), so the client sees a complete response. It is
 // called once the stream's handler is done with s.
-func (s *h1Stream) Close(clean bool) {
+func (s *Stream) Close(clean bool) {
 	if s.closed {
 		return
 	}
@@ -300,25 +303,25 @@ func (s *h1Stream) Close(clean bool) {
 		}
 	}
 	s.release()
-	s.err = errStreamClosed
+	s.err = ErrClosed
 	_ = s.conn.Close()
 }
 
-// watch reads from the connection until it fails, closes or is told to
-// stop (stopWatching), and calls gone then: the client went away, or the
-// stream is ending. A client that sends more than h1MaxStrayBytes on a
+// Watch reads from the connection until it fails, closes or is told to
+// stop (StopWatching), and calls gone then: the client went away, or the
+// stream is ending. A client that sends more than maxStrayBytes on a
 // stream is cut off the same way. It runs on the library's goroutine that
-// waits for the end of the request (see watchCtx).
-func (s *h1Stream) watch(gone context.CancelFunc) {
+// waits for the end of the request (see WatchContext).
+func (s *Stream) Watch(gone context.CancelFunc) {
 	defer gone()
-	_ = s.idle()
+	_ = s.Idle()
 }
 
-// idle reads from the connection, and drops what it reads, until the read
-// fails: it returns nil when the read deadline passed (stopWatching), else
+// Idle reads from the connection, and drops what it reads, until the read
+// fails: it returns nil when the read deadline passed (StopWatching), else
 // why the connection is over: the client went, or sent more than
-// h1MaxStrayBytes in all (there is nothing it should send).
-func (s *h1Stream) idle() error {
+// maxStrayBytes in all (there is nothing it should send).
+func (s *Stream) Idle() error {
 	for {
 		n, err := s.conn.Read(s.stray[:])
 		if err != nil {
@@ -328,29 +331,36 @@ func (s *h1Stream) idle() error {
 			return err
 		}
 		s.strayBytes += n
-		if s.strayBytes > h1MaxStrayBytes {
-			return errTooChatty
+		if s.strayBytes > maxStrayBytes {
+			return ErrTooChatty
 		}
 	}
 }
 
-// errTooChatty: a client sent more than h1MaxStrayBytes on its stream.
-var errTooChatty = errors.New("bridge: the client sent too much on its event stream")
+// ErrTooChatty: a client sent more than maxStrayBytes on its stream.
+var ErrTooChatty = errors.New("h1stream: the client sent too much on its event stream")
 
-// resumeReading clears the read deadline that stopWatching set, so reads
+// ResumeReading clears the read deadline that StopWatching set, so reads
 // block again.
-func (s *h1Stream) resumeReading() {
+func (s *Stream) ResumeReading() {
 	_ = s.conn.SetReadDeadline(time.Time{})
 }
 
-// stopWatching makes watch return: the read it waits in fails at once.
+// StopWatching makes Watch and Idle return: the read it waits in fails at once.
 // Safe to call from any goroutine, any number of times.
-func (s *h1Stream) stopWatching() {
+func (s *Stream) StopWatching() {
 	_ = s.conn.SetReadDeadline(aLongTimeAgo)
 }
 
 // aLongTimeAgo is a deadline that has passed.
 var aLongTimeAgo = time.Unix(1, 0)
+
+// WatchContext returns the request context the SSE library gets for a
+// stream on the taken-over connection s: ctx, whose first Done call watches
+// s (Watch) and calls gone when the client went. See watchCtx.
+func WatchContext(ctx context.Context, s *Stream, gone context.CancelFunc) context.Context {
+	return &watchCtx{Context: ctx, hs: s, gone: gone}
+}
 
 // watchCtx is the request context the library gets for a stream on a
 // taken-over connection. Something has to block in Read to see the client
@@ -361,12 +371,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // goroutine, watches the connection before it returns the channel: the
 // stream costs no goroutine of the bridge's own, and the library's handler
 // ends when the client goes, exactly as with a plain context. Pinned by
-// TestLibWaitsForTheEndOnItsOwnGoroutine.
+// TestLibWaitsForTheEndOnItsOwnGoroutine in internal/bridge.
 //
 // Every other method, and any later Done call, is the stream's context's.
 type watchCtx struct {
 	context.Context // the stream's; gone cancels it
-	hs              *h1Stream
+	hs              *Stream
 	gone            context.CancelFunc
 	watching        atomic.Bool
 }
@@ -375,7 +385,7 @@ type watchCtx struct {
 // the stream context's Done channel, closed by then.
 func (c *watchCtx) Done() <-chan struct{} {
 	if c.watching.CompareAndSwap(false, true) {
-		c.hs.watch(c.gone)
+		c.hs.Watch(c.gone)
 	}
 	return c.Context.Done()
 }
