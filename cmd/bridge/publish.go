@@ -25,7 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
-	"github.com/sse-bridge/bridge/internal/bridge"
+	"github.com/sse-bridge/bridge/internal/payload"
 )
 
 const publishUsage = `Usage: bridge publish [flags] --stream NAME PAYLOAD
@@ -209,7 +209,7 @@ func typedEvent(ctx context.Context, conn *grpc.ClientConn, typeURL string, payl
 
 // reflectTypes asks the bridge's reflection service for the file defining
 // name (and its imports) and returns their types.
-func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.FullName) (*bridge.TypeRegistry, error) {
+func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.FullName) (*payload.Registry, error) {
 	stream, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 	if err != nil {
 		return nil, rpcError(conn.Target(), err)
@@ -236,7 +236,7 @@ func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.
 		set.File = append(set.File, fdp)
 	}
 	// Imports the answer leaves out are compiled in here (well-known types).
-	types, err := bridge.NewTypeRegistryFromSet("from the reflection of "+conn.Target(), set)
+	types, err := payload.NewRegistryFromSet("from the reflection of "+conn.Target(), set)
 	if err != nil {
 		return nil, exitf(exitConnect, "descriptors of %s: %w", name, err)
 	}

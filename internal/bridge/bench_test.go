@@ -19,13 +19,14 @@ import (
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	shopv1 "github.com/sse-bridge/bridge/gen/shop/v1"
+	"github.com/sse-bridge/bridge/internal/payload/payloadtest"
 )
 
 // BenchmarkEncode measures rendering one publish to frame data, the work done
 // once per event.
 func BenchmarkEncode(b *testing.B) {
 	enc := compiledInEncoder(b)
-	typed := mustAny(b, &shopv1.OrderCreated{
+	typed := payloadtest.PublishAny(b, &shopv1.OrderCreated{
 		OrderId:   "o-1",
 		Customer:  &shopv1.Customer{Id: "c-7", Name: "Ada"},
 		Items:     []*shopv1.LineItem{{Sku: "sku-1", Quantity: 2, UnitPrice: &shopv1.Money{Currency: "EUR", AmountMinor: 625}}},
@@ -45,7 +46,7 @@ func BenchmarkEncode(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := enc.payload(bc.req); err != nil {
+				if _, _, err := enc.Payload(bc.req); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -137,7 +137,7 @@ func FuzzFramesParseBack(f *testing.F) {
 		id := min(first, ^uint64(0)-uint64(len(reqs))*256)
 		var events []*Event
 		for i, req := range reqs {
-			data, name, err := enc.payload(req)
+			data, name, err := enc.Payload(req)
 			if err != nil {
 				continue // Publish answers InvalidArgument: no frame
 			}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+	"github.com/sse-bridge/bridge/internal/payload"
 )
 
 // publishService implements bridge.v1.BridgeService.
@@ -18,7 +19,7 @@ type publishService struct {
 	bridgev1.UnimplementedBridgeServiceServer
 
 	engine     Engine
-	enc        *encoder
+	enc        *payload.Encoder
 	maxPayload int
 	maxName    int // longest stream name, in bytes; zero means MaxStreamName
 	log        *slog.Logger
@@ -60,7 +61,7 @@ func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishReque
 	if err := typeNameError(req.GetType()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	data, name, err := p.enc.payload(req)
+	data, name, err := p.enc.Payload(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -19,13 +19,14 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+	"github.com/sse-bridge/bridge/internal/payload"
 )
 
 // Server is one bridge: its configuration and its event types. Create it
 // with [New], then call [Server.Serve] or [Server.Run] once.
 type Server struct {
 	cfg   Config
-	types *TypeRegistry
+	types *payload.Registry
 	auth  *authenticator // nil: subscriber auth off
 	tls   *tlsReloader   // nil: TLS off on both listeners
 	pubs  *publishers    // nil: no publishers file
@@ -36,7 +37,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	types, err := NewTypeRegistry(cfg.DescriptorSets)
+	types, err := payload.NewRegistry(cfg.DescriptorSets)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +169,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	)
 	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
 		engine:     engine,
-		enc:        newEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
+		enc:        payload.NewEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
 		maxName:    cfg.MaxStreamName,
 		log:        log,

@@ -22,13 +22,14 @@ import (
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	"github.com/sse-bridge/bridge/internal/bridge"
+	"github.com/sse-bridge/bridge/internal/payload/payloadtest"
 )
 
 // pingAny builds a test.<pkg>.v1.Ping event, a type this test binary does not
 // have compiled in, as an Any.
 func pingAny(t *testing.T, pkg, note string, n int64) *anypb.Any {
 	t.Helper()
-	fd, err := protodesc.NewFile(bridge.PingFile(pkg), protoregistry.GlobalFiles)
+	fd, err := protodesc.NewFile(payloadtest.PingFile(pkg), protoregistry.GlobalFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func writeSetFile(t *testing.T, path string, files ...*descriptorpb.FileDescript
 // client; a bad set is refused and the old types keep working.
 func TestDescriptorSetTypesRenderAndReload(t *testing.T) {
 	t.Parallel()
-	path := bridge.WriteSet(t, bridge.PingFile("a"))
+	path := payloadtest.WriteSet(t, payloadtest.PingFile("a"))
 	b := startBridge(t, bridge.Config{DescriptorSets: []string{path}})
 	watch := subscribe(t, b.baseURL, "stream=pings", "")
 
@@ -89,7 +90,7 @@ func TestDescriptorSetTypesRenderAndReload(t *testing.T) {
 		t.Fatalf("Publish(unknown test.b.v1.Ping) = %v, want InvalidArgument naming the type and --descriptor-set", err)
 	}
 
-	writeSetFile(t, path, bridge.PingFile("a"), bridge.PingFile("b"))
+	writeSetFile(t, path, payloadtest.PingFile("a"), payloadtest.PingFile("b"))
 	if err := b.srv.ReloadTypes(); err != nil {
 		t.Fatalf("ReloadTypes = %v", err)
 	}
@@ -117,7 +118,7 @@ func TestDescriptorSetTypesRenderAndReload(t *testing.T) {
 // without proto files asks: the services, and the file of a loaded type.
 func TestReflectionServesLoadedTypes(t *testing.T) {
 	t.Parallel()
-	b := startBridge(t, bridge.Config{DescriptorSets: []string{bridge.WriteSet(t, bridge.PingFile("r"))}})
+	b := startBridge(t, bridge.Config{DescriptorSets: []string{payloadtest.WriteSet(t, payloadtest.PingFile("r"))}})
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
 	stream, err := reflectionv1.NewServerReflectionClient(b.conn).ServerReflectionInfo(ctx)
@@ -172,7 +173,7 @@ func TestGrpcurlPublishesThroughReflection(t *testing.T) {
 		}
 		t.Skip("grpcurl is not installed: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3")
 	}
-	b := startBridge(t, bridge.Config{DescriptorSets: []string{bridge.WriteSet(t, bridge.PingFile("g"))}})
+	b := startBridge(t, bridge.Config{DescriptorSets: []string{payloadtest.WriteSet(t, payloadtest.PingFile("g"))}})
 	watch := subscribe(t, b.baseURL, "stream=cli", "")
 
 	publish := func(body string) uint64 {

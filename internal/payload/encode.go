@@ -1,4 +1,10 @@
-package bridge
+// Package payload turns the payload of a Publish request into the JSON data
+// of an SSE frame: the [Registry] of event types the bridge knows (compiled
+// in, or loaded from descriptor sets, and reloadable) and the [Encoder],
+// which holds the protojson options that are the browser contract. It is
+// shared by the bridge and the bridge publish client, and imports nothing
+// else of the module but the generated code.
+package payload
 
 import (
 	"errors"
@@ -16,7 +22,7 @@ import (
 	_ "github.com/sse-bridge/bridge/gen/shop/v1"
 )
 
-// encoder renders payloads as frame data; nobody else calls protojson. The
+// Encoder renders payloads as frame data; nobody else calls protojson. The
 // defaults are the browser contract: lowerCamelCase field names (the
 // json_name), int64 and uint64 as strings (JavaScript numbers lose precision
 // past 2^53), enums as their names, well-known types in their JSON forms,
@@ -24,36 +30,36 @@ import (
 // names and unpopulated fields per bridge. Never Multiline or Indent: a
 // frame's data is one line.
 //
-// An encoder is safe for concurrent use.
-type encoder struct {
-	types *TypeRegistry
+// An Encoder is safe for concurrent use.
+type Encoder struct {
+	types *Registry
 	opts  protojson.MarshalOptions
 }
 
-// newEncoder returns an encoder resolving types with types. protoNames
+// NewEncoder returns an Encoder resolving types with types. protoNames
 // selects the proto field names instead of lowerCamelCase; emitDefaults
 // renders unpopulated fields with their default values.
-func newEncoder(types *TypeRegistry, protoNames, emitDefaults bool) *encoder {
-	return &encoder{types: types, opts: protojson.MarshalOptions{
+func NewEncoder(types *Registry, protoNames, emitDefaults bool) *Encoder {
+	return &Encoder{types: types, opts: protojson.MarshalOptions{
 		UseProtoNames:   protoNames,
 		EmitUnpopulated: emitDefaults,
 		Resolver:        types, // for Any fields inside events
 	}}
 }
 
-// errPayload marks a payload the bridge cannot render: the client's fault.
-var errPayload = errors.New("invalid payload")
+// ErrInvalid marks a payload the bridge cannot render: the client's fault.
+var ErrInvalid = errors.New("invalid payload")
 
 // payloadError is a client fault in a payload, with what to fix.
 func payloadError(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errPayload, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
 // payload renders the payload of req as the frame's data (one line of
 // JSON) and returns the SSE event name to use when req sets no type: the
 // message's full name for typed events, empty for json ones. Errors wrap
-// errPayload and say what to fix.
-func (e *encoder) payload(req *bridgev1.PublishRequest) (data []byte, name string, err error) {
+// ErrInvalid and say what to fix.
+func (e *Encoder) Payload(req *bridgev1.PublishRequest) (data []byte, name string, err error) {
 	switch p := req.GetPayload().(type) {
 	case *bridgev1.PublishRequest_Event:
 		return e.typed(p.Event)
@@ -65,7 +71,7 @@ func (e *encoder) payload(req *bridgev1.PublishRequest) (data []byte, name strin
 	}
 }
 
-func (e *encoder) typed(a *anypb.Any) ([]byte, string, error) {
+func (e *Encoder) typed(a *anypb.Any) ([]byte, string, error) {
 	url := a.GetTypeUrl()
 	if url == "" {
 		return nil, "", payloadError(`event has no type: set its "@type" (or type_url) to "type.googleapis.com/" followed by the message's full name`)
@@ -87,7 +93,7 @@ func (e *encoder) typed(a *anypb.Any) ([]byte, string, error) {
 	return data, string(msg.ProtoReflect().Descriptor().FullName()), nil
 }
 
-func (e *encoder) json(v *structpb.Value) ([]byte, error) {
+func (e *Encoder) json(v *structpb.Value) ([]byte, error) {
 	if v.GetKind() == nil {
 		return nil, payloadError(`json has no value: give any JSON value, for example {"hello": "world"}`)
 	}

@@ -1,9 +1,10 @@
-package bridge
+package payload
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,26 +18,18 @@ import (
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	shopv1 "github.com/sse-bridge/bridge/gen/shop/v1"
+	"github.com/sse-bridge/bridge/internal/payload/payloadtest"
 )
 
-// compiledInEncoder is an encoder with the default options that knows only
+// compiledInEncoder is an Encoder with the default options that knows only
 // the compiled-in types.
-func compiledInEncoder(tb testing.TB) *encoder {
+func compiledInEncoder(tb testing.TB) *Encoder {
 	tb.Helper()
-	types, err := NewTypeRegistry(nil)
+	types, err := NewRegistry(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return newEncoder(types, false, false)
-}
-
-func mustAny(tb testing.TB, m proto.Message) *bridgev1.PublishRequest {
-	tb.Helper()
-	a, err := anypb.New(m)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &bridgev1.PublishRequest{Stream: "s", Payload: &bridgev1.PublishRequest_Event{Event: a}}
+	return NewEncoder(types, false, false)
 }
 
 // TestEncodeJSONMapping pins the JSON mapping browsers rely on: field names,
@@ -51,7 +44,7 @@ func TestEncodeJSONMapping(t *testing.T) {
 	}{
 		{
 			name: "order with nested message, enum, int64 and timestamp",
-			req: mustAny(t, &shopv1.OrderCreated{
+			req: payloadtest.PublishAny(t, &shopv1.OrderCreated{
 				OrderId:   "o-1",
 				Total:     &shopv1.Money{Currency: "EUR", AmountMinor: 9007199254740993}, // 2^53+1: exact only as a string
 				Status:    shopv1.OrderStatus_ORDER_STATUS_SHIPPED,
@@ -62,15 +55,15 @@ func TestEncodeJSONMapping(t *testing.T) {
 		},
 		{
 			name:     "defaults are omitted",
-			req:      mustAny(t, &shopv1.OrderStatusChanged{OrderId: "o-2"}),
+			req:      payloadtest.PublishAny(t, &shopv1.OrderStatusChanged{OrderId: "o-2"}),
 			wantName: "shop.v1.OrderStatusChanged",
 			wantJSON: `{"orderId":"o-2"}`,
 		},
-		{name: "duration", req: mustAny(t, durationpb.New(1500*time.Millisecond)), wantName: "google.protobuf.Duration", wantJSON: `"1.500s"`},
-		{name: "wrapper", req: mustAny(t, wrapperspb.Int64(7)), wantName: "google.protobuf.Int64Value", wantJSON: `"7"`},
+		{name: "duration", req: payloadtest.PublishAny(t, durationpb.New(1500*time.Millisecond)), wantName: "google.protobuf.Duration", wantJSON: `"1.500s"`},
+		{name: "wrapper", req: payloadtest.PublishAny(t, wrapperspb.Int64(7)), wantName: "google.protobuf.Int64Value", wantJSON: `"7"`},
 		{
 			name:     "struct",
-			req:      mustAny(t, &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewNullValue()}})}}),
+			req:      payloadtest.PublishAny(t, &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewNullValue()}})}}),
 			wantName: "google.protobuf.Struct",
 			wantJSON: `{"a":[null]}`,
 		},
@@ -82,7 +75,7 @@ func TestEncodeJSONMapping(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			data, name, err := compiledInEncoder(t).payload(tc.req)
+			data, name, err := compiledInEncoder(t).Payload(tc.req)
 			if err != nil {
 				t.Fatalf("encodePayload = %v", err)
 			}
@@ -107,34 +100,34 @@ func TestEncodeJSONMapping(t *testing.T) {
 }
 
 // FuzzEncode: whatever a publisher sends, compiled-in or loaded type,
-// encoding either fails with a payload error or yields one line of valid
-// JSON, and so does every frame format built from it; it never panics.
+// encoding either fails with a payload error or yields one non-empty line of
+// valid JSON; it never panics. (The bridge's FuzzFramesParseBack takes what
+// the encoder yields on through every frame format to a browser's parser.)
 func FuzzEncode(f *testing.F) {
 	valid, _ := proto.Marshal(&shopv1.OrderCreated{OrderId: "o-1", Total: &shopv1.Money{AmountMinor: -5}})
 	f.Add("hello\nworld", valid, "type.googleapis.com/shop.v1.OrderCreated")
 	f.Add("\x00\xff", []byte{0x0a, 0x80}, "type.googleapis.com/google.protobuf.Timestamp")
 	f.Add("", []byte{}, "x/")
 	f.Add("\u2028", []byte{0x12, 0x02, 0x08, 0x01}, "type.googleapis.com/test.mixed.v1.Mixed")
-	types, err := NewTypeRegistry([]string{writeSet(f, mixedFile(), pingFile("f"))})
+	types, err := NewRegistry([]string{payloadtest.WriteSet(f, payloadtest.MixedFile(), payloadtest.PingFile("f"))})
 	if err != nil {
 		f.Fatal(err)
 	}
-	enc := newEncoder(types, false, false)
+	enc := NewEncoder(types, false, false)
 	f.Fuzz(func(t *testing.T, s string, value []byte, typeURL string) {
 		check := func(req *bridgev1.PublishRequest) {
-			data, name, err := enc.payload(req)
+			data, name, err := enc.Payload(req)
 			if err != nil {
-				if !errors.Is(err, errPayload) {
+				if !errors.Is(err, ErrInvalid) {
 					t.Fatalf("payload error %v is not a payload error", err)
 				}
 				return
 			}
-			ev := &Event{ID: 1, Stream: "s", Type: name, Data: data, Time: time.Unix(0, 0)}
-			for f := range numFormats {
-				fr := ev.frame(f)
-				if bytes.ContainsAny(fr.Data, "\r\n") || bytes.ContainsAny(fr.Event, "\r\n") || !json.Valid(fr.Data) || len(fr.Data) == 0 {
-					t.Fatalf("format %d: data %q: want one non-empty line of valid JSON", f, fr.Data)
-				}
+			if bytes.ContainsAny(data, "\r\n") || !json.Valid(data) || len(data) == 0 {
+				t.Fatalf("data %q: want one non-empty line of valid JSON", data)
+			}
+			if strings.ContainsAny(name, "\r\n") {
+				t.Fatalf("event name %q spans lines", name)
 			}
 		}
 		check(&bridgev1.PublishRequest{Payload: &bridgev1.PublishRequest_Json{Json: structpb.NewStringValue(s)}})

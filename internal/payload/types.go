@@ -1,4 +1,4 @@
-package bridge
+package payload
 
 import (
 	"errors"
@@ -14,18 +14,18 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// TypeRegistry resolves event types: those compiled into the bridge and those
+// Registry resolves event types: those compiled into the bridge and those
 // loaded from descriptor sets (FileDescriptorSet files, as `buf build -o` and
 // `protoc --include_imports --descriptor_set_out` write them). It serves the
-// encoder (Any payloads to JSON) and gRPC server reflection, so grpcurl can
+// Encoder (Any payloads to JSON) and gRPC server reflection, so grpcurl can
 // build events of the loaded types with no proto files of its own.
 //
 // Compiled-in types win: a loaded file whose path is compiled in is skipped,
 // and a loaded type whose name is compiled in from another file is an error.
 //
-// A TypeRegistry is safe for concurrent use; [TypeRegistry.Reload] swaps the
+// A Registry is safe for concurrent use; [Registry.Reload] swaps the
 // loaded types atomically, so lookups never see half a reload.
-type TypeRegistry struct {
+type Registry struct {
 	paths []string
 	cur   atomic.Pointer[typeSet]
 }
@@ -36,22 +36,22 @@ type typeSet struct {
 	types *protoregistry.Types // dynamic types of the loaded files
 }
 
-// NewTypeRegistry loads the descriptor sets at paths. It fails, naming the
+// NewRegistry loads the descriptor sets at paths. It fails, naming the
 // file and the type, when a set cannot be read or parsed, when two sets
 // define a file or a type differently, when a type clashes with a
 // compiled-in one, or when an import is in no set.
-func NewTypeRegistry(paths []string) (*TypeRegistry, error) {
-	r := &TypeRegistry{paths: paths}
+func NewRegistry(paths []string) (*Registry, error) {
+	r := &Registry{paths: paths}
 	if err := r.Reload(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// NewTypeRegistryFromSet returns a registry of the types of set, a descriptor
+// NewRegistryFromSet returns a registry of the types of set, a descriptor
 // set held in memory (such as one fetched through server reflection); origin
 // names it in errors. Its Reload does nothing.
-func NewTypeRegistryFromSet(origin string, set *descriptorpb.FileDescriptorSet) (*TypeRegistry, error) {
+func NewRegistryFromSet(origin string, set *descriptorpb.FileDescriptorSet) (*Registry, error) {
 	l := newSetLoader()
 	if err := l.add(origin, set); err != nil {
 		return nil, err
@@ -60,14 +60,14 @@ func NewTypeRegistryFromSet(origin string, set *descriptorpb.FileDescriptorSet) 
 	if err != nil {
 		return nil, err
 	}
-	r := &TypeRegistry{}
+	r := &Registry{}
 	r.cur.Store(ts)
 	return r, nil
 }
 
 // Reload reads the descriptor sets again. On error the types loaded before
 // stay in force.
-func (r *TypeRegistry) Reload() error {
+func (r *Registry) Reload() error {
 	set, err := loadTypeSet(r.paths)
 	if err != nil {
 		return err
@@ -77,10 +77,10 @@ func (r *TypeRegistry) Reload() error {
 }
 
 // Count returns how many message types the descriptor sets provide.
-func (r *TypeRegistry) Count() int { return r.cur.Load().types.NumMessages() }
+func (r *Registry) Count() int { return r.cur.Load().types.NumMessages() }
 
 // FindMessageByName implements [protoregistry.MessageTypeResolver].
-func (r *TypeRegistry) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
+func (r *Registry) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
 	if mt, err := protoregistry.GlobalTypes.FindMessageByName(name); err == nil {
 		return mt, nil
 	}
@@ -88,7 +88,7 @@ func (r *TypeRegistry) FindMessageByName(name protoreflect.FullName) (protorefle
 }
 
 // FindMessageByURL implements [protoregistry.MessageTypeResolver].
-func (r *TypeRegistry) FindMessageByURL(url string) (protoreflect.MessageType, error) {
+func (r *Registry) FindMessageByURL(url string) (protoreflect.MessageType, error) {
 	if mt, err := protoregistry.GlobalTypes.FindMessageByURL(url); err == nil {
 		return mt, nil
 	}
@@ -96,7 +96,7 @@ func (r *TypeRegistry) FindMessageByURL(url string) (protoreflect.MessageType, e
 }
 
 // FindExtensionByName implements [protoregistry.ExtensionTypeResolver].
-func (r *TypeRegistry) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
+func (r *Registry) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
 	if xt, err := protoregistry.GlobalTypes.FindExtensionByName(field); err == nil {
 		return xt, nil
 	}
@@ -104,7 +104,7 @@ func (r *TypeRegistry) FindExtensionByName(field protoreflect.FullName) (protore
 }
 
 // FindExtensionByNumber implements [protoregistry.ExtensionTypeResolver].
-func (r *TypeRegistry) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
+func (r *Registry) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
 	if xt, err := protoregistry.GlobalTypes.FindExtensionByNumber(message, field); err == nil {
 		return xt, nil
 	}
@@ -112,7 +112,7 @@ func (r *TypeRegistry) FindExtensionByNumber(message protoreflect.FullName, fiel
 }
 
 // RangeExtensionsByMessage is what gRPC reflection needs besides the above.
-func (r *TypeRegistry) RangeExtensionsByMessage(message protoreflect.FullName, f func(protoreflect.ExtensionType) bool) {
+func (r *Registry) RangeExtensionsByMessage(message protoreflect.FullName, f func(protoreflect.ExtensionType) bool) {
 	done := false
 	protoregistry.GlobalTypes.RangeExtensionsByMessage(message, func(xt protoreflect.ExtensionType) bool {
 		done = !f(xt)
@@ -124,12 +124,12 @@ func (r *TypeRegistry) RangeExtensionsByMessage(message protoreflect.FullName, f
 }
 
 // FindFileByPath implements [protodesc.Resolver], for reflection.
-func (r *TypeRegistry) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+func (r *Registry) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
 	return filesChain{protoregistry.GlobalFiles, r.cur.Load().files}.FindFileByPath(path)
 }
 
 // FindDescriptorByName implements [protodesc.Resolver], for reflection.
-func (r *TypeRegistry) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+func (r *Registry) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
 	return filesChain{protoregistry.GlobalFiles, r.cur.Load().files}.FindDescriptorByName(name)
 }
 

@@ -1,15 +1,12 @@
-package bridge
+package payload
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +16,7 @@ import (
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	shopv1 "github.com/sse-bridge/bridge/gen/shop/v1"
+	"github.com/sse-bridge/bridge/internal/payload/payloadtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -40,9 +38,11 @@ type goldenCase struct {
 	protoNames, emitDefaults bool
 }
 
+// TestGoldenJSONMapping pins the JSON of typed and json events, field by
+// field, in every mapping option: the contract browsers code against.
 func TestGoldenJSONMapping(t *testing.T) {
 	t.Parallel()
-	types, err := NewTypeRegistry([]string{writeSet(t, mixedFile())})
+	types, err := NewRegistry([]string{payloadtest.WriteSet(t, payloadtest.MixedFile())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,80 +84,17 @@ func TestGoldenJSONMapping(t *testing.T) {
 		{name: "mixed_proto_names", req: mixed(mixedJSON), protoNames: true},
 		{name: "mixed_unpopulated", req: mixed(`{"orderId":"o-2"}`)},
 		{name: "mixed_unpopulated_emit_defaults", req: mixed(`{"orderId":"o-2"}`), emitDefaults: true},
-		{name: "order_compiled_in", req: mustAny(t, order)},
+		{name: "order_compiled_in", req: payloadtest.PublishAny(t, order)},
 		{name: "order_unknown_field", req: unknownReq},
 		{name: "json_value", req: &bridgev1.PublishRequest{Stream: "s", Payload: &bridgev1.PublishRequest_Json{Json: structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewNumberValue(1), structpb.NewStringValue("x"), structpb.NewNullValue()}})}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			data, name, err := newEncoder(types, tc.protoNames, tc.emitDefaults).payload(tc.req)
+			data, name, err := NewEncoder(types, tc.protoNames, tc.emitDefaults).Payload(tc.req)
 			if err != nil {
 				t.Fatalf("payload = %v", err)
 			}
-			checkGolden(t, tc.name, map[string]any{"event": name, "data": json.RawMessage(data)})
+			payloadtest.CheckGolden(t, filepath.Join("testdata", "golden", tc.name+".json"), map[string]any{"event": name, "data": json.RawMessage(data)}, *update)
 		})
-	}
-}
-
-// TestGoldenFormats pins the three frame formats for a typed and a json event.
-func TestGoldenFormats(t *testing.T) {
-	t.Parallel()
-	at := time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)
-	events := map[string]*Event{
-		"typed": {ID: 1795633221073629, Stream: "orders", Type: "shop.v1.OrderCreated", Data: []byte(`{"orderId":"o-1", "total":{"amountMinor":"1250"}}`), Time: at},
-		"json":  {ID: 1795633221073630, Stream: "user.42", Data: []byte(`{"hello":"world"}`), Time: at},
-	}
-	for name, ev := range events {
-		for _, f := range []struct {
-			name   string
-			format Format
-		}{{"data", FormatData}, {"envelope", FormatEnvelope}, {"cloudevents", FormatCloudEvents}} {
-			t.Run(name+"_"+f.name, func(t *testing.T) {
-				t.Parallel()
-				fr := ev.frame(f.format)
-				if ev.frame(f.format) != fr {
-					t.Errorf("frame(%s) built twice: want one frame per event and format", f.name)
-				}
-				if bytes.ContainsAny(fr.Data, "\r\n") || bytes.ContainsAny(fr.Event, "\r\n") {
-					t.Errorf("frame spans lines: %q", fr.Data)
-				}
-				checkGolden(t, "format_"+name+"_"+f.name, map[string]any{"id": string(fr.ID), "event": string(fr.Event), "data": json.RawMessage(fr.Data)})
-			})
-		}
-	}
-}
-
-// checkGolden compares v, as indented JSON, with testdata/golden/name.json
-// semantically; -update rewrites the file.
-func checkGolden(t *testing.T, name string, v any) {
-	t.Helper()
-	got, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatalf("marshal: %v", err)
-	}
-	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	var gotV, wantV any
-	if err := json.Unmarshal(got, &gotV); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(want, &wantV); err != nil {
-		t.Fatalf("golden %s: %v", path, err)
-	}
-	if diff := cmp.Diff(wantV, gotV); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
 }
