@@ -24,7 +24,7 @@ import (
 // (pingBytes), and it dozes on.
 //
 // What a dozing stream waits in depends on its connection. A connection
-// taken over from net/http (h1stream.go) has nothing else reading it: the
+// taken over from net/http (internal/h1stream) has nothing else reading it: the
 // stream blocks in Read, which ends when the client goes, and a read
 // deadline in the past wakes it. One that net/http keeps (HTTP/2, HTTP/1.0)
 // has net/http watching it, which ends the request's context when the

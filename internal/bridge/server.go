@@ -20,6 +20,7 @@ import (
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	"github.com/sse-bridge/bridge/internal/payload"
+	"github.com/sse-bridge/bridge/internal/tlsreload"
 )
 
 // Server is one bridge: its configuration and its event types. Create it
@@ -27,9 +28,9 @@ import (
 type Server struct {
 	cfg   Config
 	types *payload.Registry
-	auth  *authenticator // nil: subscriber auth off
-	tls   *tlsReloader   // nil: TLS off on both listeners
-	pubs  *publishers    // nil: no publishers file
+	auth  *authenticator      // nil: subscriber auth off
+	tls   *tlsreload.Reloader // nil: TLS off on both listeners
+	pubs  *publishers         // nil: no publishers file
 }
 
 // New validates cfg (applying defaults) and loads its descriptor sets.
@@ -45,7 +46,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsr, err := newTLSReloader(&cfg)
+	tlsr, err := tlsreload.New(tlsreload.Files{
+		HTTPCert: cfg.TLSCert, HTTPKey: cfg.TLSKey,
+		GRPCCert: cfg.GRPCTLSCert, GRPCKey: cfg.GRPCTLSKey, GRPCClientCA: cfg.GRPCClientCA,
+	}, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +121,7 @@ func (s *Server) Run(ctx context.Context) error {
 // GracefulStop, forced after cfg.ShutdownTimeout; every SSE connection is
 // sent a spread retry: and cancelled (browsers reconnect, not all at once);
 // the HTTP server shuts down, and the streams on connections taken over from
-// it (HTTP/1.1, see h1stream.go) end, their writes cut at
+// it (HTTP/1.1, see internal/h1stream) end, their writes cut at
 // cfg.ShutdownTimeout at the latest; the dispatcher and heartbeat stop; the r3labs
 // server closes when it has no subscriber left (closing it earlier leaks a
 // goroutine per client); the engine is released last (the nats engine
@@ -158,7 +162,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	gauth := s.grpcAuth(m)
 	var closing, draining atomic.Bool
 	gs := grpc.NewServer(
-		s.tls.grpcServerOption(), // TLS when configured, else plaintext
+		s.tls.GRPCServerOption(), // TLS when configured, else plaintext
 		// MaxPayload and room for the rest of the request: an event a little
 		// over MaxPayload gets Publish's InvalidArgument, which says what to
 		// do; one far over it is refused unread (ResourceExhausted).
@@ -203,7 +207,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	s.tls.configureHTTP(httpSrv, cfg.WriteTimeout)
+	s.tls.ConfigureHTTP(httpSrv, cfg.WriteTimeout)
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -211,7 +215,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	errc := make(chan error, 2) // one per listener, so no sender ever blocks
 	wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
-	wg.Go(func() { s.tls.watch(runCtx, cfg.TLSReloadInterval) })
+	wg.Go(func() { s.tls.Watch(runCtx, cfg.TLSReloadInterval) })
 	if r, ok := engine.(readiness); ok {
 		wg.Go(func() { reportReadiness(runCtx, r, healthSrv, log) })
 	}
@@ -221,7 +225,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	wg.Go(func() {
-		if err := serveHTTP(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := tlsreload.Serve(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})
@@ -413,7 +417,7 @@ func (s *Server) ReloadPublishers() error {
 // leaves the one loaded before in force, and the error names it. Each outcome
 // is logged, without key material. It returns nil when TLS is off. Safe to
 // call at any time, from any goroutine.
-func (s *Server) ReloadTLS() error { return s.tls.reload(true) }
+func (s *Server) ReloadTLS() error { return s.tls.Reload() }
 
 // Reload is [Server.ReloadTypes], [Server.ReloadTLS],
 // [Server.ReloadPublishers] and [Server.ReloadJWKS], what SIGHUP does; the

@@ -474,7 +474,7 @@ func TestLibCommentEventIsKeepAlive(t *testing.T) {
 
 // TestLibFrameLayoutIsRaw pins how ServeHTTP writes an event: "id:", "data:",
 // then "event:" if set, each field written as given, with nothing escaped or
-// split. encode.go and hub.go depend on it: data must be one line of JSON (a
+// split. internal/payload and hub.go depend on it: data must be one line of JSON (a
 // line feed in it cuts the payload), every data frame carries an id (an empty
 // one still writes "id: ", which resets the browser's Last-Event-ID), and ids
 // and event names are validated (a CR or LF in them injects fields).
@@ -841,7 +841,7 @@ func newPlainLib() *sse.Server {
 }
 
 // doneHookCtx counts the Done calls on a request context, and blocks the
-// first one until release is closed (watchCtx blocks it in a read).
+// first one until release is closed (h1stream.WatchContext blocks it in a read).
 type doneHookCtx struct {
 	context.Context
 	calls   chan struct{} // one value per Done call
@@ -859,7 +859,7 @@ func (c *doneHookCtx) Done() <-chan struct{} {
 	return c.Context.Done()
 }
 
-// watchCtx (h1stream.go) relies on this: the library calls Done on the
+// h1stream.WatchContext (internal/h1stream) relies on this: the library calls Done on the
 // request's context once per request, on a goroutine of its own (the
 // handler goes on serving frames while that call blocks), and ends the
 // handler once the channel that call returned is closed.
@@ -890,7 +890,7 @@ func TestLibWaitsForTheEndOnItsOwnGoroutine(t *testing.T) {
 		t.Fatalf("GET: %v", err)
 	}
 	defer func() { _ = res.Body.Close() }()
-	libRecv(reqCtx, t, hook.calls, "the first Done call (without it, watchCtx never watches the connection: re-check h1stream.go)")
+	libRecv(reqCtx, t, hook.calls, "the first Done call (without it, h1stream.WatchContext never watches the connection: re-check internal/h1stream)")
 	// That call blocks, and frames still flow: it is not on the handler's
 	// goroutine.
 	if !lib.TryPublish("w", &sse.Event{ID: []byte("1"), Data: []byte("while Done blocks")}) {
@@ -901,7 +901,7 @@ func TestLibWaitsForTheEndOnItsOwnGoroutine(t *testing.T) {
 	}
 	select {
 	case <-hook.calls:
-		t.Fatal("a second Done call: watchCtx watches on the first only, and any other caller would block (re-check h1stream.go)")
+		t.Fatal("a second Done call: h1stream.WatchContext watches on the first only, and any other caller would block (re-check internal/h1stream)")
 	default:
 	}
 	// Once the first call returns a closed channel, the handler ends.
@@ -914,7 +914,7 @@ func TestLibWaitsForTheEndOnItsOwnGoroutine(t *testing.T) {
 	}
 	select {
 	case <-hook.calls:
-		t.Fatal("Done called again before the handler returned (re-check h1stream.go)")
+		t.Fatal("Done called again before the handler returned (re-check internal/h1stream)")
 	default:
 	}
 }

@@ -1,4 +1,10 @@
-package bridge
+// Package tlsreload keeps the TLS certificates of the bridge's two
+// listeners, and the CA pool that verifies publishers' client certificates,
+// current: each is loaded from its files at start, and again on request
+// (SIGHUP) or when a poll sees a file change. Handshakes read the value in
+// force through an atomic pointer, so a reload never blocks or breaks one,
+// and a file that fails to load leaves the value loaded before in force.
+package tlsreload
 
 import (
 	"context"
@@ -17,15 +23,29 @@ import (
 	"time"
 )
 
-// tlsReloader holds the TLS inputs of both listeners — the HTTP key pair, the
+// Files names the TLS files of the two listeners. Empty fields mean no TLS
+// there; a certificate and its key go together.
+type Files struct {
+	// HTTPCert and HTTPKey are the PEM certificate (chain) and key of the
+	// HTTP listener.
+	HTTPCert, HTTPKey string
+	// GRPCCert and GRPCKey are the PEM certificate (chain) and key of the
+	// gRPC listener.
+	GRPCCert, GRPCKey string
+	// GRPCClientCA is a PEM file of the CAs that sign publishers' client
+	// certificates; it needs the gRPC pair.
+	GRPCClientCA string
+}
+
+// Reloader holds the TLS inputs of both listeners — the HTTP key pair, the
 // gRPC key pair and the gRPC client CA pool — and replaces each when its
 // files change. Handshakes read the value in force through an atomic
 // pointer, so a reload never blocks or breaks one; connections already open
 // keep the certificate they were made with.
 //
-// A nil *tlsReloader means TLS is off on both listeners; its methods accept
+// A nil *Reloader means TLS is off on both listeners; its methods accept
 // that.
-type tlsReloader struct {
+type Reloader struct {
 	log *slog.Logger
 
 	// mu serializes loads: SIGHUP and the poll may ask at the same time, and
@@ -36,19 +56,19 @@ type tlsReloader struct {
 	clientCA *watchedFiles[caPool]          // nil: no client certificates asked for
 }
 
-// newTLSReloader loads every TLS file cfg names. It returns nil when cfg
+// New loads every TLS file f names, logging to log. It returns nil when f
 // names none, and an error naming the files when one does not load: a
 // bridge with a broken certificate must not start.
-func newTLSReloader(cfg *Config) (*tlsReloader, error) {
-	r := &tlsReloader{log: cfg.Logger}
-	if cfg.TLSCert != "" {
-		r.httpPair = newKeyPairFiles("HTTP TLS certificate", cfg.TLSCert, cfg.TLSKey)
+func New(f Files, log *slog.Logger) (*Reloader, error) {
+	r := &Reloader{log: log}
+	if f.HTTPCert != "" {
+		r.httpPair = newKeyPairFiles("HTTP TLS certificate", f.HTTPCert, f.HTTPKey)
 	}
-	if cfg.GRPCTLSCert != "" {
-		r.grpcPair = newKeyPairFiles("gRPC TLS certificate", cfg.GRPCTLSCert, cfg.GRPCTLSKey)
+	if f.GRPCCert != "" {
+		r.grpcPair = newKeyPairFiles("gRPC TLS certificate", f.GRPCCert, f.GRPCKey)
 	}
-	if cfg.GRPCClientCA != "" {
-		r.clientCA = newCAFiles("gRPC client CA", cfg.GRPCClientCA)
+	if f.GRPCClientCA != "" {
+		r.clientCA = newCAFiles("gRPC client CA", f.GRPCClientCA)
 	}
 	sources := r.sources()
 	if len(sources) == 0 {
@@ -68,11 +88,19 @@ func newTLSReloader(cfg *Config) (*tlsReloader, error) {
 	return r, nil
 }
 
+// Reload reads every file again and puts each that loads in force for new
+// handshakes; open connections keep the certificate they were made with. A
+// file that does not load — unreadable, not PEM, a key that does not match
+// its certificate — leaves the value loaded before in force, and the error
+// (joining every failure) names it. Each outcome is logged, without key
+// material. A nil Reloader does nothing. Safe for concurrent use.
+func (r *Reloader) Reload() error { return r.reload(true) }
+
 // reload loads the files of every source again — all of them when force is
 // set, else those whose contents changed since the last attempt — and logs
 // each outcome. A source that fails keeps its value in force; the error joins
 // every failure. Safe for concurrent use.
-func (r *tlsReloader) reload(force bool) error {
+func (r *Reloader) reload(force bool) error {
 	if r == nil {
 		return nil
 	}
@@ -92,9 +120,9 @@ func (r *tlsReloader) reload(force bool) error {
 	return errors.Join(errs...)
 }
 
-// watch polls the files every interval, reloading those that changed, until
+// Watch polls the files every interval, reloading those that changed, until
 // ctx ends. It returns at once when r is nil or interval is not positive.
-func (r *tlsReloader) watch(ctx context.Context, interval time.Duration) {
+func (r *Reloader) Watch(ctx context.Context, interval time.Duration) {
 	if r == nil || interval <= 0 {
 		return
 	}
@@ -110,7 +138,7 @@ func (r *tlsReloader) watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-func (r *tlsReloader) sources() []tlsSource {
+func (r *Reloader) sources() []tlsSource {
 	var out []tlsSource
 	if r.httpPair != nil {
 		out = append(out, r.httpPair)
@@ -146,7 +174,7 @@ type watchedFiles[T any] struct {
 	describe func(*T) []any // log attributes of a value; never key material
 
 	value atomic.Pointer[T]
-	// Guarded by tlsReloader.mu.
+	// Guarded by Reloader.mu.
 	digest  [sha256.Size]byte // of the last attempt
 	pending [sha256.Size]byte // of a change seen by the last poll, not loaded yet
 }

@@ -1,4 +1,4 @@
-package bridge
+package tlsreload
 
 import (
 	"crypto/ecdsa"

@@ -1,4 +1,4 @@
-package bridge
+package tlsreload
 
 import (
 	"crypto/tls"
@@ -10,11 +10,11 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// configureHTTP gives srv the TLS configuration of the HTTP listener, when it
-// has a certificate; [serveHTTP] then serves HTTPS. Browsers get HTTP/2
+// ConfigureHTTP gives srv the TLS configuration of the HTTP listener, when it
+// has a certificate; [Serve] then serves HTTPS. Browsers get HTTP/2
 // through ALPN: all of a page's EventSources share one connection instead of
 // being capped at six per origin, as they are over HTTP/1.1.
-func (r *tlsReloader) configureHTTP(srv *http.Server, writeTimeout time.Duration) {
+func (r *Reloader) ConfigureHTTP(srv *http.Server, writeTimeout time.Duration) {
 	if r == nil || r.httpPair == nil {
 		return
 	}
@@ -29,9 +29,9 @@ func (r *tlsReloader) configureHTTP(srv *http.Server, writeTimeout time.Duration
 	srv.HTTP2 = &http.HTTP2Config{WriteByteTimeout: writeTimeout}
 }
 
-// serveHTTP serves srv on l: HTTPS (HTTP/2 and HTTP/1.1) when
-// [tlsReloader.configureHTTP] gave it a TLS configuration, else plain HTTP.
-func serveHTTP(srv *http.Server, l net.Listener) error {
+// Serve serves srv on l: HTTPS (HTTP/2 and HTTP/1.1) when
+// [Reloader.ConfigureHTTP] gave it a TLS configuration, else plain HTTP.
+func Serve(srv *http.Server, l net.Listener) error {
 	if srv.TLSConfig == nil {
 		return srv.Serve(l)
 	}
@@ -41,13 +41,13 @@ func serveHTTP(srv *http.Server, l net.Listener) error {
 	return srv.ServeTLS(l, "", "")
 }
 
-// grpcServerOption returns the transport credentials of the gRPC listener:
+// GRPCServerOption returns the transport credentials of the gRPC listener:
 // TLS with the reloading certificate and, with a client CA, client
 // certificates verified when given (tls.VerifyClientCertIfGiven: a publisher
 // authenticating with a token needs none; one the CA did not sign fails the
 // handshake). The verified chain is in the peer's credentials.TLSInfo. With
 // no gRPC certificate it is a no-op: plaintext.
-func (r *tlsReloader) grpcServerOption() grpc.ServerOption {
+func (r *Reloader) GRPCServerOption() grpc.ServerOption {
 	if r == nil || r.grpcPair == nil {
 		return grpc.EmptyServerOption{}
 	}
