@@ -137,31 +137,67 @@ func (s *Server) Run(ctx context.Context) error {
 // files every cfg.TLSReloadInterval and loads those that changed (see
 // [Server.ReloadTLS]).
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	r, err := s.start(ctx, grpcLis, httpLis)
+	if err != nil {
+		_ = grpcLis.Close()
+		_ = httpLis.Close()
+		return err
+	}
+	serveErr := r.drain(ctx)
+	r.shutdown(ctx)
+	return serveErr
+}
+
+// running is one Serve's bridge: what start built and shutdown takes down,
+// in order. Its goroutines belong to wg; shutdown waits for them.
+type running struct {
+	cfg    Config
+	log    *slog.Logger
+	hub    *hub
+	events *sseHandler
+	gs     *grpc.Server
+	health *health.Server
+	http   *http.Server
+
+	// closing makes Publish answer Unavailable; draining makes /readyz
+	// report not ready.
+	closing, draining atomic.Bool
+
+	wg   sync.WaitGroup
+	errc chan error // a listener's failure: one slot per listener, so no sender blocks
+
+	cancelBase  context.CancelFunc // ends every SSE request's context
+	stopRun     context.CancelFunc // ends the dispatcher, heartbeat, TLS poll, readiness
+	closeEngine func()
+	stopJWKS    func()
+}
+
+// start builds the engine, the hub and both servers, and starts every
+// goroutine of the running bridge. On error it has started nothing and the
+// caller closes the listeners.
+func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*running, error) {
 	cfg := s.cfg
 	log := cfg.Logger
 	stopJWKS, err := s.startJWKS(ctx)
 	if err != nil {
-		_ = grpcLis.Close()
-		_ = httpLis.Close()
-		return err
+		return nil, err
 	}
-	defer stopJWKS()
 	engine, closeEngine, err := s.openEngine(ctx)
 	if err != nil {
-		_ = grpcLis.Close()
-		_ = httpLis.Close()
-		return err
+		stopJWKS()
+		return nil, err
 	}
+	r := &running{cfg: cfg, log: log, errc: make(chan error, 2), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
 	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
 	if n, ok := engine.(*NATSEngine); ok {
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
+	r.hub = h
 
 	m := newMetrics(h, engine)
 	gauth := s.grpcAuth(m)
-	var closing, draining atomic.Bool
-	gs := grpc.NewServer(
+	r.gs = grpc.NewServer(
 		s.tls.GRPCServerOption(), // TLS when configured, else plaintext
 		// MaxPayload and room for the rest of the request: an event a little
 		// over MaxPayload gets Publish's InvalidArgument, which says what to
@@ -171,34 +207,34 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		grpc.ChainUnaryInterceptor(m.unaryInterceptor, gauth.unary),
 		grpc.ChainStreamInterceptor(gauth.stream),
 	)
-	bridgev1.RegisterBridgeServiceServer(gs, &publishService{
+	bridgev1.RegisterBridgeServiceServer(r.gs, &publishService{
 		engine:     engine,
 		enc:        payload.NewEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
 		maxName:    cfg.MaxStreamName,
 		log:        log,
-		closing:    &closing,
+		closing:    &r.closing,
 		metrics:    m,
 	})
-	healthSrv := health.NewServer()
-	healthSrv.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(gs, healthSrv)
+	r.health = health.NewServer()
+	r.health.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(r.gs, r.health)
 	// Reflection serves the compiled-in files and the loaded descriptor sets,
 	// so grpcurl can build events of any known type.
-	reflectOpts := reflection.ServerOptions{Services: gs, DescriptorResolver: s.types, ExtensionResolver: s.types}
-	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(reflectOpts))
-	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(reflectOpts))
+	reflectOpts := reflection.ServerOptions{Services: r.gs, DescriptorResolver: s.types, ExtensionResolver: s.types}
+	reflectionv1.RegisterServerReflectionServer(r.gs, reflection.NewServerV1(reflectOpts))
+	reflectionv1alpha.RegisterServerReflectionServer(r.gs, reflection.NewServer(reflectOpts))
 
 	mux := http.NewServeMux()
-	events := newSSEHandler(&cfg, h, s.auth, m)
-	mux.Handle("/events", events)
+	r.events = newSSEHandler(&cfg, h, s.auth, m)
+	mux.Handle("/events", r.events)
 	registerPage(mux)
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("GET /healthz", healthzHandler())
-	mux.Handle("GET /readyz", readyzHandler(&draining, engine))
-	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBase()
-	httpSrv := &http.Server{
+	mux.Handle("GET /readyz", readyzHandler(&r.draining, engine))
+	var baseCtx context.Context
+	baseCtx, r.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+	r.http = &http.Server{
 		Handler:           nosniff(mux),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -207,26 +243,24 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	s.tls.ConfigureHTTP(httpSrv, cfg.WriteTimeout)
+	s.tls.ConfigureHTTP(r.http, cfg.WriteTimeout)
 
-	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRun()
-	var wg sync.WaitGroup
-	errc := make(chan error, 2) // one per listener, so no sender ever blocks
-	wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
-	wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
-	wg.Go(func() { s.tls.Watch(runCtx, cfg.TLSReloadInterval) })
-	if r, ok := engine.(readiness); ok {
-		wg.Go(func() { reportReadiness(runCtx, r, healthSrv, log) })
+	var runCtx context.Context
+	runCtx, r.stopRun = context.WithCancel(context.WithoutCancel(ctx))
+	r.wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
+	r.wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
+	r.wg.Go(func() { s.tls.Watch(runCtx, cfg.TLSReloadInterval) })
+	if rd, ok := engine.(readiness); ok {
+		r.wg.Go(func() { reportReadiness(runCtx, rd, r.health, log) })
 	}
-	wg.Go(func() {
-		if err := gs.Serve(grpcLis); err != nil {
-			errc <- fmt.Errorf("serve gRPC: %w", err)
+	r.wg.Go(func() {
+		if err := r.gs.Serve(grpcLis); err != nil {
+			r.errc <- fmt.Errorf("serve gRPC: %w", err)
 		}
 	})
-	wg.Go(func() {
-		if err := tlsreload.Serve(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve HTTP: %w", err)
+	r.wg.Go(func() {
+		if err := tlsreload.Serve(r.http, httpLis); !errors.Is(err, http.ErrServerClosed) {
+			r.errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})
 	if s.auth == nil {
@@ -238,30 +272,42 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	}
 	gauth.logMode()
 	log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+	return r, nil
+}
 
+// drain serves until ctx ends or a listener fails, then reports not ready
+// (HTTP and gRPC health) and, unless a listener failed, keeps serving for
+// cfg.DrainDelay so load balancers move traffic elsewhere. It returns the
+// listener's error, if one failed.
+func (r *running) drain(ctx context.Context) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case serveErr = <-errc:
+	case serveErr = <-r.errc:
 	}
-	// Drain: report not ready (HTTP and gRPC health) first, and keep serving
-	// for cfg.DrainDelay so load balancers move traffic elsewhere; then stop.
-	draining.Store(true)
-	healthSrv.Shutdown()
-	if cfg.DrainDelay > 0 && serveErr == nil {
-		log.Info("bridge draining: not ready, still serving", "for", cfg.DrainDelay)
-		t := time.NewTimer(cfg.DrainDelay)
+	r.draining.Store(true)
+	r.health.Shutdown()
+	if r.cfg.DrainDelay > 0 && serveErr == nil {
+		r.log.Info("bridge draining: not ready, still serving", "for", r.cfg.DrainDelay)
+		t := time.NewTimer(r.cfg.DrainDelay)
 		select {
 		case <-t.C:
-		case serveErr = <-errc:
+		case serveErr = <-r.errc:
 			t.Stop()
 		}
 	}
+	return serveErr
+}
+
+// shutdown stops the running bridge in the order [Server.Serve] documents
+// and returns once every goroutine start started has ended.
+func (r *running) shutdown(ctx context.Context) {
+	cfg, log := r.cfg, r.log
 	log.Info("bridge shutting down")
-	closing.Store(true)
+	r.closing.Store(true)
 	stopped := make(chan struct{})
 	go func() { // ends when GracefulStop or the forced Stop below returns
-		gs.GracefulStop()
+		r.gs.GracefulStop()
 		close(stopped)
 	}()
 	force := time.NewTimer(cfg.ShutdownTimeout)
@@ -269,31 +315,31 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	case <-stopped:
 	case <-force.C:
 		log.Warn("gRPC graceful stop timed out: forcing")
-		gs.Stop()
+		r.gs.Stop()
 		<-stopped
 	}
 	force.Stop()
 
-	h.close()
-	cancelBase()
+	r.hub.close()
+	r.cancelBase()
 	shutCtx, cancelShut := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
+	defer cancelShut()
+	if err := r.http.Shutdown(shutCtx); err != nil {
 		log.Warn("HTTP shutdown timed out: closing connections", "err", err)
-		_ = httpSrv.Close()
+		_ = r.http.Close()
 	}
 	// The streams on connections taken over from net/http (HTTP/1.1) were
 	// cancelled with the hub; Shutdown does not wait for them.
-	events.wait(shutCtx, func() {
+	r.events.wait(shutCtx, func() {
 		log.Warn("SSE streams still writing at the shutdown timeout: cutting their writes")
-		h.cutWrites()
+		r.hub.cutWrites()
 	})
-	cancelShut()
-	stopRun()
-	wg.Wait()
-	h.lib.Close()
-	closeEngine() // after every user of the engine stopped
+	r.stopRun()
+	r.wg.Wait()
+	r.hub.lib.Close()
+	r.closeEngine() // after every user of the engine stopped
+	r.stopJWKS()
 	log.Info("bridge stopped")
-	return serveErr
 }
 
 // openEngine builds the configured engine; the nats engine connects and sets
