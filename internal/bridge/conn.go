@@ -12,6 +12,32 @@ import (
 	"time"
 )
 
+// A connection (conn) is one subscriber's SSE stream, from the moment the
+// handler registered it with the hub until it unregistered it. Its states,
+// in the order it passes them:
+//
+//   - registered (hub.register): in the hub's maps, not live. Events the
+//     hub delivers are held in pending (at most the queue size; past it,
+//     overflow, and the replay reads them from history instead).
+//   - dozing (doze.go), for a connection with nothing to replay: headers
+//     and retry: sent, no library stream; sleeper is set, and the first
+//     held event or a heartbeat wakes it (conn.wake).
+//   - with the library (hub.openLibStream, then the library's handler): its
+//     first Flush makes the hub replay history (hub.subscribed), then go
+//     live: pending is sent, and from then on deliver offers every group
+//     straight to the library stream (hub.offer, TryPublish).
+//   - evicted (hub.evict, at most once, from any goroutine): its context
+//     is cancelled and its write deadline set to now; the handler returns.
+//   - finished: the handler returned; out is not used any more, and the
+//     hub unregisters the connection.
+//
+// Lock order: the hub's mu, then a connection's mu, then its wmu. deliver
+// and heartbeat hold the hub's read lock while they take each connection's
+// mu; an eviction under a connection's mu takes its wmu. No code takes them
+// in another order, and none blocks on a browser while holding one: writes
+// to the peer happen on the connection's own goroutine, under no lock but
+// wmu's short deadline updates.
+
 // conn is one SSE connection: its own library stream, its subscriptions, and
 // the state that orders replay before live events.
 type conn struct {

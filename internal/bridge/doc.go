@@ -6,7 +6,8 @@
 //	service --Publish--> validate --> encode once --> Engine (id, bounded history) --> hub --> one r3labs stream per HTTP connection --> browser
 //
 // A publish is validated and encoded to its JSON frame data exactly once
-// (encoder.payload; the other formats are built at most once per event, too);
+// (package internal/payload: the type registry and the protojson encoder; the
+// other formats are built at most once per event, in event.go);
 // the [Engine] assigns the event an id that increases across all streams and
 // stores it in the stream's bounded history; the engine's single dispatcher
 // hands events, in id order and in batches, to the hub. The hub groups
@@ -22,18 +23,20 @@
 // end of the stream, because EventSource gives up for good on any other
 // status. Every accepted stream starts with a jittered retry: (retry.go).
 //
-// Connections (h1stream.go): an HTTP/1.1 stream that passed admission is
+// Connections (conn.go, with its states and the lock order: hub, then
+// connection, then write lock): an HTTP/1.1 stream that passed admission is
 // taken over from net/http (Hijack) and written by the bridge as a chunked
-// response, so an idle stream holds no HTTP buffers. Until its first event
-// it dozes (doze.go): one goroutine reading the socket to see the client go,
-// no library stream. From its first event on it has three goroutines: the
-// stream's writer (the library's handler), the library stream's own, and the
-// library's wait for the end of the request, which then reads the socket
-// (watchCtx). HTTP/2 and HTTP/1.0 streams stay with net/http, which watches
-// for the client going; they doze too, on net/http's goroutine. Everything
-// above the writer is the same for all.
+// response (package internal/h1stream), so an idle stream holds no HTTP
+// buffers. Until its first event it dozes (doze.go): one goroutine reading
+// the socket to see the client go, no library stream. From its first event
+// on it has three goroutines: the stream's writer (the library's handler),
+// the library stream's own, and the library's wait for the end of the
+// request, which then reads the socket (h1stream.WatchContext). HTTP/2 and
+// HTTP/1.0 streams stay with net/http, which watches for the client going;
+// they doze too, on net/http's goroutine. Everything above the writer is the
+// same for all.
 //
-// Lifecycle: [Server.Serve] owns every goroutine it starts and returns only
+// Lifecycle (server.go): [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the
 // bridge reports not ready (/readyz and gRPC health NOT_SERVING) and keeps
 // serving for the drain delay; Publish answers Unavailable; gRPC GracefulStop
@@ -43,10 +46,13 @@
 // engine's dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
 //
-// TLS (tls.go, tls_reload.go): each listener's certificate, and the gRPC
-// client CA pool, sit behind an atomic pointer that handshakes read; a reload
-// ([Server.ReloadTLS], or the poll Serve runs) swaps it, so open connections
-// are untouched and a file that fails to load changes nothing.
+// Configuration (config.go): [Config], every default as a named value,
+// [DefaultConfig] and every check of [Config.Validate].
+//
+// TLS (package internal/tlsreload): each listener's certificate, and the
+// gRPC client CA pool, sit behind an atomic pointer that handshakes read; a
+// reload ([Server.ReloadTLS], or the poll Serve runs) swaps it, so open
+// connections are untouched and a file that fails to load changes nothing.
 //
 // Publisher auth (grpc_auth.go, publishers.go, protected.go): one function
 // decides every gRPC call but health, installed as both the unary and the
@@ -65,8 +71,11 @@
 // token are shed. A key set file sits behind an atomic pointer, swapped by
 // [Server.ReloadJWKS].
 //
-// The r3labs/sse/v2 library is used only through sse.go, hub.go and
-// h1stream.go (watchCtx); DESIGN.md
-// section 6 lists the library behaviours the bridge works around, and
-// sselib_test.go pins each of them.
+// The r3labs/sse/v2 library is used only through hub.go (the library server,
+// its streams and TryPublish), event.go (its Event, one per event and
+// format, shared by every connection), sse.go (its handler, behind the bridge's own
+// checks), doze.go (its headers and ping bytes, for streams that write
+// before the library sees them) and internal/h1stream (the context its
+// handler waits on). docs/design.md lists the library behaviours the bridge
+// works around, and sselib_test.go pins each of them.
 package bridge

@@ -626,8 +626,8 @@ func (h *hub) closeWithRetry(c *conn, reason string, retry time.Duration) {
 }
 
 // evictAll closes every connection of the hub; the browsers reconnect with
-// their Last-Event-ID. Only the NATS engine needs it (see NATSEngine.Run),
-// so it lives here rather than in hub.go.
+// their Last-Event-ID. The NATS engine's gap handler calls it (see
+// NATSEngine.Run) when events were lost before this node delivered them.
 func (h *hub) evictAll(reason string) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

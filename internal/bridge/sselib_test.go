@@ -1,7 +1,8 @@
 package bridge
 
 // The tests in this file pin the behaviour of github.com/r3labs/sse/v2 that
-// DESIGN.md §6 says hub.go and sse.go rely on or work around. They test the
+// the bridge relies on or works around (docs/design.md, "The r3labs/sse
+// library: what the bridge works around"). They test the
 // library alone, not the bridge: a library upgrade that changes any of these
 // behaviours must fail here first, with a message that says which part of the
 // bridge to re-check.
