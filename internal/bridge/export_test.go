@@ -9,7 +9,7 @@ func WithJWKSUnknownKIDEvery(cfg Config, d time.Duration) Config {
 	return cfg
 }
 
-// SSEEvent is an event as the test event-stream parser (sseparse_test.go)
+// SSEEvent is an event as the test event-stream parser (sseparse_helpers_test.go)
 // dispatches it.
 type SSEEvent = sseEvent
 
