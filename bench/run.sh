@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the workloads of issue 4 (see BENCHMARKS.md) against the bridge and
+# Runs the benchmark workloads (see BENCHMARKS.md) against the bridge and
 # against the baseline r3labs server, one after the other with the same
 # parameters, on loopback. Each run starts a fresh server, passes its pid to
-# the load tool (RSS and CPU from /proc) and stops it afterwards; the raw
+# bridge-load (RSS and CPU from /proc) and stops it afterwards; the raw
 # JSON results go to a results directory, and a comparison table is printed.
 #
 #   bench/run.sh                        # every workload, both targets, 3 times
@@ -10,7 +10,7 @@
 #   LOAD_FLAGS="--duration 20s" bench/run.sh
 #   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
 #
-# Environment: WORKLOADS (default: the issue's W1 W1b W2 W3 W4, then three
+# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4, then three
 # supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
 # sustains, for latency; W4-stall6s is W4 with a stall of 6 s, short enough
 # for history to fill the gap; W4-nostall is W4 without the stalled client,

@@ -12,6 +12,11 @@
 // exist, then bridge ÷ baseline. The first directory is the main series;
 // the workloads of the others are drawn as extra rows named after their
 // directory. The same input gives the same bytes.
+//
+// bench/ratios.svg, the chart in BENCHMARKS.md, is drawn from the series
+// on this file's go:generate line:
+//
+//	go generate ./bench/chart
 package main
 
 //go:generate go run . -o ../ratios.svg ../reference/6ec5482 ../reference/ba25bb1-w3x6 ../reference/ba25bb1-w3x6-eager ../reference/98e8213-w3x8
