@@ -59,7 +59,7 @@ for addr in "$BRIDGE_HTTP" "$BRIDGE_GRPC" "$BASELINE_HTTP"; do
 	fi
 done
 
-# workload_flags prints the load tool's flags for a name of WORKLOADS.
+# workload_flags prints bridge-load's flags for a name of WORKLOADS.
 workload_flags() {
 	case $1 in
 	W1-r50) echo "--workload W1 --rate 50 --label W1-r50" ;;
@@ -70,7 +70,7 @@ workload_flags() {
 }
 
 # wait_quiet waits, at most two minutes, until the machine was less than 10 %
-# busy for a second: the tool shares two cores with the server, and anything
+# busy for a second: bridge-load shares two cores with the server, and anything
 # else running skews both (each result's other_cpu_window_s shows how much).
 wait_quiet() {
 	local u n s i w q sq b1 t1 b2 t2
