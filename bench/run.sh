@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the workloads of issue 4 (see BENCHMARKS.md) against the bridge and
+# Runs the benchmark workloads (see BENCHMARKS.md) against the bridge and
 # against the baseline r3labs server, one after the other with the same
 # parameters, on loopback. Each run starts a fresh server, passes its pid to
-# the load tool (RSS and CPU from /proc) and stops it afterwards; the raw
+# bridge-load (RSS and CPU from /proc) and stops it afterwards; the raw
 # JSON results go to a results directory, and a comparison table is printed.
 #
 #   bench/run.sh                        # every workload, both targets, 3 times
@@ -10,7 +10,7 @@
 #   LOAD_FLAGS="--duration 20s" bench/run.sh
 #   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
 #
-# Environment: WORKLOADS (default: the issue's W1 W1b W2 W3 W4, then three
+# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4, then three
 # supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
 # sustains, for latency; W4-stall6s is W4 with a stall of 6 s, short enough
 # for history to fill the gap; W4-nostall is W4 without the stalled client,
@@ -59,7 +59,7 @@ for addr in "$BRIDGE_HTTP" "$BRIDGE_GRPC" "$BASELINE_HTTP"; do
 	fi
 done
 
-# workload_flags prints the load tool's flags for a name of WORKLOADS.
+# workload_flags prints bridge-load's flags for a name of WORKLOADS.
 workload_flags() {
 	case $1 in
 	W1-r50) echo "--workload W1 --rate 50 --label W1-r50" ;;
@@ -70,7 +70,7 @@ workload_flags() {
 }
 
 # wait_quiet waits, at most two minutes, until the machine was less than 10 %
-# busy for a second: the tool shares two cores with the server, and anything
+# busy for a second: bridge-load shares two cores with the server, and anything
 # else running skews both (each result's other_cpu_window_s shows how much).
 wait_quiet() {
 	local u n s i w q sq b1 t1 b2 t2
