@@ -69,7 +69,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 		fmt.Fprintf(out, "Usage: bridge-load [flags]\n       bridge-load report RESULT.json...\n\n"+
 			"Drives a bridge (or the baseline server) on loopback and reports throughput,\n"+
 			"loss, latency and the server's CPU and memory. --workload sets the numbers of a\n"+
-			"workload of issue 4 (%s); other flags override them.\n\n", strings.Join(load.Workloads, ", "))
+			"workload of BENCHMARKS.md (%s); other flags override them.\n\n", strings.Join(load.Workloads, ", "))
 		fs.PrintDefaults()
 	}
 	c := &o.cfg

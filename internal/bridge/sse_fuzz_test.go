@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// streamGrammar is the documented stream name grammar (README, SECURITY.md),
+// streamGrammar is the documented stream name grammar (docs/contract.md, docs/security.md),
 // written as a regular expression to check ValidStreamName against.
 var streamGrammar = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 

@@ -187,10 +187,10 @@ func setDefault[T comparable](field *T, def T) {
 	}
 }
 
-// Workloads lists the presets of issue 4, in order.
+// Workloads lists the presets BENCHMARKS.md describes, in order.
 var Workloads = []string{"W1", "W1b", "W2", "W3", "W4"}
 
-// Preset returns the configuration of a named workload of issue 4 ("W1",
+// Preset returns the configuration of a named workload of BENCHMARKS.md ("W1",
 // "W1b", "W2", "W3", "W4"; case does not matter). Each publishes for 10 s
 // after a 2 s warm-up, or a fixed number of events; with the drain (which
 // ends as soon as every subscriber has its fence, at most 20 s) a run stays

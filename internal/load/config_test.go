@@ -10,7 +10,7 @@ import (
 
 func TestPresets(t *testing.T) {
 	t.Parallel()
-	// The numbers issue 4 fixes.
+	// The numbers BENCHMARKS.md documents for each workload.
 	tests := []struct {
 		name                           string
 		subs, streams, stalled, events int
