@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/r3labs/sse/v2"
+
 	"github.com/sse-bridge/bridge/internal/h1stream"
 )
 

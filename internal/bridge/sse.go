@@ -309,7 +309,7 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	// (doze.go), unless streams are eager; any other goes to the library
 	// now.
 	if s.eager || (a.resume && !s.hub.checkResume(ctx, c)) || s.doze(ctx, dozerOf(hs), dw, c) {
-		libCtx := context.Context(ctx) //nolint:contextcheck // libCtx is ctx, or ctx wrapped by h1stream.WatchContext: inherited
+		libCtx := context.Context(ctx) // ctx, or ctx wrapped by h1stream.WatchContext
 		if hs != nil {
 			// The library's own goroutine that waits for the client to go
 			// watches the connection.

@@ -337,7 +337,8 @@ func (s *Stream) Idle() error {
 	}
 }
 
-// ErrTooChatty: a client sent more than maxStrayBytes on its stream.
+// ErrTooChatty is what Idle returns when a client sent more than
+// maxStrayBytes on its stream: it has nothing to send, so the stream ends.
 var ErrTooChatty = errors.New("h1stream: the client sent too much on its event stream")
 
 // ResumeReading clears the read deadline that StopWatching set, so reads

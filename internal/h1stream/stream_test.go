@@ -86,7 +86,7 @@ func TestStreamIdleEndsOnStopWatchingAndOnChattyClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = resp.Body // the stream stays open; read nothing more
+	defer resp.Body.Close() // the stream stays open; read nothing more
 	if err := <-results; err != nil {
 		t.Errorf("Idle after StopWatching = %v, want nil", err)
 	}

@@ -55,7 +55,7 @@ func payloadError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
-// payload renders the payload of req as the frame's data (one line of
+// Payload renders the payload of req as the frame's data (one line of
 // JSON) and returns the SSE event name to use when req sets no type: the
 // message's full name for typed events, empty for json ones. Errors wrap
 // ErrInvalid and say what to fix.
