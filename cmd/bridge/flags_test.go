@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,20 @@ func TestHelpListsEnvironmentAndDefaults(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestDefaultsAreDefaultConfig: with no flag and no variable, the command
+// line makes the configuration bridge.DefaultConfig describes: every flag's
+// default comes from it.
+func TestDefaultsAreDefaultConfig(t *testing.T) {
+	t.Parallel()
+	got, err := parseFlags(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Logger = nil
+	if want := bridge.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("parseFlags() = %+v\nwant bridge.DefaultConfig() = %+v", got, want)
 	}
 }
