@@ -32,6 +32,7 @@ const serveIntro = `Usage: bridge [serve] [flags]
        bridge publish [flags] --stream NAME PAYLOAD
        bridge tail [flags] --stream NAME [--stream NAME...]
        bridge hash-token < TOKEN_FILE
+       bridge version
        bridge help [publish | tail | hash-token]
 
 bridge (or bridge serve) serves gRPC Publish and Server-Sent Events at
@@ -195,7 +196,7 @@ func newServeFlags() *serveFlags {
 		fs:     fs,
 		groups: serveGroups,
 		env:    envName,
-		extra:  []string{"help"},
+		extra:  []string{"help", "version"},
 		code:   exitCommandLine,
 	}
 	return s

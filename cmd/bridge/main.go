@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, s stdio) int {
 }
 
 // commands are the words `bridge` takes before its flags.
-var commands = []string{"serve", "publish", "tail", "hash-token", "help"}
+var commands = []string{"serve", "publish", "tail", "hash-token", "version", "help"}
 
 // dispatch runs the command args[0] names; `bridge` alone, or followed by
 // flags, serves.
@@ -63,6 +63,9 @@ func dispatch(ctx context.Context, args []string, s stdio) error {
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
+		if len(rest) > 0 && isVersionFlag(rest[0]) {
+			return printVersion(nil, s.stdout)
+		}
 		return serve(ctx, rest, s)
 	case "publish":
 		return runPublish(ctx, rest, s.stdin, s.stdout, s.stderr)
@@ -70,15 +73,23 @@ func dispatch(ctx context.Context, args []string, s stdio) error {
 		return runTail(ctx, rest, s.stdout, s.stderr)
 	case "hash-token":
 		return runHashToken(rest, s.stdin, s.stdout)
+	case "version":
+		return printVersion(rest, s.stdout)
 	case "help":
 		return help(ctx, rest, s)
 	default:
+		if isVersionFlag(cmd) {
+			return printVersion(rest, s.stdout)
+		}
 		if !strings.HasPrefix(cmd, "-") {
 			return unknownCommand(cmd)
 		}
 		return serve(ctx, args, s)
 	}
 }
+
+// isVersionFlag reports whether arg asks for the version, as a flag.
+func isVersionFlag(arg string) bool { return arg == "--version" || arg == "-version" }
 
 // unknownCommand is the error of `bridge WORD` when WORD is no command:
 // serve takes no arguments, so it was meant as one.
@@ -103,6 +114,9 @@ func help(ctx context.Context, args []string, s stdio) error {
 		return nil
 	case "publish", "tail", "hash-token":
 		return dispatch(ctx, []string{topic, "--help"}, s)
+	case "version":
+		_, _ = io.WriteString(s.stdout, versionUsage)
+		return nil
 	default:
 		return &exitError{code: exitCommandLine, err: fmt.Errorf("no help for %q: try bridge help, bridge help publish, bridge help tail or bridge help hash-token", topic)}
 	}

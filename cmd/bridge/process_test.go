@@ -212,8 +212,8 @@ func TestSIGHUPReloadsDescriptorSets(t *testing.T) {
 	}
 }
 
-// TestProcessCommandLine: the binary's exit status and output for help and
-// a mistake, as main hands them to the process.
+// TestProcessCommandLine: the binary's exit status and output for help, the
+// version and a mistake, as main hands them to the process.
 func TestProcessCommandLine(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
@@ -225,6 +225,7 @@ func TestProcessCommandLine(t *testing.T) {
 	}{
 		{args: []string{"--help"}, code: 0, stdout: "\nListeners:\n  --grpc-addr ADDRESS\n"},
 		{args: []string{"publish", "--help"}, code: 0, stdout: "\nCredentials:\n"},
+		{args: []string{"--version"}, code: 0, stdout: "bridge "},
 		{args: []string{"--htp-addr", "x"}, code: exitCommandLine, stderrLine: 3},
 		{args: []string{"tail", "--strem", "x"}, code: exitUsage, stderrLine: 3},
 	} {

@@ -90,6 +90,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"help", "tail"}, "Usage: bridge tail"},
 		{[]string{"hash-token", "--help"}, "Usage: bridge hash-token"},
 		{[]string{"help", "hash-token"}, "Usage: bridge hash-token"},
+		{[]string{"help", "version"}, "Usage: bridge version"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
