@@ -102,7 +102,9 @@ func unknownCommand(cmd string) error {
 	return &exitError{code: exitCommandLine, err: errors.New(strings.Join(lines, "\n"))}
 }
 
-// help is `bridge help [COMMAND]`: the --help of a command.
+// help is `bridge help [COMMAND]`: the --help of a command. The topic
+// config-markdown, not listed, prints the configuration reference
+// (docs/configuration.md).
 func help(ctx context.Context, args []string, s stdio) error {
 	if len(args) == 0 {
 		serveHelp(s.stdout)
@@ -116,6 +118,9 @@ func help(ctx context.Context, args []string, s stdio) error {
 		return dispatch(ctx, []string{topic, "--help"}, s)
 	case "version":
 		_, _ = io.WriteString(s.stdout, versionUsage)
+		return nil
+	case "config-markdown":
+		_, _ = io.WriteString(s.stdout, configMarkdown())
 		return nil
 	default:
 		return &exitError{code: exitCommandLine, err: fmt.Errorf("no help for %q: try bridge help, bridge help publish, bridge help tail or bridge help hash-token", topic)}

@@ -91,6 +91,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"hash-token", "--help"}, "Usage: bridge hash-token"},
 		{[]string{"help", "hash-token"}, "Usage: bridge hash-token"},
 		{[]string{"help", "version"}, "Usage: bridge version"},
+		{[]string{"help", "config-markdown"}, "# Configuration\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
