@@ -15,6 +15,13 @@ const (
 	exitStreamEnd = 4 // tail --reconnect=false: the bridge ended the stream
 )
 
+// exitCommandLine is the exit status of `bridge` (serve) when its command
+// line or a BRIDGE_* variable is wrong: an unknown flag, a value that does
+// not parse, settings that do not go together. As with Go's flag package,
+// it is 2; a bridge that fails to start or to serve exits 1. (publish and
+// tail keep 1 for bad flags: their 2 says the bridge could not be reached.)
+const exitCommandLine = 2
+
 // exitError carries an exit code with its message.
 type exitError struct {
 	code int

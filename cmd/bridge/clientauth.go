@@ -27,9 +27,28 @@ const tokenEnv = "BRIDGE_TOKEN"
 func (c *clientAuth) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "bearer `token` sent to the bridge (prefer --token-file or "+tokenEnv+": a flag shows in ps)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "`file` holding the bearer token (a trailing newline is ignored)")
-	fs.StringVar(&c.ca, "ca", "", "PEM `file` of the CAs that sign the bridge's certificate; any of --ca, --cert, --key turns TLS on (default: the system's roots)")
+	fs.StringVar(&c.ca, "ca", "", "PEM `file` of the CAs that sign the bridge's certificate; none means the system's roots; any of --ca, --cert, --key turns TLS on")
 	fs.StringVar(&c.cert, "cert", "", "PEM client certificate `file`, with --key, for a bridge that verifies clients (mTLS)")
 	fs.StringVar(&c.key, "key", "", "PEM client key `file`, with --cert")
+}
+
+// clientCmdLine is the command line of `bridge publish` or `bridge tail`:
+// groups of their own, then the credential flags of clientAuth.register.
+func clientCmdLine(name, intro string, fs *flag.FlagSet, groups ...flagGroup) *cmdLine {
+	return &cmdLine{
+		name:   name,
+		intro:  intro,
+		fs:     fs,
+		groups: append(groups, flagGroup{title: "Credentials", flags: []string{"token-file", "token", "ca", "cert", "key"}}),
+		env: func(name string) string {
+			if name == "token" {
+				return tokenEnv
+			}
+			return ""
+		},
+		extra: []string{"help"},
+		code:  exitUsage,
+	}
 }
 
 // bearer returns the token to send: --token, else the content of

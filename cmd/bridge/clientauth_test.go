@@ -321,7 +321,7 @@ func TestHashToken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
-			err := runHashToken(tc.args, strings.NewReader(tc.stdin), &out, io.Discard)
+			err := runHashToken(tc.args, strings.NewReader(tc.stdin), &out)
 			if got := exitCode(err); got != tc.code || (err != nil && !strings.Contains(err.Error(), tc.msg)) {
 				t.Fatalf("hash-token = %v (exit %d), want exit %d mentioning %q", err, got, tc.code, tc.msg)
 			}
@@ -355,10 +355,9 @@ func TestParsePublisherFlags(t *testing.T) {
 			t.Errorf("parseFlags(%q) = nil error, want one", args)
 		}
 	}
-	var help strings.Builder
-	_, _ = parseFlags([]string{"--help"}, func(string) (string, bool) { return "", false }, &help)
+	help := serveHelpText()
 	for _, want := range []string{"--publishers", "BRIDGE_PUBLISHERS", "--grpc-insecure", "--publisher-jwt", "hash-token"} {
-		if !strings.Contains(help.String(), want) {
+		if !strings.Contains(help, want) {
 			t.Errorf("help does not mention %q", want)
 		}
 	}

@@ -1,9 +1,8 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -260,26 +259,40 @@ func TestDeprecatedFlagsWarn(t *testing.T) {
 			t.Errorf("warnings %q, want %q", out.String(), want)
 		}
 	}
-	out.Reset()
-	if _, err := parseFlags([]string{"--help"}, func(string) (string, bool) { return "", false }, &out); !errors.Is(err, flag.ErrHelp) {
-		t.Fatal(err)
+	if help := serveHelpText(); strings.Contains(help, "--max-streams ") || strings.Contains(help, "--replay-limit") {
+		t.Errorf("help lists deprecated flags:\n%s", help)
 	}
-	if strings.Contains(out.String(), "--max-streams ") || strings.Contains(out.String(), "--replay-limit") {
-		t.Errorf("help lists deprecated flags:\n%s", out.String())
-	}
+}
+
+// serveHelpText is the --help of `bridge`.
+func serveHelpText() string {
+	var b strings.Builder
+	serveHelp(&b)
+	return b.String()
 }
 
 func TestHelpListsEnvironmentAndDefaults(t *testing.T) {
 	t.Parallel()
-	var out strings.Builder
-	_, err := parseFlags([]string{"--help"}, func(string) (string, bool) { return "", false }, &out)
-	if !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("parseFlags(--help) = %v, want flag.ErrHelp", err)
-	}
+	help := serveHelpText()
 	for _, want := range []string{"--grpc-addr", "BRIDGE_GRPC_ADDR", "default :50051", "--write-timeout", "default 10s", "BRIDGE_CORS_ORIGINS", "--engine", "default memory", "--nats-url", "BRIDGE_NATS_URL", "default nats://127.0.0.1:4222", "--nats-stream", "default BRIDGE", "--nats-storage", "default file", "MaxMsgsPerSubject", "MaxAge",
-		"--max-connections", "BRIDGE_MAX_CONNECTIONS", "default 10000", "--connect-rate", "--max-streams-per-connection", "default 32", "--max-replay", "--trusted-proxies", "--retry", "default 2s"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("help does not mention %q:\n%s", want, out.String())
+		"--max-connections", "BRIDGE_MAX_CONNECTIONS", "default 10000", "--connect-rate", "--max-streams-per-connection", "default 32", "--max-replay", "--trusted-proxies", "--retry", "default 2s", "--history-age DURATION", "default 1h\n"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help does not mention %q:\n%s", want, help)
 		}
+	}
+}
+
+// TestDefaultsAreDefaultConfig: with no flag and no variable, the command
+// line makes the configuration bridge.DefaultConfig describes: every flag's
+// default comes from it.
+func TestDefaultsAreDefaultConfig(t *testing.T) {
+	t.Parallel()
+	got, err := parseFlags(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Logger = nil
+	if want := bridge.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("parseFlags() = %+v\nwant bridge.DefaultConfig() = %+v", got, want)
 	}
 }

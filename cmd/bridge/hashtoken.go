@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,16 +24,17 @@ Exit status: 0 printed; 1 no token on stdin, or bad flags.
 const maxToken = 64 << 10
 
 // runHashToken is `bridge hash-token`.
-func runHashToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func runHashToken(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bridge hash-token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { _, _ = io.WriteString(fs.Output(), hashUsage) }
-	if err := fs.Parse(args); err != nil {
-		return exitf(exitUsage, "%w", err)
+	cmd := &cmdLine{name: "bridge hash-token", intro: hashUsage, fs: fs, extra: []string{"help"}, code: exitUsage}
+	if err := cmd.parse(args); errors.Is(err, flag.ErrHelp) {
+		cmd.printHelp(stdout)
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitf(exitUsage, "the token is read from stdin, not from arguments (they show in ps and in shell history)")
+		return cmd.mistake("the token is read from stdin, not from arguments (they show in ps and in shell history)", "")
 	}
 	raw, err := io.ReadAll(io.LimitReader(stdin, maxToken+1))
 	if err != nil {

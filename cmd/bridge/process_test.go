@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -208,5 +209,45 @@ func TestSIGHUPReloadsDescriptorSets(t *testing.T) {
 	case <-p.exited:
 		t.Fatalf("bridge exited: %v", p.err)
 	default:
+	}
+}
+
+// TestProcessCommandLine: the binary's exit status and output for help, the
+// version and a mistake, as main hands them to the process.
+func TestProcessCommandLine(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	for _, tc := range []struct {
+		args       []string
+		code       int
+		stdout     string // a part of it
+		stderrLine int    // how many lines on stderr
+	}{
+		{args: []string{"--help"}, code: 0, stdout: "\nListeners:\n  --grpc-addr ADDRESS\n"},
+		{args: []string{"publish", "--help"}, code: 0, stdout: "\nCredentials:\n"},
+		{args: []string{"--version"}, code: 0, stdout: "bridge "},
+		{args: []string{"--htp-addr", "x"}, code: exitCommandLine, stderrLine: 3},
+		{args: []string{"tail", "--strem", "x"}, code: exitUsage, stderrLine: 3},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), processLimit)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, tc.args...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || strings.Count(stderr.String(), "\n") != tc.stderrLine {
+				t.Errorf("bridge %q: exit %d, stdout %.80q..., stderr %q; want exit %d, stdout with %q, %d lines on stderr",
+					tc.args, code, stdout.String(), stderr.String(), tc.code, tc.stdout, tc.stderrLine)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,30 +45,41 @@ environment variable BRIDGE_TOKEN) or a client certificate (--cert, --key);
 Exit status: 0 published; 1 bad flags or payload; 2 the bridge could not be
 reached; 3 the bridge refused the event (its message says why: a missing or
 bad credential, a stream not granted, over the publisher's rate, ...).
-
-Flags:
 `
+
+// publishArgs are the settings of `bridge publish`, from its flags.
+type publishArgs struct {
+	addr, stream, typ string
+	timeout           time.Duration
+	auth              clientAuth
+}
+
+// newPublishCmdLine defines the flags of `bridge publish`, which set a.
+func newPublishCmdLine(a *publishArgs) *cmdLine {
+	fs := flag.NewFlagSet("bridge publish", flag.ContinueOnError)
+	fs.StringVar(&a.addr, "addr", "localhost:50051", "gRPC `address` of the bridge")
+	fs.StringVar(&a.stream, "stream", "", "`stream` to publish to (required)")
+	fs.StringVar(&a.typ, "type", "", "SSE event `name`; none means a typed event's message name, and no event: line for json")
+	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole call (a `duration`)")
+	a.auth.register(fs)
+	return clientCmdLine("bridge publish", publishUsage, fs,
+		flagGroup{title: "Event", flags: []string{"stream", "type"}},
+		flagGroup{title: "Connection", flags: []string{"addr", "timeout"}})
+}
 
 // runPublish is `bridge publish`.
 func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bridge publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "localhost:50051", "gRPC `address` of the bridge")
-	stream := fs.String("stream", "", "`stream` to publish to (required)")
-	typ := fs.String("type", "", "SSE event `name`; default: the message name of a typed event, none for json")
-	timeout := fs.Duration("timeout", 10*time.Second, "deadline of the whole call")
-	var auth clientAuth
-	auth.register(fs)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), publishUsage)
-		fs.PrintDefaults()
+	var a publishArgs
+	cmd := newPublishCmdLine(&a)
+	if err := cmd.parse(args); errors.Is(err, flag.ErrHelp) {
+		cmd.printHelp(stdout)
+		return nil
+	} else if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitf(exitUsage, "%w", err)
-	}
-	if fs.NArg() != 1 || *stream == "" {
-		fs.Usage()
-		return exitf(exitUsage, "give --stream and exactly one PAYLOAD argument")
+	fs := cmd.fs
+	if fs.NArg() != 1 || a.stream == "" {
+		return cmd.mistake("give --stream and exactly one PAYLOAD argument", "")
 	}
 	payload := []byte(fs.Arg(0))
 	if fs.Arg(0) == "-" {
@@ -77,14 +89,14 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 	}
 
-	conn, anonymous, err := dialBridge(*addr, &auth, stderr)
+	conn, anonymous, err := dialBridge(a.addr, &a.auth, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = conn.Close() }()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	id, err := publishPayload(ctx, conn, &bridgev1.PublishRequest{Stream: *stream, Type: *typ}, payload)
+	id, err := publishPayload(ctx, conn, &bridgev1.PublishRequest{Stream: a.stream, Type: a.typ}, payload)
 	if err != nil {
 		if anonymous && status.Code(err) == codes.Unauthenticated {
 			return exitf(exitRefused, "%w; %w", err, errNoToken)

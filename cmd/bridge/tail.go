@@ -30,49 +30,61 @@ environment variable BRIDGE_TOKEN), sent as Authorization: Bearer. --ca,
 Exit status: 0 stopped (interrupt, or --count frames printed); 1 bad flags;
 2 the bridge could not be reached; 3 the bridge refused the subscription (its
 message says why); 4 the bridge ended the stream (with --reconnect=false).
-
-Flags:
 `
+
+// tailArgs are the settings of `bridge tail`, from its flags.
+type tailArgs struct {
+	base, lastID, format string
+	streams              []string
+	raw, reconnect       bool
+	count                int
+	auth                 clientAuth
+}
+
+// newTailCmdLine defines the flags of `bridge tail`, which set a.
+func newTailCmdLine(a *tailArgs) *cmdLine {
+	fs := flag.NewFlagSet("bridge tail", flag.ContinueOnError)
+	fs.StringVar(&a.base, "url", "http://localhost:8080", "base `URL` of the bridge's HTTP listener")
+	fs.Var(newListFlag(&a.streams, nil), "stream", "`stream` to subscribe to; repeat for several")
+	fs.StringVar(&a.lastID, "last-event-id", "", "resume after this event `id`")
+	fs.StringVar(&a.format, "format", "", "frame `format`: data, envelope or cloudevents; none means the bridge's default, data")
+	fs.BoolVar(&a.raw, "raw", false, "print frames in SSE form instead of one line each")
+	fs.IntVar(&a.count, "count", 0, "exit after this many `frames` (0: never)")
+	fs.BoolVar(&a.reconnect, "reconnect", true, "reconnect with the last id when the bridge ends the stream (--reconnect=false to exit instead)")
+	a.auth.register(fs)
+	return clientCmdLine("bridge tail", tailUsage, fs,
+		flagGroup{title: "Subscription", flags: []string{"stream", "last-event-id", "format"}},
+		flagGroup{title: "Output", flags: []string{"raw", "count"}},
+		flagGroup{title: "Connection", flags: []string{"url", "reconnect"}})
+}
 
 // runTail is `bridge tail`.
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bridge tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	base := fs.String("url", "http://localhost:8080", "base `URL` of the bridge's HTTP listener")
-	var streams listFlag
-	fs.Var(&streams, "stream", "`stream` to subscribe to; repeat for several")
-	lastID := fs.String("last-event-id", "", "resume after this event `id`")
-	format := fs.String("format", "", "frame `format`: data (default), envelope or cloudevents")
-	raw := fs.Bool("raw", false, "print frames in SSE form instead of one line each")
-	count := fs.Int("count", 0, "exit after this many frames (0: never)")
-	reconnect := fs.Bool("reconnect", true, "reconnect with the last id when the bridge ends the stream")
-	var auth clientAuth
-	auth.register(fs)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), tailUsage)
-		fs.PrintDefaults()
+	var a tailArgs
+	cmd := newTailCmdLine(&a)
+	if err := cmd.parse(args); errors.Is(err, flag.ErrHelp) {
+		cmd.printHelp(stdout)
+		return nil
+	} else if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitf(exitUsage, "%w", err)
+	if len(a.streams) == 0 || cmd.fs.NArg() > 0 {
+		return cmd.mistake("give at least one --stream and no other arguments", boolValueHint(cmd.fs, args))
 	}
-	if len(streams) == 0 || fs.NArg() > 0 {
-		fs.Usage()
-		return exitf(exitUsage, "give at least one --stream and no other arguments")
-	}
-	u, err := url.Parse(strings.TrimSuffix(*base, "/") + "/events")
+	u, err := url.Parse(strings.TrimSuffix(a.base, "/") + "/events")
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return exitf(exitUsage, "--url %q: give the bridge's base URL, like http://localhost:8080", *base)
+		return exitf(exitUsage, "--url %q: give the bridge's base URL, like http://localhost:8080", a.base)
 	}
-	q := url.Values{"stream": streams}
-	if *format != "" {
-		q.Set("format", *format)
+	q := url.Values{"stream": a.streams}
+	if a.format != "" {
+		q.Set("format", a.format)
 	}
 	u.RawQuery = q.Encode()
-	token, err := auth.bearer(os.LookupEnv)
+	token, err := a.auth.bearer(os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := auth.tlsConfig()
+	tlsCfg, err := a.auth.tlsConfig()
 	if err != nil {
 		return err
 	}
@@ -88,7 +100,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		warnPlaintext(stderr, u.Host)
 	}
 
-	t := &tailer{url: u.String(), client: client, token: token, lastID: *lastID, raw: *raw, count: *count, out: stdout}
+	t := &tailer{url: u.String(), client: client, token: token, lastID: a.lastID, raw: a.raw, count: a.count, out: stdout}
 	for attempt := 0; ; attempt++ {
 		err := t.once(ctx)
 		switch {
@@ -96,9 +108,9 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return nil // interrupted: a normal way to stop
 		case errors.Is(err, errEnough):
 			return nil
-		case err != nil && (attempt == 0 || !*reconnect):
+		case err != nil && (attempt == 0 || !a.reconnect):
 			return err // the first connection failed: say so
-		case err == nil && !*reconnect:
+		case err == nil && !a.reconnect:
 			return exitf(exitStreamEnd, "the bridge ended the stream after id %q", t.lastID)
 		}
 		var ee *exitError
