@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,10 +32,19 @@ const (
 	// in between. Shorter than nats.go's 2s so a node catches up soon after
 	// a NATS restart.
 	natsReconnectWait = time.Second
-	// natsPingInterval finds a dead connection that never closed (a
-	// partition): two unanswered pings, about 20s, instead of nats.go's
-	// default of four minutes.
-	natsPingInterval = 10 * time.Second
+	// natsPingInterval finds a dead connection that never closed (a server
+	// whose host died, a partition): nats.go gives up on a connection after
+	// two unanswered pings, so within about three intervals, 4 to 6s,
+	// instead of nats.go's default of four minutes. A ping a second costs
+	// nothing; a shorter interval would start cutting connections to a
+	// server that is only busy.
+	natsPingInterval = 2 * time.Second
+	// natsDialTimeout bounds one attempt to connect to one server, reconnects
+	// included: a dead host answers nothing, and nats.go tries the servers
+	// one after the other, so a node whose server died reaches another one
+	// this much later per dead server it tries first. A live server answers
+	// in milliseconds, TLS included.
+	natsDialTimeout = 2 * time.Second
 	// natsCloseTimeout bounds Close: draining a healthy connection takes
 	// milliseconds, and one to an unreachable server is closed at once.
 	natsCloseTimeout = 5 * time.Second
@@ -63,7 +73,9 @@ const (
 //   - Publish returns once JetStream acknowledged the event.
 //   - Run follows the stream with an ordered consumer from the sequence that
 //     was last at start; after a NATS outage it resumes after the last
-//     delivered sequence, so nothing is lost or repeated.
+//     delivered sequence, so nothing is lost or repeated. Its watch
+//     (engine_nats_watch.go) finds a stalled consumer and a stream that lost
+//     its history, and heals both.
 //   - Replay reads JetStream with a consumer filtered on the requested
 //     streams, and resets instead of leaving a gap; see Replay.
 //
@@ -82,10 +94,22 @@ type NATSEngine struct {
 	closed chan struct{} // closed by the connection's closed handler
 	onGap  func()        // set before Run starts; see setGapHandler
 
+	// restart (capacity 1): the watch asks follow for a new consumer.
+	// lossHint (capacity 1): a publish got an id issued before; the watch
+	// looks at the stream at once.
+	restart, lossHint chan struct{}
+	// delivered is the last stream sequence Run delivered (or skipped);
+	// fence is that of a history loss Run has not followed yet (0: none).
+	delivered, fence atomic.Uint64
+	// Figures for metrics (see Stats).
+	lag                                     atomic.Uint64
+	stalls, consumerRestarts, historyLosses atomic.Int64
+
 	mu       sync.Mutex
-	changed  chan struct{}                      // closed and replaced when the connection's state changes
+	changed  chan struct{}                      // closed and replaced when Ready's answer may have changed
 	inflight map[uint64]context.CancelCauseFunc // publishes to cancel when the connection drops
 	nextPub  uint64
+	stalled  error // why delivery is stalled (the watch), nil while it is not
 }
 
 // errConnLost ends a publish whose connection dropped before the ack came.
@@ -115,6 +139,8 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 		urls:     redactURLs(cfg.URLs),
 		log:      log,
 		ensure:   make(chan struct{}, 1),
+		restart:  make(chan struct{}, 1),
+		lossHint: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		changed:  make(chan struct{}),
 		inflight: make(map[uint64]context.CancelCauseFunc),
@@ -159,6 +185,7 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 		return fail(err)
 	}
 	e.start = info.State.LastSeq + 1
+	e.delivered.Store(info.State.LastSeq)
 	log.Info("nats engine ready", "url", nc.ConnectedUrlRedacted(), "stream", cfg.Stream,
 		"subjects", e.want.Subjects, "first_seq", info.State.FirstSeq, "last_seq", info.State.LastSeq,
 		"max_msgs_per_subject", historySize, "max_age", historyAge, "storage", cfg.Storage, "replicas", cfg.Replicas)
@@ -218,7 +245,7 @@ func retryAtStart(err error) bool {
 func (e *NATSEngine) options(cfg NATSConfig) []nats.Option {
 	opts := []nats.Option{
 		nats.Name("sse-bridge"),
-		nats.Timeout(cfg.ConnectTimeout),
+		nats.Timeout(min(cfg.ConnectTimeout, natsDialTimeout)),
 		// Never give up: a node without NATS keeps its SSE connections open
 		// and reports not ready until NATS is back.
 		nats.MaxReconnects(-1),
@@ -236,6 +263,13 @@ func (e *NATSEngine) options(cfg NATSConfig) []nats.Option {
 			e.log.Info("NATS connection back", "url", nc.ConnectedUrlRedacted())
 			e.connectionChanged(false)
 			e.checkStream() // a NATS server that kept streams in memory lost ours
+			// The consumer may have lived on the server this connection
+			// lost; a new one costs a request, waiting for nats.go to find
+			// out costs seconds of silence.
+			select {
+			case e.restart <- struct{}{}:
+			default:
+			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) {
 			e.connectionChanged(true)
@@ -328,9 +362,24 @@ func (e *NATSEngine) connectionChanged(down bool) {
 	}
 }
 
-// Ready reports whether the engine can publish and replay now: nil while
-// connected to NATS, an error wrapping [ErrUnavailable] otherwise.
+// Ready reports whether this node serves fully now: nil while it is
+// connected to NATS and delivering (see engine_nats_watch.go), an error
+// wrapping [ErrUnavailable] that says why not otherwise. /readyz and gRPC
+// health follow it.
 func (e *NATSEngine) Ready() error {
+	if err := e.connected(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stalled
+}
+
+// connected reports whether the engine can publish and replay now: nil
+// while connected to NATS, an error wrapping [ErrUnavailable] otherwise.
+// Unlike Ready, a stalled delivery does not count: publishing and replaying
+// do not need it, and a new consumer needs a connection only.
+func (e *NATSEngine) connected() error {
 	if s := e.nc.Status(); s != nats.CONNECTED {
 		return fmt.Errorf("%w: NATS connection is %s", ErrUnavailable, strings.ToLower(s.String()))
 	}
@@ -350,7 +399,7 @@ func (e *NATSEngine) ReadyChanged() <-chan struct{} {
 func (e *NATSEngine) waitReady(ctx context.Context) error {
 	for {
 		changed := e.ReadyChanged()
-		err := e.Ready()
+		err := e.connected()
 		if err == nil || e.nc.IsClosed() {
 			return err
 		}
@@ -399,9 +448,12 @@ func (e *NATSEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
 		delete(e.inflight, pub)
 		e.mu.Unlock()
 	}()
-	if err := e.Ready(); err != nil {
+	if err := e.connected(); err != nil {
 		return 0, err
 	}
+	// Every sequence JetStream assigns from now on is above what Run has
+	// delivered; one that is not means the stream lost its history.
+	delivered := e.delivered.Load()
 
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
@@ -415,6 +467,13 @@ func (e *NATSEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
 	ack, err := e.js.PublishMsg(pctx, msg)
 	if err != nil {
 		return 0, e.publishError(ctx, pctx, err)
+	}
+	if ack.Sequence <= delivered {
+		select {
+		case e.lossHint <- struct{}{}:
+		default:
+		}
+		return 0, fmt.Errorf("%w: JetStream stored the event under id %d, which it had issued before: the stream lost its history, and the bridge fences it (removing the event) so that ids never repeat; publish it again", ErrUnavailable, ack.Sequence)
 	}
 	ev.ID = ack.Sequence
 	return ack.Sequence, nil

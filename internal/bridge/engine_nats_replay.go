@@ -121,7 +121,7 @@ func staleID(info *jetstream.StreamInfo, after uint64) string {
 		return ResetUnknownID
 	case after+1 >= st.FirstSeq:
 		return ""
-	case after+1 < info.Config.FirstSeq:
+	case after+1 < info.Config.FirstSeq, after+1 < lostBefore(info.Config.Metadata):
 		return ResetHistoryLost
 	}
 	return ResetTrimmed

@@ -35,14 +35,23 @@ func (e *NATSEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 	mctx, stop := context.WithCancel(ctx)
 	defer stop() // before wg.Wait: deferred calls run last-in first-out
 	wg.Go(func() { e.maintain(mctx) })
+	wg.Go(func() { e.watch(mctx) })
 
 	next := e.start
 	for {
-		err := e.follow(ctx, &next, deliver)
+		// wg also owns what each follow leaves ending in the background:
+		// its reader, which a consumer stuck in a reset may hold for
+		// seconds, and the deletion of its consumer. The next consumer does
+		// not wait for them.
+		err := e.follow(ctx, &next, deliver, &wg)
 		if ctx.Err() != nil {
 			return nil
 		}
+		e.consumerRestarts.Add(1)
 		e.log.Warn("following the JetStream stream failed: starting again", "next_seq", next, "err", err)
+		if errors.Is(err, errStalled) {
+			continue // the watch asked for a new consumer: at once
+		}
 		t := time.NewTimer(natsFollowRetry)
 		select {
 		case <-ctx.Done():
@@ -53,13 +62,33 @@ func (e *NATSEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 	}
 }
 
-// follow delivers the stream's messages from *next on until ctx ends or the
-// consumer fails; *next is always the sequence after the last one delivered.
-func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*Event)) error {
+// follow delivers the stream's messages from *next on until ctx ends, the
+// consumer fails or the watch asks for a new one; *next is always the
+// sequence after the last one delivered. What is left to end when it
+// returns (the reader, the consumer's deletion) ends on goroutines of bg.
+func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*Event), bg *sync.WaitGroup) error {
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if fence := e.fence.Load(); fence > *next {
+		// The stream lost its history and was fenced: what this node
+		// delivered is gone, and ids continue at the fence. Its clients
+		// resume, and get bridge.reset history_lost.
+		e.log.Warn("following the JetStream stream from its fence: closing this node's SSE connections so they resume", "fence", fence)
+		if e.onGap != nil {
+			e.onGap()
+		}
+		*next = fence
+		e.delivered.Store(fence - 1)
+	}
+	select {
+	case <-e.restart: // asked for before this consumer: it is one already
+	default:
+	}
+	// Bounded like any JetStream request: during an election a creation
+	// may hang, and one that started just before the cluster recovered
+	// must not hold delivery back for long after it.
+	cctx, cancel := context.WithTimeout(ctx, natsRequestTimeout)
 	cons, err := e.stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       *next,
@@ -83,8 +112,7 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 	msgs := make(chan jetstream.Msg, natsBatch)
 	readErr := make(chan error, 1)
 	quit := make(chan struct{})
-	var reader sync.WaitGroup
-	reader.Go(func() { // ends when the iterator stops (below) or fails
+	bg.Go(func() { // ends when the iterator stops (below) or fails
 		for {
 			msg, err := it.Next()
 			if err != nil {
@@ -101,10 +129,9 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 	defer func() {
 		stopOnDone()
 		it.Stop()
-		close(quit)
-		reader.Wait()
-		if info := cons.CachedInfo(); info != nil && e.Ready() == nil {
-			e.deleteConsumer(ctx, info.Name)
+		close(quit) // the reader sends nothing more
+		if info := cons.CachedInfo(); info != nil && e.connected() == nil {
+			bg.Go(func() { e.deleteConsumer(ctx, info.Name) })
 		}
 	}()
 	// Messages taken from msgs but not delivered when follow returns are
@@ -115,6 +142,8 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 		var msg jetstream.Msg
 		select {
 		case msg = <-msgs:
+		case <-e.restart:
+			return errStalled
 		case err := <-readErr:
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
 				return nil
@@ -138,6 +167,7 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 			clear(batch)
 			batch = batch[:0]
 		}
+		e.delivered.Store(*next - 1)
 	}
 }
 

@@ -533,7 +533,7 @@ func TestNATSEngineCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a NATS cluster")
 	}
-	urls := startNATSCluster(t, 3)
+	urls := urlsOf(startNATSCluster(t, 3)...)
 	// Each engine talks to another server; the start waits for the cluster.
 	cfg := NATSConfig{URLs: urls[:1], Replicas: 3, ConnectTimeout: suiteWait}
 	a := newTestNATSEngine(t, cfg, 100, time.Hour)

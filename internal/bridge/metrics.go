@@ -21,6 +21,11 @@ const (
 	publishError       = "error"
 )
 
+// natsReporter is implemented by the nats engine: its delivery figures.
+type natsReporter interface {
+	Stats() NATSStats
+}
+
 // historyReporter is implemented by engines that can tell how much history
 // they hold (the memory engine; JetStream reports its own).
 type historyReporter interface {
@@ -142,6 +147,12 @@ var (
 	descReplaysCapped = prometheus.NewDesc("bridge_replays_capped_total", "Resets (too_far_behind) because a (re)connect missed more events than --max-replay.", nil, nil)
 	descHistoryEvents = prometheus.NewDesc("bridge_history_events", "Events held in history, all streams.", nil, nil)
 	descHistoryBytes  = prometheus.NewDesc("bridge_history_bytes", "Size of the data of the events held in history.", nil, nil)
+
+	descNATSLag      = prometheus.NewDesc("bridge_nats_delivery_lag_events", "The JetStream stream's last sequence minus the last one this node delivered, at the last look (every second).", nil, nil)
+	descNATSStalled  = prometheus.NewDesc("bridge_nats_delivery_stalled", "1 while this node's delivery from JetStream is stalled (it then reports not ready), else 0.", nil, nil)
+	descNATSStalls   = prometheus.NewDesc("bridge_nats_delivery_stalls_total", "Times this node's delivery from JetStream stalled.", nil, nil)
+	descNATSRestarts = prometheus.NewDesc("bridge_nats_consumer_restarts_total", "JetStream consumers this node started again after a stall or an error.", nil, nil)
+	descNATSLosses   = prometheus.NewDesc("bridge_nats_history_losses_total", "Times this node found the JetStream stream had lost its history, and fenced it so ids never repeat.", nil, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -151,6 +162,11 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	if _, ok := c.engine.(historyReporter); ok {
 		ch <- descHistoryEvents
 		ch <- descHistoryBytes
+	}
+	if _, ok := c.engine.(natsReporter); ok {
+		for _, d := range []*prometheus.Desc{descNATSLag, descNATSStalled, descNATSStalls, descNATSRestarts, descNATSLosses} {
+			ch <- d
+		}
 	}
 }
 
@@ -171,5 +187,17 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		events, bytes := hr.HistoryStats()
 		ch <- prometheus.MustNewConstMetric(descHistoryEvents, prometheus.GaugeValue, float64(events))
 		ch <- prometheus.MustNewConstMetric(descHistoryBytes, prometheus.GaugeValue, float64(bytes))
+	}
+	if nr, ok := c.engine.(natsReporter); ok {
+		s := nr.Stats()
+		stalled := 0.0
+		if s.Stalled {
+			stalled = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descNATSLag, prometheus.GaugeValue, float64(s.Lag))
+		ch <- prometheus.MustNewConstMetric(descNATSStalled, prometheus.GaugeValue, stalled)
+		ch <- prometheus.MustNewConstMetric(descNATSStalls, prometheus.CounterValue, float64(s.Stalls))
+		ch <- prometheus.MustNewConstMetric(descNATSRestarts, prometheus.CounterValue, float64(s.ConsumerRestarts))
+		ch <- prometheus.MustNewConstMetric(descNATSLosses, prometheus.CounterValue, float64(s.HistoryLosses))
 	}
 }

@@ -78,9 +78,9 @@ func (n *natsServer) Stop() {
 }
 
 // startNATSCluster starts n NATS servers with JetStream that form one
-// cluster on loopback, and returns their client URLs. They are shut down
-// when the test ends.
-func startNATSCluster(tb testing.TB, n int) []string {
+// cluster on loopback, and returns them. They are shut down when the test
+// ends.
+func startNATSCluster(tb testing.TB, n int) []*natsServer {
 	tb.Helper()
 	// JetStream wants every server's routes configured up front, so the
 	// cluster ports are chosen first: free ports, released for the servers.
@@ -95,14 +95,30 @@ func startNATSCluster(tb testing.TB, n int) []string {
 		routes = append(routes, "nats://"+l.Addr().String())
 		_ = l.Close()
 	}
-	var urls []string
+	var servers []*natsServer
 	for i := range n {
 		s := startNATS(tb, func(o *server.Options) {
 			o.ServerName = "n" + strconv.Itoa(i)
 			o.Cluster = server.ClusterOpts{Name: "bridge-test", Host: "127.0.0.1", Port: ports[i]}
 			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 		})
-		urls = append(urls, s.URL)
+		servers = append(servers, s)
+	}
+	return servers
+}
+
+// urlsOf returns the client URLs of servers.
+func urlsOf(servers ...*natsServer) []string {
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL
 	}
 	return urls
+}
+
+// server returns the running server, nil while it is stopped.
+func (n *natsServer) server() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
 }
