@@ -242,7 +242,9 @@ func TestGarbledLastEventIDIsIgnored(t *testing.T) {
 	t.Parallel()
 	b := startBridge(t, bridge.Config{})
 	b.publish(t, jsonReq(t, "orders", "before"))
-	for _, garbled := range []string{"abc", "-5", "1e3", "99999999999999999999999", "12abc"} {
+	// All-digit values too large for an id are not garbled: they get a
+	// reset (TestOddLastEventIDs).
+	for _, garbled := range []string{"abc", "-5", "1e3", "12abc"} {
 		t.Run(garbled, func(t *testing.T) {
 			t.Parallel()
 			c := subscribe(t, b.baseURL, "stream=orders", garbled)

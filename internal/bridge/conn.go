@@ -44,7 +44,7 @@ type conn struct {
 	id      string // the library stream's id: random, never shown to clients
 	streams []string
 	resume  bool   // the client sent a usable Last-Event-ID
-	after   uint64 // that id
+	after   uint64 // that id; meaningless without resume
 	format  Format
 	cancel  context.CancelFunc
 

@@ -37,21 +37,21 @@ type testBridge struct {
 	stop     func() error // cancels Serve and returns its error
 }
 
-func startBridge(t *testing.T, cfg bridge.Config) *testBridge {
-	t.Helper()
+func startBridge(tb testing.TB, cfg bridge.Config) *testBridge {
+	tb.Helper()
 	srv, err := bridge.New(cfg)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		tb.Fatalf("New: %v", err)
 	}
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		tb.Fatalf("listen: %v", err)
 	}
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		tb.Fatalf("listen: %v", err)
 	}
-	return serveTest(t, srv, grpcLis, httpLis, grpcLis.Addr().String())
+	return serveTest(tb, srv, grpcLis, httpLis, grpcLis.Addr().String())
 }
 
 func (b *testBridge) publish(t *testing.T, req *bridgev1.PublishRequest) uint64 {
@@ -118,7 +118,13 @@ func subscribeWith(t *testing.T, baseURL, query string, h http.Header) *sseClien
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
+	// The response (its headers) comes within waitLimit, or the request is
+	// cancelled and getEvents fails the test.
+	bound := time.AfterFunc(waitLimit, cancel)
 	resp := getEvents(ctx, t, http.DefaultClient, baseURL, query, h)
+	if !bound.Stop() {
+		t.Fatalf("GET /events?%s: no response within %v", query, waitLimit)
+	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()

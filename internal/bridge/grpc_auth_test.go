@@ -114,14 +114,14 @@ func startBridgeFrom(t *testing.T, cfg bridge.Config, remote net.Addr) (*testBri
 
 // serveTest serves srv on the listeners until the test ends (or stop), with
 // a plaintext client connection to target.
-func serveTest(t *testing.T, srv *bridge.Server, grpcLis, httpLis net.Listener, target string) *testBridge {
-	t.Helper()
+func serveTest(tb testing.TB, srv *bridge.Server, grpcLis, httpLis net.Listener, target string) *testBridge {
+	tb.Helper()
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
+		tb.Fatalf("grpc.NewClient: %v", err)
 	}
-	stopServe := serveUntilCleanup(t, srv, grpcLis, httpLis)
-	t.Cleanup(func() { _ = conn.Close() }) // runs first: the client goes before the server
+	stopServe := serveUntilCleanup(tb, srv, grpcLis, httpLis)
+	tb.Cleanup(func() { _ = conn.Close() }) // runs first: the client goes before the server
 	stop := func() error {
 		_ = conn.Close()
 		return stopServe()
@@ -466,9 +466,9 @@ func TestPublisherAuthLeaksNothing(t *testing.T) {
 // serveUntilCleanup runs srv.Serve on the listeners until stop is called or
 // the test ends, and checks it returned nil. stop cancels Serve and returns
 // its error; it may be called more than once.
-func serveUntilCleanup(t *testing.T, srv *bridge.Server, grpcLis, httpLis net.Listener) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+func serveUntilCleanup(tb testing.TB, srv *bridge.Server, grpcLis, httpLis net.Listener) (stop func() error) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(tb.Context()))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
 	var once sync.Once
@@ -484,9 +484,9 @@ func serveUntilCleanup(t *testing.T, srv *bridge.Server, grpcLis, httpLis net.Li
 		})
 		return serveErr
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := stop(); err != nil {
-			t.Errorf("Serve() = %v, want nil", err)
+			tb.Errorf("Serve() = %v, want nil", err)
 		}
 	})
 	return stop

@@ -108,8 +108,9 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 }
 
 // register adds a connection for streams, resuming after id after when resume
-// is set. From now on deliver queues the connection's events until replay is
-// done. It returns errClosed once the hub is shutting down. The connection's
+// is set; without resume, after means nothing (a fresh connection starts
+// from the first event delivered to it). From now on deliver queues the
+// connection's events until replay is done. It returns errClosed once the hub is shutting down. The connection's
 // library stream is created only when the connection is handed to the
 // library (openLibStream): a dozing one has none.
 func (h *hub) register(streams []string, format Format, resume bool, after uint64, out streamOutput, cancel context.CancelFunc) (*conn, error) {
@@ -186,7 +187,12 @@ func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
 			defer c.mu.Unlock()
 			// A caught-up resume already has every event up to its
 			// Last-Event-ID, some of which the dispatcher may still deliver.
-			c.lastID = c.after
+			// Any other connection starts at the first event held for
+			// it: its after means nothing, and a lastID taken from it
+			// could skip every event, for good (a silent stream).
+			if c.caughtUp {
+				c.lastID = c.after
+			}
 			sent := 0
 			for _, ev := range c.pending {
 				if ev.ID <= c.lastID {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -333,3 +334,37 @@ func TestGroupArrivesAsSeparateFrames(t *testing.T) {
 		})
 	}
 }
+
+// TestFreshConnectionGetsEveryEvent: a connection that is not a resume gets
+// every event delivered to it, whatever id it was registered with: only a
+// resume skips the events up to its Last-Event-ID. (An all-digit
+// Last-Event-ID above the uint64 range once reached the hub as MaxUint64
+// without resume, and the connection skipped every event, for good.)
+func TestFreshConnectionGetsEveryEvent(t *testing.T) {
+	t.Parallel()
+	h := newHub(NewMemoryEngine(10, time.Hour), 8, 10, testLogger(t))
+	t.Cleanup(h.lib.Close)
+	c, err := h.register([]string{"s"}, FormatData, false, math.MaxUint64, noOutput{}, func() {})
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	defer h.unregister(c)
+	h.openLibStream(c)
+	h.deliver([]*Event{{ID: 5, Stream: "s", Data: []byte("1")}}) // held: not live yet
+	if done := h.subscribed(t.Context(), c); done != nil {
+		t.Fatal("subscribed started a replay for a connection that is not a resume")
+	}
+	h.deliver([]*Event{{ID: 6, Stream: "s", Data: []byte("2")}}) // live
+	c.mu.Lock()
+	live, last := c.live, c.lastID
+	c.mu.Unlock()
+	if queued := c.queued.Load(); !live || last != 6 || queued != 2 {
+		t.Fatalf("after events 5 and 6: live %v, lastID %d, frames queued %d; want live, 6, 2", live, last, queued)
+	}
+}
+
+// noOutput is a connection's writer that nothing is written to.
+type noOutput struct{}
+
+func (noOutput) Flush() error                     { return nil }
+func (noOutput) SetWriteDeadline(time.Time) error { return nil }

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -96,12 +97,36 @@ func typeNameError(t string) error {
 	return nil
 }
 
-// parseEventID parses a Last-Event-ID value. ok is false for anything that is
-// not a decimal id this bridge could have sent; callers treat that as absent.
-func parseEventID(s string) (id uint64, ok bool) {
-	if s == "" || len(s) > 20 || s[0] < '0' || s[0] > '9' {
+// parseEventID parses a Last-Event-ID value, from the header or the
+// lastEventId parameter. Spaces and tabs around it are ignored, as HTTP
+// ignores them around a header's value (net/http already trimmed the
+// header; this treats the parameter the same).
+//
+// resume is false, and id zero, when s is not an id at all: empty, or
+// anything but ASCII decimal digits (a sign, an exponent, hex, other
+// scripts' digits). The client then starts afresh, with live events.
+//
+// Any all-digit value is an attempt at an id, and resumes: one that fits a
+// uint64 is that id; one above the largest uint64 comes back as
+// [math.MaxUint64]. No engine assigns that id (they count microseconds or
+// sequence numbers from one), and every engine answers a resume after an id
+// above its head with a reset (unknown_id), so the client learns its id
+// means nothing here and then gets live events.
+func parseEventID(s string) (id uint64, resume bool) {
+	s = strings.Trim(s, " \t")
+	if s == "" {
 		return 0, false
 	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
 	id, err := strconv.ParseUint(s, 10, 64)
-	return id, err == nil
+	if err != nil {
+		// Only ErrRange is left for ASCII digits: the value is above
+		// MaxUint64, and ParseUint returned MaxUint64 itself.
+		return math.MaxUint64, true
+	}
+	return id, true
 }

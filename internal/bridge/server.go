@@ -203,9 +203,19 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 		// over MaxPayload gets Publish's InvalidArgument, which says what to
 		// do; one far over it is refused unread (ResourceExhausted).
 		grpc.MaxRecvMsgSize(maxGRPCMessage(cfg.MaxPayload)),
+		// A request that does not decode gets INVALID_ARGUMENT, not
+		// grpc-go's INTERNAL: the codec marks it, the interceptors after
+		// metrics answer it (codec.go). Before auth, as a decode failure
+		// always was: auth reads the request. A Publish refused so counts
+		// as an invalid publish, as the handler counts its own refusals.
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		// Metrics first, so refused calls are counted by their code too.
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor, gauth.unary),
-		grpc.ChainStreamInterceptor(gauth.stream),
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor, rejectUndecodable(gauth.unary, func(method string) {
+			if method == bridgev1.BridgeService_Publish_FullMethodName {
+				m.published.WithLabelValues(publishInvalid).Inc()
+			}
+		})),
+		grpc.ChainStreamInterceptor(rejectUndecodableStream, gauth.stream),
 	)
 	bridgev1.RegisterBridgeServiceServer(r.gs, &publishService{
 		engine:     engine,

@@ -227,8 +227,10 @@ func (s *sseHandler) checkRequest(w http.ResponseWriter, r *http.Request) (_ *su
 		s.refuse(w, rejectBadRequest, http.StatusBadRequest, fmt.Sprintf("format %q is unknown: use data (the default), envelope or cloudevents", query.Get("format")))
 		return nil, false
 	}
-	// A garbled Last-Event-ID is treated as absent, never as an error: the
-	// browser would stop reconnecting.
+	// A Last-Event-ID is never an error: the browser would stop
+	// reconnecting. One that is not an id at all is treated as absent; an
+	// all-digit one too large to be an id resumes, and gets a reset
+	// (parseEventID).
 	lastID := r.Header.Get("Last-Event-ID")
 	if lastID == "" {
 		lastID = query.Get("lastEventId")

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -65,19 +66,27 @@ func FuzzParseStreams(f *testing.F) {
 	})
 }
 
-// FuzzParseEventID: a Last-Event-ID is an id only when it is 1 to 20 ASCII
-// digits that fit a uint64; anything else is absent, never a panic.
+// FuzzParseEventID: a Last-Event-ID resumes only when it is ASCII digits,
+// with spaces or tabs around them: the id they say, or MaxUint64 when that
+// is above the uint64 range. Anything else is absent (id zero), never a
+// panic.
 func FuzzParseEventID(f *testing.F) {
-	for _, s := range []string{"0", "42", "18446744073709551615", "18446744073709551616", "-1", "+1", "1e3", " 1", "1\r", "1\x00", "٣", "00000000000000000001", ""} {
+	for _, s := range []string{"0", "42", "18446744073709551615", "18446744073709551616", strings.Repeat("9", 30), "-1", "+1", "1e3", " 1", "\t1 ", " ", "1\r", "1\x00", "٣", "00000000000000000001", ""} {
 		f.Add(s)
 	}
-	digits := regexp.MustCompile(`^[0-9]{1,20}$`)
+	digits := regexp.MustCompile(`^[ \t]*([0-9]+)[ \t]*$`)
 	f.Fuzz(func(t *testing.T, s string) {
-		id, ok := parseEventID(s)
-		want, err := strconv.ParseUint(s, 10, 64)
-		wantOK := err == nil && digits.MatchString(s)
-		if ok != wantOK || (ok && id != want) {
-			t.Fatalf("parseEventID(%q) = %d, %v; want %d, %v", s, id, ok, want, wantOK)
+		id, resume := parseEventID(s)
+		var want uint64
+		m := digits.FindStringSubmatch(s)
+		if m != nil {
+			var err error
+			if want, err = strconv.ParseUint(m[1], 10, 64); err != nil {
+				want = math.MaxUint64
+			}
+		}
+		if resume != (m != nil) || id != want {
+			t.Fatalf("parseEventID(%q) = %d, %v; want %d, %v", s, id, resume, want, m != nil)
 		}
 	})
 }
