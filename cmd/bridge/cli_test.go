@@ -6,12 +6,15 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sse-bridge/bridge/internal/bridge"
+	"github.com/sse-bridge/bridge/internal/testpki"
 )
 
 // startBridge serves a bridge on loopback for the duration of the test and
@@ -112,6 +115,15 @@ func TestCLIErrors(t *testing.T) {
 			_, err := publishCLI(t, "--addr", dead, "--timeout", "2s", "--stream", "s", `1`)
 			return err
 		}, exitConnect, dead},
+		{"publish: over the payload limit", func() error {
+			_, err := publishCLI(t, "--addr", dead, "--max-payload", "10", "--stream", "s", `{"hello": "world, at length"}`)
+			return err // refused before any connection: the address is dead
+		}, exitUsage, "the limit is 10 (--max-payload"},
+		{"publish: TLS to a plaintext bridge", func() error {
+			ca := writeTemp(t, "ca.pem", string(testpki.NewCA(t, "bridge test").PEM))
+			_, err := publishCLI(t, "--addr", addr, "--ca", ca, "--timeout", "5s", "--stream", "s", `1`)
+			return err
+		}, exitConnect, "seems to speak plaintext gRPC: drop --ca"},
 		{"tail: no stream", func() error { return runTail(t.Context(), []string{"--url", url}, &bytes.Buffer{}, &bytes.Buffer{}) }, exitUsage, "--stream"},
 		{"tail: bad url", func() error {
 			return runTail(t.Context(), []string{"--url", "ftp://x", "--stream", "s"}, &bytes.Buffer{}, &bytes.Buffer{})
@@ -159,5 +171,59 @@ func TestTailExitsWhenStreamEnds(t *testing.T) {
 	stop()
 	if err := <-done; exitCode(err) != exitStreamEnd {
 		t.Errorf("tail = %v (exit %d), want exit %d", err, exitCode(err), exitStreamEnd)
+	}
+}
+
+// TestTailRawPrintsTheFramesAsSent: --raw prints the stream byte for byte
+// as curl -N would (retry:, fields in the bridge's order), counting only
+// frames with data.
+func TestTailRawPrintsTheFramesAsSent(t *testing.T) {
+	t.Parallel()
+	addr, url, _ := startBridge(t, bridge.Config{})
+	first, err := publishCLI(t, "--addr", addr, "--stream", "raw", `{"n":1}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := publishCLI(t, "--addr", addr, "--stream", "raw", "--type", "note", `{"n":2}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(first, 10, 64)
+	if err != nil {
+		t.Fatalf("publish printed %q, want an id", first)
+	}
+	after := strconv.FormatUint(n-1, 10)
+
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := runTail(ctx, []string{"--url", url, "--stream", "raw", "--last-event-id", after, "--count", "2", "--raw"}, &out, &errOut); err != nil {
+		t.Fatalf("tail --raw = %v (%s)", err, errOut.String())
+	}
+	// What the bridge sends, read with a plain HTTP client.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/events?stream=raw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Last-Event-ID", after)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	want := make([]byte, out.Len())
+	if _, err := io.ReadFull(resp.Body, want); err != nil {
+		t.Fatalf("read %d bytes of the stream: %v", len(want), err)
+	}
+	got := out.String()
+	// The retry: value is jittered per connection; everything else is the same.
+	retry := regexp.MustCompile(`(?m)^retry: \d+$`)
+	if g, w := retry.ReplaceAllString(got, "retry: N"), retry.ReplaceAllString(string(want), "retry: N"); g != w {
+		t.Errorf("tail --raw printed\n%q\nthe bridge sent\n%q", g, w)
+	}
+	for _, part := range []string{"retry: ", "id: " + first + "\ndata: {\"n\":1}\n\n", "id: " + second + "\ndata: {\"n\":2}\nevent: note\n\n"} {
+		if !strings.Contains(got, part) {
+			t.Errorf("tail --raw printed %q, want it to contain %q", got, part)
+		}
 	}
 }

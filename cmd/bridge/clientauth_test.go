@@ -225,7 +225,7 @@ func TestPublishOverTLS(t *testing.T) {
 	}{
 		{"mTLS and token", []string{"--ca", f.caFile, "--cert", f.crt, "--key", f.key, "--token", cliToken}, exitOK, ""},
 		{"server not trusted", []string{"--cert", f.crt, "--key", f.key, "--token", cliToken}, exitConnect, "Unavailable"},
-		{"plaintext to a TLS server", []string{"--token", cliToken}, exitConnect, "Unavailable"},
+		{"plaintext to a TLS server", []string{"--token", cliToken}, exitConnect, "seems to speak TLS: connect with --ca FILE"},
 		{"cert without key", []string{"--ca", f.caFile, "--cert", f.crt}, exitUsage, "--cert and --key go together"},
 		{"CA file missing", []string{"--ca", filepath.Join(t.TempDir(), "nope.pem")}, exitUsage, "--ca"},
 		{"CA file not PEM", []string{"--ca", writeTemp(t, "bad.pem", "not a certificate")}, exitUsage, "no PEM certificate"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
+	"github.com/sse-bridge/bridge/internal/bridge"
 	"github.com/sse-bridge/bridge/internal/payload"
 )
 
@@ -51,6 +53,7 @@ bad credential, a stream not granted, over the publisher's rate, ...).
 type publishArgs struct {
 	addr, stream, typ string
 	timeout           time.Duration
+	maxPayload        int
 	auth              clientAuth
 }
 
@@ -61,9 +64,10 @@ func newPublishCmdLine(a *publishArgs) *cmdLine {
 	fs.StringVar(&a.stream, "stream", "", "`stream` to publish to (required)")
 	fs.StringVar(&a.typ, "type", "", "SSE event `name`; none means a typed event's message name, and no event: line for json")
 	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole call (a `duration`)")
+	fs.IntVar(&a.maxPayload, "max-payload", bridge.DefaultConfig().MaxPayload, "the bridge's --max-payload, in `bytes`: a larger payload is refused here, before it is sent")
 	a.auth.register(fs)
 	return clientCmdLine("bridge publish", publishUsage, fs,
-		flagGroup{title: "Event", flags: []string{"stream", "type"}},
+		flagGroup{title: "Event", flags: []string{"stream", "type", "max-payload"}},
 		flagGroup{title: "Connection", flags: []string{"addr", "timeout"}})
 }
 
@@ -87,6 +91,10 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if payload, err = io.ReadAll(stdin); err != nil {
 			return exitf(exitUsage, "read payload from stdin: %w", err)
 		}
+	}
+
+	if err := checkPayloadSize(payload, a.maxPayload); err != nil {
+		return err
 	}
 
 	conn, anonymous, err := dialBridge(a.addr, &a.auth, stderr)
@@ -161,13 +169,43 @@ func publishPayload(ctx context.Context, conn *grpc.ClientConn, req *bridgev1.Pu
 	return res.GetId(), nil
 }
 
+// checkPayloadSize refuses a payload whose JSON is over limit bytes (the
+// bridge's --max-payload), before anything is sent: the bridge would refuse
+// it too, and far over the limit only with its transport's
+// ResourceExhausted. The JSON is measured compacted, as the bridge renders
+// it; limit 0 or less checks nothing.
+func checkPayloadSize(payload []byte, limit int) error {
+	if limit <= 0 || len(payload) <= limit {
+		return nil
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, payload); err != nil || compact.Len() <= limit {
+		return nil // not JSON (publishPayload says so), or within the limit once compacted
+	}
+	return exitf(exitUsage, "payload is %d bytes of JSON: the limit is %d (--max-payload, the bridge's own limit); send a smaller event, or a reference to the data", compact.Len(), limit)
+}
+
+// Transport errors that mean the two ends do not agree on TLS, as grpc-go
+// words them.
+const (
+	plaintextToTLS = "error reading server preface"          // this client plaintext, the bridge TLS
+	tlsToPlaintext = "first record does not look like a TLS" // this client TLS, the bridge plaintext
+)
+
 // rpcError classifies a failed call: the bridge unreachable, or refusing.
 // The result still carries the call's status (status.Code works on it).
 func rpcError(addr string, err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		return &exitError{code: exitConnect, err: &callError{fmt.Sprintf("bridge at %s: %s: %s", addr, st.Code(), st.Message()), err}}
+		msg := fmt.Sprintf("bridge at %s: %s: %s", addr, st.Code(), st.Message())
+		switch {
+		case strings.Contains(st.Message(), plaintextToTLS):
+			msg += " (the bridge seems to speak TLS: connect with --ca FILE, the CA of its certificate)"
+		case strings.Contains(st.Message(), tlsToPlaintext):
+			msg += " (the bridge seems to speak plaintext gRPC: drop --ca, --cert and --key)"
+		}
+		return &exitError{code: exitConnect, err: &callError{msg, err}}
 	default:
 		return &exitError{code: exitRefused, err: &callError{fmt.Sprintf("bridge at %s refused the event: %s: %s", addr, st.Code(), st.Message()), err}}
 	}

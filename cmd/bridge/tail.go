@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -162,6 +164,9 @@ func (t *tailer) once(ctx context.Context) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		return exitf(exitRefused, "the bridge answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
+	if t.raw {
+		return t.copyRaw(ctx, resp.Body)
+	}
 	for ev, err := range gosse.Read(resp.Body, &gosse.ReadConfig{MaxEventSize: 16 << 20}) {
 		if err != nil {
 			if ctx.Err() != nil {
@@ -177,17 +182,50 @@ func (t *tailer) once(ctx context.Context) error {
 	return nil
 }
 
+// copyRaw copies the stream to the output byte for byte, as the bridge
+// sent it (retry:, comments, field order and all), reading just enough of
+// it to follow the last event id and count the frames that carry data.
+func (t *tailer) copyRaw(ctx context.Context, body io.Reader) error {
+	br := bufio.NewReaderSize(body, 64<<10)
+	hasData := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long data line: copy it through in pieces.
+			_, _ = t.out.Write(line)
+			hasData = hasData || bytes.HasPrefix(line, []byte("data:"))
+			continue
+		}
+		if len(line) > 0 {
+			_, _ = t.out.Write(line)
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return exitf(exitConnect, "read: %w", err)
+		}
+		field := bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(field) == 0: // the end of a frame
+			if hasData {
+				t.printed++
+				if t.count > 0 && t.printed >= t.count {
+					return errEnough
+				}
+			}
+			hasData = false
+		case bytes.HasPrefix(field, []byte("data:")):
+			hasData = true
+		case bytes.HasPrefix(field, []byte("id:")):
+			t.lastID = strings.TrimPrefix(string(field[len("id:"):]), " ")
+		}
+	}
+}
+
 func (t *tailer) print(ev gosse.Event) {
 	t.lastID = ev.LastEventID
 	t.printed++
-	if t.raw {
-		fmt.Fprintf(t.out, "id: %s\n", ev.LastEventID)
-		if ev.Type != "" {
-			fmt.Fprintf(t.out, "event: %s\n", ev.Type)
-		}
-		fmt.Fprintf(t.out, "data: %s\n\n", ev.Data)
-		return
-	}
 	name := ev.Type
 	if name == "" {
 		name = "message"
