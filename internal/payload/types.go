@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
@@ -240,8 +241,8 @@ func (l *setLoader) add(origin string, set *descriptorpb.FileDescriptorSet) erro
 // link registers the file at path after its imports. stack holds the files
 // being linked, to report an import cycle instead of recursing forever.
 func (l *setLoader) link(path string, stack []string) error {
-	if _, err := protoregistry.GlobalFiles.FindFileByPath(path); err == nil {
-		return nil // compiled in: that copy wins
+	if compiled, err := protoregistry.GlobalFiles.FindFileByPath(path); err == nil {
+		return l.checkCompiledCopy(compiled) // that copy wins
 	}
 	if _, err := l.files.FindFileByPath(path); err == nil {
 		return nil // linked already
@@ -272,6 +273,117 @@ func (l *setLoader) link(path string, stack []string) error {
 		return fmt.Errorf("descriptor set %s: file %s: %w", l.origin[path], path, err)
 	}
 	return nil
+}
+
+// checkCompiledCopy accepts a set's copy of a file the bridge has compiled
+// in only when it is the same file: the same messages, fields, enums and
+// services, whatever its options or comments say. Then the compiled-in copy
+// serves, and renders exactly as the set's would. A copy that differs (a
+// message added, a field changed) would be ignored without a word, its new
+// types unknown: that is an error that names the file and what to do. The
+// well-known types (google/protobuf/) are exempt: a set carries the copy of
+// whichever protobuf release built it, and the bridge's own serves them.
+func (l *setLoader) checkCompiledCopy(compiled protoreflect.FileDescriptor) error {
+	path := compiled.Path()
+	fdp := l.protos[path]
+	if fdp == nil || strings.HasPrefix(path, "google/protobuf/") {
+		return nil
+	}
+	loaded, err := protodesc.NewFile(fdp, filesChain{protoregistry.GlobalFiles, l.files})
+	if err == nil {
+		if diff := shapeDiff(compiled, loaded); diff != "" {
+			err = errors.New(diff)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("descriptor set %s: file %s is compiled into the bridge, and the set's copy differs (%v): the compiled-in copy would be used and the set's ignored; give your file its own path and package (for example acme/%s with package acme.%s), or leave it out of the set", l.origin[path], path, err, path, compiled.Package())
+	}
+	return nil
+}
+
+// shapeDiff describes the first difference between a and b in what renders
+// an event: message and field names, numbers, kinds and JSON names; enum
+// values; services and methods. "" when there is none.
+func shapeDiff(a, b protoreflect.FileDescriptor) string {
+	if a.Package() != b.Package() {
+		return fmt.Sprintf("package %s, not %s", b.Package(), a.Package())
+	}
+	if d := messagesDiff(a.Messages(), b.Messages()); d != "" {
+		return d
+	}
+	if d := enumsDiff(a.Enums(), b.Enums()); d != "" {
+		return d
+	}
+	as, bs := a.Services(), b.Services()
+	for i := range max(as.Len(), bs.Len()) {
+		if i >= as.Len() || i >= bs.Len() || as.Get(i).FullName() != bs.Get(i).FullName() || as.Get(i).Methods().Len() != bs.Get(i).Methods().Len() {
+			return "its services differ"
+		}
+	}
+	return ""
+}
+
+func messagesDiff(a, b protoreflect.MessageDescriptors) string {
+	for i := range b.Len() {
+		bm := b.Get(i)
+		am := a.ByName(bm.Name())
+		if am == nil {
+			return fmt.Sprintf("it defines %s, which the compiled-in copy does not", bm.FullName())
+		}
+		if am.Fields().Len() != bm.Fields().Len() {
+			return fmt.Sprintf("%s has %d fields, not %d", bm.FullName(), bm.Fields().Len(), am.Fields().Len())
+		}
+		for j := range bm.Fields().Len() {
+			bf := bm.Fields().Get(j)
+			af := am.Fields().ByNumber(bf.Number())
+			if af == nil || af.Name() != bf.Name() || af.Kind() != bf.Kind() || af.Cardinality() != bf.Cardinality() ||
+				af.JSONName() != bf.JSONName() || fieldTypeName(af) != fieldTypeName(bf) {
+				return fmt.Sprintf("field %s differs", bf.FullName())
+			}
+		}
+		if d := messagesDiff(am.Messages(), bm.Messages()); d != "" {
+			return d
+		}
+		if d := enumsDiff(am.Enums(), bm.Enums()); d != "" {
+			return d
+		}
+	}
+	if a.Len() != b.Len() {
+		return "it lacks messages of the compiled-in copy"
+	}
+	return ""
+}
+
+func enumsDiff(a, b protoreflect.EnumDescriptors) string {
+	if a.Len() != b.Len() {
+		return "its enums differ"
+	}
+	for i := range b.Len() {
+		be := b.Get(i)
+		ae := a.ByName(be.Name())
+		if ae == nil || ae.Values().Len() != be.Values().Len() {
+			return fmt.Sprintf("enum %s differs", be.FullName())
+		}
+		for j := range be.Values().Len() {
+			bv := be.Values().Get(j)
+			if av := ae.Values().ByName(bv.Name()); av == nil || av.Number() != bv.Number() {
+				return fmt.Sprintf("enum value %s differs", bv.FullName())
+			}
+		}
+	}
+	return ""
+}
+
+// fieldTypeName is the full name of a field's message or enum type, "" for
+// a scalar.
+func fieldTypeName(f protoreflect.FieldDescriptor) protoreflect.FullName {
+	switch {
+	case f.Message() != nil:
+		return f.Message().FullName()
+	case f.Enum() != nil:
+		return f.Enum().FullName()
+	}
+	return ""
 }
 
 // checkNotCompiledIn refuses a loaded file that defines a name the bridge has

@@ -102,3 +102,57 @@ func TestTypeRegistryReloadKeepsOldTypesOnError(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryRefusesAChangedCompiledInFile: a set may carry a copy of a
+// file the bridge has compiled in (a set built with its imports does); the
+// same file is skipped, but a changed copy would be ignored without a word,
+// so it is an error that names the file and what to do.
+func TestRegistryRefusesAChangedCompiledInFile(t *testing.T) {
+	t.Parallel()
+	compiled := protodesc.ToFileDescriptorProto(shopv1.File_shop_v1_order_proto)
+	deps := func() []*descriptorpb.FileDescriptorProto {
+		var out []*descriptorpb.FileDescriptorProto
+		for i := range shopv1.File_shop_v1_order_proto.Imports().Len() {
+			out = append(out, protodesc.ToFileDescriptorProto(shopv1.File_shop_v1_order_proto.Imports().Get(i).FileDescriptor))
+		}
+		return out
+	}
+	withNew := proto.Clone(compiled).(*descriptorpb.FileDescriptorProto)
+	withNew.MessageType = append(withNew.MessageType, &descriptorpb.DescriptorProto{Name: proto.String("ShopNew")})
+	renamed := proto.Clone(compiled).(*descriptorpb.FileDescriptorProto)
+	renamed.MessageType[0].Field[0].Name = proto.String("renamed_field")
+	optionsOnly := proto.Clone(compiled).(*descriptorpb.FileDescriptorProto)
+	optionsOnly.Options = &descriptorpb.FileOptions{GoPackage: proto.String("example.com/elsewhere/shopv1")}
+	optionsOnly.SourceCodeInfo = nil
+
+	for _, tc := range []struct {
+		name string
+		file *descriptorpb.FileDescriptorProto
+		want []string // in the error; none: it loads
+	}{
+		{name: "the same file", file: compiled},
+		{name: "only its options differ", file: optionsOnly},
+		{name: "a message added", file: withNew, want: []string{"shop/v1/order.proto", "shop.v1.ShopNew", "own path and package"}},
+		{name: "a field renamed", file: renamed, want: []string{"shop/v1/order.proto", "renamed_field", "own path and package"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			files := append(deps(), tc.file)
+			_, err := NewRegistry([]string{payloadtest.WriteSet(t, files...)})
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("NewRegistry = %v, want the set to load", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("NewRegistry = nil, want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("NewRegistry error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
