@@ -1,7 +1,6 @@
 package bridge_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,24 +41,6 @@ func testPublishers(t *testing.T, more ...pubEntry) string {
 		{Name: "orders-svc", TokenSHA256: hashToken(ordersToken), Streams: []string{"orders", "orders.>"}},
 		{Name: "admin", TokenSHA256: hashToken(adminToken), Streams: []string{">"}},
 	}, more...)...)
-}
-
-// syncBuffer collects a bridge's logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // remoteListener makes every connection it accepts report remote as its

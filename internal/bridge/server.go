@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	"github.com/sse-bridge/bridge/internal/payload"
@@ -57,8 +60,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := types.Count(); n > 0 {
-		cfg.Logger.Info("loaded event types from descriptor sets", "types", n, "sets", cfg.DescriptorSets)
+	if len(cfg.DescriptorSets) > 0 {
+		cfg.Logger.Info("loaded descriptor sets", "sets", cfg.DescriptorSets, "types", types.Count(), "names", namesAttr(types.Names()))
 	}
 	return &Server{cfg: cfg, types: types, auth: auth, tls: tlsr, pubs: pubs}, nil
 }
@@ -67,12 +70,59 @@ func New(cfg Config) (*Server, error) {
 // before stay in force; live connections are never affected. Safe to call at
 // any time, from any goroutine.
 func (s *Server) ReloadTypes() error {
+	if len(s.cfg.DescriptorSets) == 0 {
+		return nil // nothing to reload, and nothing to say
+	}
+	before := s.types.Names()
 	if err := s.types.Reload(); err != nil {
 		s.cfg.Logger.Error("reload descriptor sets: keeping the types loaded before", "err", err)
 		return err
 	}
-	s.cfg.Logger.Info("reloaded descriptor sets", "types", s.types.Count(), "sets", s.cfg.DescriptorSets)
+	after := s.types.Names()
+	added, removed := namesDiff(before, after)
+	if len(added) == 0 && len(removed) == 0 {
+		s.cfg.Logger.Info("reloaded descriptor sets: no type added or removed", "sets", s.cfg.DescriptorSets, "types", len(after))
+		return nil
+	}
+	s.cfg.Logger.Info("reloaded descriptor sets", "sets", s.cfg.DescriptorSets, "types", len(after),
+		"added", namesAttr(added), "removed", namesAttr(removed))
 	return nil
+}
+
+// namesDiff returns the names of after not in before, and those of before
+// not in after; both inputs sorted.
+func namesDiff(before, after []protoreflect.FullName) (added, removed []protoreflect.FullName) {
+	for _, n := range after {
+		if _, found := slices.BinarySearch(before, n); !found {
+			added = append(added, n)
+		}
+	}
+	for _, n := range before {
+		if _, found := slices.BinarySearch(after, n); !found {
+			removed = append(removed, n)
+		}
+	}
+	return added, removed
+}
+
+// maxLoggedNames bounds the type names one log line lists.
+const maxLoggedNames = 20
+
+// namesAttr lists names for a log line, at most maxLoggedNames of them and
+// how many more.
+func namesAttr(names []protoreflect.FullName) string {
+	var b strings.Builder
+	for i, n := range names {
+		if i == maxLoggedNames {
+			fmt.Fprintf(&b, " and %d more", len(names)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(n))
+	}
+	return b.String()
 }
 
 // Run listens on cfg.GRPCAddr and cfg.HTTPAddr and serves until ctx ends; see

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -79,6 +80,18 @@ func (r *Registry) Reload() error {
 
 // Count returns how many message types the descriptor sets provide.
 func (r *Registry) Count() int { return r.cur.Load().types.NumMessages() }
+
+// Names returns the full names of the message types the descriptor sets
+// provide (not the compiled-in ones), sorted.
+func (r *Registry) Names() []protoreflect.FullName {
+	var names []protoreflect.FullName
+	r.cur.Load().types.RangeMessages(func(mt protoreflect.MessageType) bool {
+		names = append(names, mt.Descriptor().FullName())
+		return true
+	})
+	slices.Sort(names)
+	return names
+}
 
 // FindMessageByName implements [protoregistry.MessageTypeResolver].
 func (r *Registry) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
