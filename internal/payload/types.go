@@ -309,7 +309,7 @@ func (l *setLoader) checkCompiledCopy(compiled protoreflect.FileDescriptor) erro
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("descriptor set %s: file %s is compiled into the bridge, and the set's copy differs (%v): the compiled-in copy would be used and the set's ignored; give your file its own path and package (for example acme/%s with package acme.%s), or leave it out of the set", l.origin[path], path, err, path, compiled.Package())
+		return fmt.Errorf("descriptor set %s: file %s is compiled into the bridge, and the set's copy differs (%w): the compiled-in copy would be used and the set's ignored; give your file its own path and package (for example acme/%s with package acme.%s), or leave it out of the set", l.origin[path], path, err, path, compiled.Package())
 	}
 	return nil
 }
