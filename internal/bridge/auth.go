@@ -184,31 +184,62 @@ func pick(pinned, def string, allowed ...string) (string, error) {
 	return pinned, nil
 }
 
-// Errors of token extraction and verification. Their text goes into 401
-// bodies, so it says what to do and never contains the token.
+// tokenError is why a subscriber's credential was refused. Its text goes
+// into the 401 body and says what to do, never what would help forge a
+// token; reason is the metric label and the RFC 6750 error_description
+// (a fixed set); rfcCode is the RFC 6750 error code, empty when the request
+// carried no credential at all (then none is sent).
+type tokenError struct {
+	reason, rfcCode, msg string
+}
+
+func (e *tokenError) Error() string { return e.msg }
+
+// RFC 6750 error codes.
+const (
+	rfcInvalidToken   = "invalid_token"
+	rfcInvalidRequest = "invalid_request"
+)
+
+// Errors of token extraction and verification.
 var (
-	errNoToken       = errors.New("no token: log in, then send it as the cookie, or as Authorization: Bearer")
-	errTwoTokens     = errors.New("more than one Authorization header: send one Authorization: Bearer header")
-	errNotBearer     = errors.New("the Authorization header is not \"Bearer TOKEN\"")
-	errTokenQuery    = errors.New("more than one access_token parameter: send one")
-	errTokenExpired  = errors.New("token expired or not valid yet: get a new token and reconnect")
-	errTokenInvalid  = errors.New("token invalid: get a new token and reconnect")
-	errTokenNoGrants = errors.New("token invalid: its grants claim is malformed; get a new token")
+	errNoToken    = &tokenError{authReasonNoToken, "", "no token: log in, then send it as the cookie, or as Authorization: Bearer"}
+	errTwoTokens  = &tokenError{authReasonMalformed, rfcInvalidRequest, "more than one Authorization header: send one Authorization: Bearer header"}
+	errNotBearer  = &tokenError{authReasonMalformed, rfcInvalidRequest, "the Authorization header is not \"Bearer TOKEN\""}
+	errTokenQuery = &tokenError{authReasonMalformed, rfcInvalidRequest, "more than one access_token parameter: send one"}
+	// errQueryTokenOff: no token but one in ?access_token=, which is not
+	// looked at without --auth-query-token.
+	errQueryTokenOff      = &tokenError{authReasonQueryTokenOff, rfcInvalidRequest, "a token in the access_token parameter is not accepted here: send it as Authorization: Bearer or as the cookie, or start the bridge with --auth-query-token"}
+	errTokenMalformed     = &tokenError{authReasonMalformed, rfcInvalidToken, "token malformed: it is not a signed JWT (header.payload.signature); get a new token"}
+	errTokenExpired       = &tokenError{authReasonExpired, rfcInvalidToken, "token expired: get a new token and reconnect"}
+	errTokenNotYetValid   = &tokenError{authReasonNotYetValid, rfcInvalidToken, "token not valid yet (nbf): check the clocks, or get a new token"}
+	errTokenNoExpiry      = &tokenError{authReasonNoExpiry, rfcInvalidToken, "token has no expiry (exp), which this bridge requires: get a new token"}
+	errTokenBadSignature  = &tokenError{authReasonBadSignature, rfcInvalidToken, "token signature invalid, or signed with an algorithm this bridge does not accept: get a new token"}
+	errTokenWrongAudience = &tokenError{authReasonWrongAudience, rfcInvalidToken, "token is for another audience (aud): get a token for this service"}
+	errTokenWrongIssuer   = &tokenError{authReasonWrongIssuer, rfcInvalidToken, "token is from another issuer (iss): get a token from the right one"}
+	errTokenInvalid       = &tokenError{authReasonBadToken, rfcInvalidToken, "token invalid: get a new token and reconnect"}
+	errTokenNoGrants      = &tokenError{authReasonBadGrants, rfcInvalidToken, "token invalid: its grants claim is malformed; get a new token"}
 	// errTokenUnknownKey: the token's key is not in the key set (--jwks),
 	// even after fetching the set again.
-	errTokenUnknownKey = errors.New("token invalid: its signing key is unknown; get a new token and reconnect")
+	errTokenUnknownKey = &tokenError{authReasonUnknownKey, rfcInvalidToken, "token invalid: its signing key is unknown; get a new token and reconnect"}
 )
 
 // Reasons of bridge_auth_failures_total{side="subscriber"}: a fixed set,
 // never derived from what the client sent.
 const (
-	authReasonNoToken    = "no_token"
-	authReasonMalformed  = "malformed"
-	authReasonBadToken   = "bad_token"
-	authReasonExpired    = "expired"
-	authReasonUnknownKey = "unknown_key"
-	authReasonBadGrants  = "bad_grants"
-	authReasonNotGranted = "not_granted"
+	authReasonNoToken       = "no_token"
+	authReasonQueryTokenOff = "query_token_off"
+	authReasonMalformed     = "malformed"
+	authReasonBadToken      = "bad_token"
+	authReasonExpired       = "expired"
+	authReasonNotYetValid   = "not_yet_valid"
+	authReasonNoExpiry      = "no_expiry"
+	authReasonBadSignature  = "bad_signature"
+	authReasonWrongAudience = "wrong_audience"
+	authReasonWrongIssuer   = "wrong_issuer"
+	authReasonUnknownKey    = "unknown_key"
+	authReasonBadGrants     = "bad_grants"
+	authReasonNotGranted    = "not_granted"
 	// authReasonJWKSUnavailable: a publisher's token could not be checked
 	// (a subscriber is shed instead, and counted in bridge_rejections_total).
 	authReasonJWKSUnavailable = "jwks_unavailable"
@@ -217,22 +248,38 @@ const (
 // authFailureReason maps an error of extractToken or verify to its metric
 // reason.
 func authFailureReason(err error) string {
+	var te *tokenError
 	switch {
-	case errors.Is(err, errNoToken):
-		return authReasonNoToken
-	case errors.Is(err, errTwoTokens), errors.Is(err, errNotBearer), errors.Is(err, errTokenQuery):
-		return authReasonMalformed
-	case errors.Is(err, errTokenExpired):
-		return authReasonExpired
-	case errors.Is(err, errTokenUnknownKey):
-		return authReasonUnknownKey
-	case errors.Is(err, errTokenNoGrants):
-		return authReasonBadGrants
+	case errors.As(err, &te):
+		return te.reason
 	case errors.Is(err, errJWKSUnavailable):
 		return authReasonJWKSUnavailable
 	default:
 		return authReasonBadToken
 	}
+}
+
+// jwtError maps what golang-jwt says of a token to the bridge's error.
+func jwtError(err error) error {
+	switch {
+	case errors.Is(err, errJWKSUnavailable), errors.Is(err, errTokenUnknownKey):
+		return err // from the key set's keyfunc, as they are
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return errTokenMalformed
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return errTokenExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return errTokenNotYetValid
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return errTokenNoExpiry
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return errTokenWrongAudience
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return errTokenWrongIssuer
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return errTokenBadSignature
+	}
+	return errTokenInvalid
 }
 
 // extractToken finds the request's token: Authorization: Bearer first, then
@@ -279,27 +326,19 @@ type principal struct {
 // succeed). ctx bounds a key set fetch the token causes.
 func (a *authenticator) verify(ctx context.Context, token string) (principal, error) {
 	if !compactJWS(token) {
-		return principal{}, errTokenInvalid
+		return principal{}, errTokenMalformed
 	}
 	claims := jwt.MapClaims{}
 	keyfunc := func(*jwt.Token) (any, error) { return a.key, nil }
 	if a.keys != nil {
 		keyfunc = a.keys.keyfunc(ctx)
 	}
-	_, err := a.parser.ParseWithClaims(token, claims, keyfunc)
-	switch {
-	case errors.Is(err, errJWKSUnavailable):
-		return principal{}, errJWKSUnavailable
-	case errors.Is(err, errTokenUnknownKey):
-		return principal{}, errTokenUnknownKey
-	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):
-		return principal{}, errTokenExpired
-	case err != nil:
-		return principal{}, errTokenInvalid
+	if _, err := a.parser.ParseWithClaims(token, claims, keyfunc); err != nil {
+		return principal{}, jwtError(err)
 	}
 	exp, err := claims.GetExpirationTime()
 	if err != nil || exp == nil {
-		return principal{}, errTokenInvalid
+		return principal{}, errTokenNoExpiry
 	}
 	p := principal{expires: exp.Time}
 	p.subject, _ = claims.GetSubject() // a sub that is not a string counts as none

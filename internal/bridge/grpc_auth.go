@@ -173,8 +173,8 @@ func (a *grpcAuth) identify(ctx context.Context) (p *publisher, reason string, e
 				return &publisher{streams: claims.publish}, "", nil
 			case errors.Is(err, errJWKSUnavailable):
 				return nil, authReasonJWKSUnavailable, status.Error(codes.Unavailable, "the token signing keys (--jwks) cannot be fetched right now: retry later")
-			case errors.Is(err, errTokenExpired):
-				return nil, reasonBadToken, status.Error(codes.Unauthenticated, "the token expired or is not valid yet: get a new token")
+			case errors.Is(err, errTokenExpired), errors.Is(err, errTokenNotYetValid):
+				return nil, reasonBadToken, status.Error(codes.Unauthenticated, "the "+err.Error())
 			}
 		}
 		return nil, reasonBadToken, status.Error(codes.Unauthenticated, "the token is not a publisher's token: check it, or have it added to the publishers file (its SHA-256 as token_sha256)")

@@ -47,6 +47,10 @@ func startNATS(tb testing.TB, mods ...func(*server.Options)) *natsServer {
 	return n
 }
 
+// natsStartWait bounds a server's start: a restart replays its store, and
+// on a loaded machine that can take a while.
+const natsStartWait = time.Minute
+
 // Start starts the server (again), waiting until it accepts clients.
 func (n *natsServer) Start(tb testing.TB) {
 	tb.Helper()
@@ -55,9 +59,9 @@ func (n *natsServer) Start(tb testing.TB) {
 		tb.Fatalf("nats server.NewServer: %v", err)
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
+	if !srv.ReadyForConnections(natsStartWait) {
 		srv.Shutdown()
-		tb.Fatalf("NATS server not ready for connections within 20s")
+		tb.Fatalf("NATS server not ready for connections within %v", natsStartWait)
 	}
 	n.mu.Lock()
 	n.srv = srv

@@ -355,6 +355,8 @@ func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url
 	case err != nil:
 	case found:
 		p, err = s.auth.verify(r.Context(), token)
+	case len(s.auth.refused(streams, p)) > 0 && query.Has("access_token"):
+		err = errQueryTokenOff
 	case len(s.auth.refused(streams, p)) > 0:
 		err = errNoToken
 	}
@@ -363,10 +365,15 @@ func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url
 		return principal{}, false
 	}
 	if err != nil {
-		s.metrics.authFailed(sideSubscriber, authFailureReason(err))
-		s.log.Debug("subscriber refused: 401", "reason", err.Error(), "streams", streams)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="bridge"`)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+		reason := authFailureReason(err)
+		s.metrics.authFailed(sideSubscriber, reason)
+		s.log.Info("subscriber refused: 401", "reason", reason, "streams", streams, "client", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", wwwAuthenticate(err))
+		msg := err.Error()
+		if errors.Is(err, errNoToken) {
+			msg = noTokenMessage(s.auth.cookie)
+		}
+		http.Error(w, msg, http.StatusUnauthorized)
 		return principal{}, false
 	}
 	if refused := s.auth.refused(streams, p); len(refused) > 0 {
@@ -376,6 +383,24 @@ func (s *sseHandler) authorize(w http.ResponseWriter, r *http.Request, query url
 		return principal{}, false
 	}
 	return p, true
+}
+
+// noTokenMessage is the 401 body for a request without a token: it names
+// the cookie the bridge reads.
+func noTokenMessage(cookie string) string {
+	return "no token: log in, then send it as the cookie " + cookie + ", or as Authorization: Bearer"
+}
+
+// wwwAuthenticate is the challenge of a 401 for err, as RFC 6750 (section 3)
+// has it: the realm alone when the request carried no credential, else the
+// error code and a short description from a fixed set (never anything from
+// the token).
+func wwwAuthenticate(err error) string {
+	var te *tokenError
+	if !errors.As(err, &te) || te.rfcCode == "" {
+		return `Bearer realm="bridge"`
+	}
+	return fmt.Sprintf(`Bearer realm="bridge", error=%q, error_description=%q`, te.rfcCode, strings.ReplaceAll(te.reason, "_", " "))
 }
 
 // stripQueryToken returns r with access_token removed from its URL (and
