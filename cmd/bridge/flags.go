@@ -235,6 +235,9 @@ func (s *serveFlags) parse(args []string, lookupEnv func(string) (string, bool),
 	warnDeprecated(fs, lookupEnv, stderr)
 
 	cfg := s.cfg
+	if err := natsWithoutEngine(fs, cfg.Engine); err != nil {
+		return cfg, err
+	}
 	if s.cors != "" {
 		for o := range strings.SplitSeq(s.cors, ",") {
 			if o = strings.TrimSpace(o); o != "" {
@@ -287,6 +290,27 @@ func serveHelp(w io.Writer) {
 var deprecatedFlags = map[string]string{
 	"max-streams":  "max-streams-per-connection",
 	"replay-limit": "max-replay",
+}
+
+// natsWithoutEngine refuses NATS settings given (as flags or BRIDGE_NATS_*
+// variables) to a bridge whose engine is not nats: they would be ignored,
+// and nodes meant to share ids and history would share nothing.
+func natsWithoutEngine(fs *flag.FlagSet, engine string) error {
+	if engine == bridge.EngineNATS {
+		return nil
+	}
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, "nats-") {
+			set = append(set, "--"+f.Name)
+		}
+	})
+	if len(set) == 0 {
+		return nil
+	}
+	return &exitError{code: exitCommandLine, err: fmt.Errorf(
+		"%s set (as a flag or a BRIDGE_NATS_* variable), but the engine is %s, which ignores it: add --engine nats (BRIDGE_ENGINE=nats) to share ids and history through NATS, or drop the NATS settings",
+		strings.Join(set, ", "), engine)}
 }
 
 // applyEnv sets every flag not given on the command line from its BRIDGE_*

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,12 +223,25 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad subject prefix", args: []string{"--engine", "nats", "--nats-subject-prefix", "bridge.>"}, wantErr: "subject prefix"},
 		{name: "password without user", args: []string{"--engine", "nats", "--nats-password", "pw"}, wantErr: "needs a NATS user"},
 		{name: "two credentials", args: []string{"--engine", "nats", "--nats-token", "t", "--nats-creds", "x.creds"}, wantErr: "one NATS credential"},
+		{name: "nats URL without the nats engine", args: []string{"--nats-url", "nats://n1:4222"}, wantErr: "--nats-url set (as a flag or a BRIDGE_NATS_* variable), but the engine is memory"},
+		{name: "nats URL from the environment without the nats engine", env: map[string]string{"BRIDGE_NATS_URL": "nats://n1:4222", "BRIDGE_NATS_REPLICAS": "3"}, wantErr: "--nats-replicas, --nats-url set"},
+		{name: "nats URL of another protocol", args: []string{"--engine", "nats", "--nats-url", "http://n1:4222"}, wantErr: "scheme http, which NATS does not speak"},
 		{name: "bad environment value", env: map[string]string{"BRIDGE_HEARTBEAT": "often"}, wantErr: "BRIDGE_HEARTBEAT"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
 		{name: "bad origin", args: []string{"--cors-origins", "app.example"}, wantErr: "CORS origin"},
 		{name: "negative size", args: []string{"--queue-size", "-1"}, wantErr: "queue size"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
+		{
+			name: "nats settings with the nats engine",
+			args: []string{"--engine", "nats", "--nats-url", "nats://n1:4222,tls://n2:4222, n3:4222"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if want := []string{"nats://n1:4222", "tls://n2:4222", "n3:4222"}; !slices.Equal(got.NATS.URLs, want) {
+					t.Errorf("NATS URLs = %q, want %q", got.NATS.URLs, want)
+				}
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -492,8 +493,8 @@ func (n *NATSConfig) setDefaults() {
 func (n *NATSConfig) validate() []error {
 	var errs []error
 	for _, u := range n.URLs {
-		if strings.TrimSpace(u) == "" {
-			errs = append(errs, errors.New("NATS URL is empty"))
+		if err := checkNATSURL(u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	// JetStream allows more in a stream name; these characters are safe in
@@ -526,6 +527,26 @@ func (n *NATSConfig) validate() []error {
 		errs = append(errs, errors.New("NATS TLS certificate and key go together: set both or neither"))
 	}
 	return errs
+}
+
+// checkNATSURL checks a NATS server URL: nats://, tls://, ws:// or wss://,
+// or host:port alone (nats.go reads that as nats://).
+func checkNATSURL(u string) error {
+	if strings.TrimSpace(u) == "" {
+		return errors.New("NATS URL is empty")
+	}
+	if !strings.Contains(u, "://") {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("NATS URL %q: %w", redactURLs([]string{u}), err)
+	}
+	switch p.Scheme {
+	case "nats", "tls", "ws", "wss":
+		return nil
+	}
+	return fmt.Errorf("NATS URL %q has the scheme %s, which NATS does not speak: use nats://HOST:4222 (or tls://, ws://, wss://)", redactURLs([]string{u}), p.Scheme)
 }
 
 func btoi(b bool) int {
