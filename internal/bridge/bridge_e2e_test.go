@@ -439,3 +439,34 @@ func parseID(t *testing.T, s string) uint64 {
 	}
 	return n
 }
+
+// TestCloudEventsSource: the cloudevents format carries the configured
+// source (--cloudevents-source), "/sse-bridge" by default; a source that is
+// no URI reference stops the start.
+func TestCloudEventsSource(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ set, want string }{
+		{"", "/sse-bridge"},
+		{"https://acme.example/bridge", "https://acme.example/bridge"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			b := startBridge(t, bridge.Config{CloudEventsSource: tc.set})
+			c := subscribe(t, b.baseURL, "stream=ce&format=cloudevents", "")
+			b.publish(t, jsonReq(t, "ce", "x"))
+			var ev struct {
+				Source  string `json:"source"`
+				Subject string `json:"subject"`
+			}
+			if err := json.Unmarshal([]byte(c.next(t).Data), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Source != tc.want || ev.Subject != "ce" {
+				t.Errorf("source %q, subject %q; want %q, %q", ev.Source, ev.Subject, tc.want, "ce")
+			}
+		})
+	}
+	if _, err := bridge.New(bridge.Config{CloudEventsSource: "my bridge"}); err == nil || !strings.Contains(err.Error(), "--cloudevents-source") {
+		t.Errorf("New with the source %q = %v, want an error naming --cloudevents-source", "my bridge", err)
+	}
+}

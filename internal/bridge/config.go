@@ -161,6 +161,11 @@ type Config struct {
 	// JSONEmitDefaults renders fields at their default value (0, "", false,
 	// empty lists, null messages) instead of leaving them out. False by default.
 	JSONEmitDefaults bool
+	// CloudEventsSource is the `source` attribute of every event in the
+	// cloudevents format: a URI reference that names this bridge (or the
+	// system it serves), such as "/sse-bridge", "//events.acme.example" or
+	// "https://acme.example/bridge". Zero means "/sse-bridge".
+	CloudEventsSource string
 
 	// MaxPayload is the largest event data (the JSON, in bytes) accepted.
 	// Zero means 64 KiB. gRPC messages larger than MaxPayload + 64 KiB are
@@ -246,6 +251,7 @@ const (
 	// seconds, for the cost of reading a few small files.
 	defaultTLSReloadInterval  = 5 * time.Second
 	defaultMaxPayload         = 64 << 10
+	defaultCloudEventsSource  = "/sse-bridge"
 	defaultMaxConnections     = 10_000
 	defaultConnectRate        = 1000
 	defaultMaxStreamName      = MaxStreamName
@@ -288,6 +294,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.AuthCookie, defaultAuthCookie)
 	setDefault(&c.TLSReloadInterval, defaultTLSReloadInterval)
 	setDefault(&c.MaxPayload, defaultMaxPayload)
+	setDefault(&c.CloudEventsSource, defaultCloudEventsSource)
 	setDefault(&c.MaxConnections, defaultMaxConnections)
 	setDefault(&c.ConnectRate, defaultConnectRate)
 	setDefault(&c.MaxStreamName, defaultMaxStreamName)
@@ -335,6 +342,9 @@ func (c *Config) Validate() error {
 		if strings.HasSuffix(o, "/") {
 			errs = append(errs, fmt.Errorf("CORS origin %q must not end with a slash: browsers send origins without a path", o))
 		}
+	}
+	if err := checkURIReference(c.CloudEventsSource); err != nil {
+		errs = append(errs, fmt.Errorf("CloudEvents source (--cloudevents-source) %q: %w", c.CloudEventsSource, err))
 	}
 	errs = append(errs, c.validateAuth()...)
 	errs = append(errs, c.validateLimits()...)
@@ -527,6 +537,21 @@ func (n *NATSConfig) validate() []error {
 		errs = append(errs, errors.New("NATS TLS certificate and key go together: set both or neither"))
 	}
 	return errs
+}
+
+// checkURIReference checks that s is a URI reference (RFC 3986), as the
+// CloudEvents source must be: no spaces or control characters, and
+// something url.Parse accepts.
+func checkURIReference(s string) error {
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return errors.New("not a URI reference: it holds a space or a control character; percent-encode it")
+		}
+	}
+	if _, err := url.Parse(s); err != nil {
+		return fmt.Errorf("not a URI reference: %w", err)
+	}
+	return nil
 }
 
 // checkNATSURL checks a NATS server URL: nats://, tls://, ws:// or wss://,

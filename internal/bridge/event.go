@@ -66,16 +66,16 @@ func parseFormat(s string) (Format, bool) {
 	return 0, false
 }
 
-// cloudEventsSource is the CloudEvents `source` of every event: the bridge.
-// The stream, which tells events apart, is the `subject`.
-const cloudEventsSource = "/sse-bridge"
 
 // untypedCloudEventsType is the CloudEvents `type` of a json event published
 // without a type: CloudEvents requires one.
 const untypedCloudEventsType = "bridge.json"
 
-// frame returns the library event of e in format f.
-func (e *Event) frame(f Format) *sse.Event {
+// frame returns the library event of e in format f; source is the
+// CloudEvents `source` (the bridge's --cloudevents-source; the stream, which
+// tells events apart, is the `subject`). One bridge passes one source, so
+// the frame built first serves every later call.
+func (e *Event) frame(f Format, source string) *sse.Event {
 	slot := &e.frames[f]
 	slot.once.Do(func() {
 		fr := &sse.Event{ID: []byte(strconv.FormatUint(e.ID, 10))}
@@ -83,7 +83,7 @@ func (e *Event) frame(f Format) *sse.Event {
 		case FormatEnvelope:
 			fr.Data = e.envelope()
 		case FormatCloudEvents:
-			fr.Data = e.cloudEvent()
+			fr.Data = e.cloudEvent(source)
 		default:
 			fr.Data = e.Data
 			if e.Type != "" {
@@ -107,7 +107,7 @@ func (e *Event) envelope() []byte {
 	return b
 }
 
-func (e *Event) cloudEvent() []byte {
+func (e *Event) cloudEvent(source string) []byte {
 	typ := e.Type
 	if typ == "" {
 		typ = untypedCloudEventsType
@@ -122,7 +122,7 @@ func (e *Event) cloudEvent() []byte {
 		Time            string          `json:"time"`
 		DataContentType string          `json:"datacontenttype"`
 		Data            json.RawMessage `json:"data"`
-	}{"1.0", strconv.FormatUint(e.ID, 10), cloudEventsSource, typ, e.Stream, e.timeString(), "application/json", e.Data})
+	}{"1.0", strconv.FormatUint(e.ID, 10), source, typ, e.Stream, e.timeString(), "application/json", e.Data})
 	return b
 }
 

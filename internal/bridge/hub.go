@@ -72,6 +72,9 @@ type hub struct {
 	// rate (0: none): they spread the reconnects of a shutdown.
 	retry       time.Duration
 	connectRate float64
+	// ceSource is the CloudEvents source of the frames of this hub's
+	// connections (--cloudevents-source).
+	ceSource string
 
 	mu     sync.RWMutex
 	subs   map[string][]*conn // stream name -> its connections
@@ -89,6 +92,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		log:         log,
 		queueSize:   queueSize,
 		replayLimit: replayLimit,
+		ceSource:    defaultCloudEventsSource,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
 	}
@@ -198,7 +202,7 @@ func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
 				if ev.ID <= c.lastID {
 					continue
 				}
-				if !h.tryPublish(c, ev.frame(c.format), evictQueueFull) {
+				if !h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull) {
 					return nil // evicted: cannot happen, see above
 				}
 				c.lastID = ev.ID
@@ -263,7 +267,7 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 		c.mu.Unlock()
 		for _, ev := range batch {
 			if !based || ev.ID > last {
-				h.send(c, ev.frame(c.format))
+				h.send(c, ev.frame(c.format, h.ceSource))
 				last, based = ev.ID, true
 			}
 		}
@@ -305,7 +309,7 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		h.send(c, ev.frame(c.format))
+		h.send(c, ev.frame(c.format, h.ceSource))
 		last = ev.ID
 	}
 	return last, true
@@ -401,30 +405,31 @@ type group struct {
 	frames [numFormats]*sse.Event
 }
 
-// frame returns one library event that writes every event of g, in order.
+// frame returns one library event that writes every event of g, in order;
+// source is the CloudEvents source (see Event.frame).
 // The library writes "id: ID\ndata: DATA\nevent: EVENT\n\n" without escaping
 // DATA, so DATA here carries the first event's data and, after it, the
 // complete frames of the others but the last one's event line: the bytes on
 // the wire are exactly those of the separate frames. sselib_test.go pins the
 // library behaviour this relies on.
-func (g *group) frame(f Format) *sse.Event {
+func (g *group) frame(f Format, source string) *sse.Event {
 	if len(g.events) == 1 {
-		return g.events[0].frame(f)
+		return g.events[0].frame(f, source)
 	}
 	if fr := g.frames[f]; fr != nil {
 		return fr
 	}
-	first := g.events[0].frame(f)
+	first := g.events[0].frame(f, source)
 	size := 0
 	for _, ev := range g.events {
-		fr := ev.frame(f)
+		fr := ev.frame(f, source)
 		size += len(fr.ID) + len(fr.Data) + len(fr.Event) + 24
 	}
 	data := make([]byte, 0, size)
 	data = append(data, first.Data...)
 	prev := first
 	for _, ev := range g.events[1:] {
-		fr := ev.frame(f)
+		fr := ev.frame(f, source)
 		if len(prev.Event) > 0 {
 			data = append(data, "\nevent: "...)
 			data = append(data, prev.Event...)
@@ -457,13 +462,13 @@ func (h *hub) offer(c *conn, g *group) {
 		return
 	case first <= c.lastID: // partly sent by replay: rare, right after it
 		for _, ev := range g.events {
-			if ev.ID > c.lastID && !h.tryPublish(c, ev.frame(c.format), evictQueueFull) {
+			if ev.ID > c.lastID && !h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull) {
 				return
 			}
 			c.lastID = max(c.lastID, ev.ID)
 		}
 	default:
-		if !h.tryPublish(c, g.frame(c.format), evictQueueFull) {
+		if !h.tryPublish(c, g.frame(c.format, h.ceSource), evictQueueFull) {
 			return
 		}
 		c.lastID = last

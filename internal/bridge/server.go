@@ -239,7 +239,7 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 	}
 	r := &running{cfg: cfg, log: log, errc: make(chan error, 2), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
-	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
+	h.retry, h.connectRate, h.ceSource = cfg.Retry, cfg.ConnectRate, cfg.CloudEventsSource
 	if n, ok := engine.(*NATSEngine); ok {
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
