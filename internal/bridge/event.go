@@ -66,7 +66,6 @@ func parseFormat(s string) (Format, bool) {
 	return 0, false
 }
 
-
 // untypedCloudEventsType is the CloudEvents `type` of a json event published
 // without a type: CloudEvents requires one.
 const untypedCloudEventsType = "bridge.json"
