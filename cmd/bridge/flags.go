@@ -51,7 +51,7 @@ var serveGroups = []flagGroup{
 	{
 		title: "Listeners",
 		about: "Where the bridge listens: gRPC for publishers (Publish, server reflection, health), HTTP for subscribers (/events, the page at /, /metrics, /healthz, /readyz).",
-		flags: []string{"grpc-addr", "http-addr"},
+		flags: []string{"grpc-addr", "http-addr", "admin-addr"},
 	},
 	{
 		title: "Engine",
@@ -127,6 +127,7 @@ func newServeFlags() *serveFlags {
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", def.GRPCAddr, "`address` of the gRPC listener (Publish, reflection, health)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", def.HTTPAddr, "`address` of the HTTP listener (/events, the page at /)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", def.AdminAddr, "`address` of a listener of its own for /metrics, /healthz, /readyz and pprof, which the HTTP listener then does not serve; none means those three on the HTTP listener and no pprof; keep it off the public network")
 	fs.IntVar(&cfg.HistorySize, "history-size", def.HistorySize, "`events` kept per stream for resume (with --engine nats: the JetStream stream's MaxMsgsPerSubject)")
 	fs.DurationVar(&cfg.HistoryAge, "history-age", def.HistoryAge, "how long an event stays in history (a `duration`; with --engine nats: the JetStream stream's MaxAge)")
 	fs.IntVar(&cfg.MaxReplay, "max-replay", def.MaxReplay, "most `events` one (re)connect replays; past it the client gets bridge.reset (too_far_behind), never a partial replay; negative for no limit")

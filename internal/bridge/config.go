@@ -18,6 +18,12 @@ type Config struct {
 	GRPCAddr string
 	// HTTPAddr is where [Run] listens for HTTP (SSE, the page). Zero means ":8080".
 	HTTPAddr string
+	// AdminAddr, when set, is where [Run] serves /metrics, /healthz,
+	// /readyz and Go's pprof (/debug/pprof/), in plain HTTP; the HTTP
+	// listener then serves none of them. Empty (the default) serves the
+	// first three on the HTTP listener, and pprof nowhere. Keep it off the
+	// public network (127.0.0.1:9090, or an internal interface).
+	AdminAddr string
 
 	// Engine chooses where ids and history live: "memory" (in this process;
 	// a restart loses history) or "nats" (a NATS JetStream stream shared by

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 )
 
@@ -37,4 +38,15 @@ func readyzHandler(draining *atomic.Bool, engine Engine) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+}
+
+// registerPprof serves Go's profiles under /debug/pprof/ on mux: only the
+// admin listener's, never the public one (they cost CPU and reveal the
+// program's insides).
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

@@ -159,7 +159,32 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = grpcLis.Close()
 		return fmt.Errorf("listen for HTTP: %w", err)
 	}
-	return s.Serve(ctx, grpcLis, httpLis)
+	var adminLis net.Listener
+	if s.cfg.AdminAddr != "" {
+		if adminLis, err = lc.Listen(ctx, "tcp", s.cfg.AdminAddr); err != nil {
+			_ = grpcLis.Close()
+			_ = httpLis.Close()
+			return fmt.Errorf("listen for the admin endpoints (--admin-addr): %w", err)
+		}
+	}
+	return s.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis, Admin: adminLis})
+}
+
+// Listeners are the listeners [Server.ServeListeners] serves on.
+type Listeners struct {
+	GRPC, HTTP net.Listener
+	// Admin, when not nil, serves /metrics, /healthz, /readyz and Go's
+	// pprof, which the HTTP listener then does not serve (see
+	// Config.AdminAddr).
+	Admin net.Listener
+}
+
+func (l Listeners) close() {
+	for _, x := range []net.Listener{l.GRPC, l.HTTP, l.Admin} {
+		if x != nil {
+			_ = x.Close()
+		}
+	}
 }
 
 // Serve runs the bridge on the given listeners until ctx ends, then shuts down
@@ -187,10 +212,15 @@ func (s *Server) Run(ctx context.Context) error {
 // files every cfg.TLSReloadInterval and loads those that changed (see
 // [Server.ReloadTLS]).
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
-	r, err := s.start(ctx, grpcLis, httpLis)
+	return s.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners is [Server.Serve] with an admin listener too (when
+// l.Admin is not nil); it closes every listener of l.
+func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
+	r, err := s.start(ctx, l)
 	if err != nil {
-		_ = grpcLis.Close()
-		_ = httpLis.Close()
+		l.close()
 		return err
 	}
 	serveErr := r.drain(ctx)
@@ -208,13 +238,14 @@ type running struct {
 	gs     *grpc.Server
 	health *health.Server
 	http   *http.Server
+	admin  *http.Server // nil without an admin listener
 
 	// closing makes Publish answer Unavailable; draining makes /readyz
 	// report not ready.
 	closing, draining atomic.Bool
 
 	wg   sync.WaitGroup
-	errc chan error // a listener's failure: one slot per listener, so no sender blocks
+	errc chan error // a listener's failure: one slot per listener, so no sender blocks (three)
 
 	cancelBase  context.CancelFunc // ends every SSE request's context
 	stopRun     context.CancelFunc // ends the dispatcher, heartbeat, TLS poll, readiness
@@ -225,7 +256,8 @@ type running struct {
 // start builds the engine, the hub and both servers, and starts every
 // goroutine of the running bridge. On error it has started nothing and the
 // caller closes the listeners.
-func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*running, error) {
+func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
+	grpcLis, httpLis := l.GRPC, l.HTTP
 	cfg := s.cfg
 	log := cfg.Logger
 	stopJWKS, err := s.startJWKS(ctx)
@@ -237,7 +269,7 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 		stopJWKS()
 		return nil, err
 	}
-	r := &running{cfg: cfg, log: log, errc: make(chan error, 2), closeEngine: closeEngine, stopJWKS: stopJWKS}
+	r := &running{cfg: cfg, log: log, errc: make(chan error, 3), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
 	h.retry, h.connectRate, h.ceSource = cfg.Retry, cfg.ConnectRate, cfg.CloudEventsSource
 	if n, ok := engine.(*NATSEngine); ok {
@@ -289,9 +321,14 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 	r.events = newSSEHandler(&cfg, h, s.auth, m)
 	mux.Handle("/events", r.events)
 	registerPage(mux)
-	mux.Handle("GET /metrics", m.handler())
-	mux.Handle("GET /healthz", healthzHandler())
-	mux.Handle("GET /readyz", readyzHandler(&r.draining, engine))
+	adminMux := mux // without an admin listener, the public one serves all
+	if l.Admin != nil {
+		adminMux = http.NewServeMux()
+		registerPprof(adminMux) // only ever on the admin listener
+	}
+	adminMux.Handle("GET /metrics", m.handler())
+	adminMux.Handle("GET /healthz", healthzHandler())
+	adminMux.Handle("GET /readyz", readyzHandler(&r.draining, engine))
 	var baseCtx context.Context
 	baseCtx, r.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
 	r.http = &http.Server{
@@ -304,6 +341,16 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.tls.ConfigureHTTP(r.http, cfg.WriteTimeout)
+	if l.Admin != nil {
+		r.admin = &http.Server{
+			Handler:           nosniff(adminMux),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			// Plain HTTP, no write timeout: a pprof profile streams for its
+			// duration. Keep the admin address off the public network.
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 
 	var runCtx context.Context
 	runCtx, r.stopRun = context.WithCancel(context.WithoutCancel(ctx))
@@ -323,6 +370,13 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 			r.errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	})
+	if r.admin != nil {
+		r.wg.Go(func() {
+			if err := r.admin.Serve(l.Admin); !errors.Is(err, http.ErrServerClosed) {
+				r.errc <- fmt.Errorf("serve the admin endpoints: %w", err)
+			}
+		})
+	}
 	if s.auth == nil {
 		log.Warn("subscriber auth is off: any client can read any stream; set --jwt-key or --jwks to require tokens")
 	} else if s.auth.keys != nil {
@@ -331,7 +385,12 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
 	}
 	gauth.logMode()
-	log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+	if r.admin != nil {
+		log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "admin", l.Admin.Addr().String())
+	} else {
+		log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+		log.Info("/metrics, /healthz and /readyz are on the public HTTP listener: set --admin-addr (such as 127.0.0.1:9090) to serve them, and pprof, on a listener of their own")
+	}
 	return r, nil
 }
 
@@ -387,6 +446,12 @@ func (r *running) shutdown(ctx context.Context) {
 	if err := r.http.Shutdown(shutCtx); err != nil {
 		log.Warn("HTTP shutdown timed out: closing connections", "err", err)
 		_ = r.http.Close()
+	}
+	if r.admin != nil {
+		// Last of the listeners: readiness stays visible while the rest stops.
+		if err := r.admin.Shutdown(shutCtx); err != nil {
+			_ = r.admin.Close()
+		}
 	}
 	// The streams on connections taken over from net/http (HTTP/1.1) were
 	// cancelled with the hub; Shutdown does not wait for them.

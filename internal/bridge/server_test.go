@@ -1,7 +1,11 @@
 package bridge_test
 
 import (
+	"context"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -67,4 +71,79 @@ func rewriteSet(t *testing.T, path string, files ...*descriptorpb.FileDescriptor
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAdminListener: with an admin listener, /metrics, /healthz, /readyz
+// and pprof are served there and not on the public listener; without one,
+// the public listener serves the first three and pprof is nowhere.
+func TestAdminListener(t *testing.T) {
+	t.Parallel()
+	listen := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	srv, err := bridge.New(bridge.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := bridge.Listeners{GRPC: listen(), HTTP: listen(), Admin: listen()}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListeners(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeListeners = %v", err)
+		}
+	})
+	public, admin := "http://"+l.HTTP.Addr().String(), "http://"+l.Admin.Addr().String()
+
+	without := startBridge(t, bridge.Config{})
+	for _, tc := range []struct {
+		base, path string
+		want       int
+	}{
+		{admin, "/metrics", http.StatusOK},
+		{admin, "/healthz", http.StatusOK},
+		{admin, "/readyz", http.StatusOK},
+		{admin, "/debug/pprof/", http.StatusOK},
+		{admin, "/debug/pprof/cmdline", http.StatusOK},
+		{public, "/metrics", http.StatusNotFound},
+		{public, "/healthz", http.StatusNotFound},
+		{public, "/readyz", http.StatusNotFound},
+		{public, "/debug/pprof/", http.StatusNotFound},
+		{without.baseURL, "/metrics", http.StatusOK},
+		{without.baseURL, "/readyz", http.StatusOK},
+		{without.baseURL, "/debug/pprof/", http.StatusNotFound},
+	} {
+		resp := httpGet(t, tc.base+tc.path)
+		if resp != tc.want {
+			t.Errorf("GET %s%s = %d, want %d", tc.base, tc.path, resp, tc.want)
+		}
+	}
+	// The public listener still serves the page and the stream.
+	if got := httpGet(t, public+"/"); got != http.StatusOK {
+		t.Errorf("GET / on the public listener = %d, want 200", got)
+	}
+}
+
+// httpGet returns the status of GET url.
+func httpGet(t *testing.T, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
