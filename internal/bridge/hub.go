@@ -597,15 +597,16 @@ func (h *hub) connCount() int {
 // close refuses new connections and cancels every open one, so their handlers
 // return and the HTTP server can shut down. Each is first given a retry: of
 // its own (see shutdownRetry), so a restart is not a reconnect storm.
-func (h *hub) close() {
+func (h *hub) close() (conns int) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.closed = true
 	lo, hi := shutdownRetry(h.retry, len(h.conns), h.connectRate)
 	for _, c := range h.conns {
 		c.closeRetry.CompareAndSwap(0, int64(jitter(lo, hi)))
 		c.cancel()
 	}
-	h.mu.Unlock()
+	return len(h.conns)
 }
 
 // cutWrites makes every write in progress or to come fail at once, on

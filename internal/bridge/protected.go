@@ -53,6 +53,21 @@ func addrString(addr net.Addr) string {
 
 // logMode says at start who may use the gRPC side: a WARN unless publisher
 // auth is on.
+// mode names the publisher auth in force, for the start-up line.
+func (a *grpcAuth) mode() string {
+	switch {
+	case a.configured() && a.jwt != nil && a.pubs != nil:
+		return "publishers file and JWT"
+	case a.configured() && a.jwt != nil:
+		return "JWT"
+	case a.configured():
+		return "publishers file"
+	case a.insecure:
+		return "off (--grpc-insecure)"
+	}
+	return "protected mode (loopback only)"
+}
+
 func (a *grpcAuth) logMode() {
 	switch {
 	case a.configured():

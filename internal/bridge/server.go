@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -385,10 +386,26 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		log.Info("subscriber auth on", "alg", s.auth.alg, "public_streams", cfg.PublicStreams)
 	}
 	gauth.logMode()
+	admin := "none (/metrics, /healthz, /readyz on the HTTP listener)"
 	if r.admin != nil {
-		log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "admin", l.Admin.Addr().String())
-	} else {
-		log.Info("bridge serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+		admin = l.Admin.Addr().String()
+	}
+	subscriberAuth := "off"
+	switch {
+	case s.auth != nil && s.auth.keys != nil:
+		subscriberAuth = "JWT, key set " + s.auth.keys.source
+	case s.auth != nil:
+		subscriberAuth = "JWT, " + s.auth.alg
+	}
+	log.Info("bridge serving", "version", buildVersion(),
+		"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "admin", admin,
+		"tls_http", cfg.TLSCert != "", "tls_grpc", cfg.GRPCTLSCert != "",
+		"engine", cfg.Engine, "history_size", cfg.HistorySize, "history_age", cfg.HistoryAge,
+		"subscriber_auth", subscriberAuth, "publisher_auth", gauth.mode(),
+		"max_connections", cfg.MaxConnections, "connect_rate", cfg.ConnectRate,
+		"max_streams_per_connection", cfg.MaxStreamsPerConnection, "max_replay", cfg.MaxReplay,
+		"queue_size", cfg.QueueSize, "max_payload", cfg.MaxPayload, "heartbeat", cfg.Heartbeat)
+	if r.admin == nil {
 		log.Info("/metrics, /healthz and /readyz are on the public HTTP listener: set --admin-addr (such as 127.0.0.1:9090) to serve them, and pprof, on a listener of their own")
 	}
 	return r, nil
@@ -423,6 +440,7 @@ func (r *running) drain(ctx context.Context) error {
 func (r *running) shutdown(ctx context.Context) {
 	cfg, log := r.cfg, r.log
 	log.Info("bridge shutting down")
+	began := time.Now()
 	r.closing.Store(true)
 	stopped := make(chan struct{})
 	go func() { // ends when GracefulStop or the forced Stop below returns
@@ -439,7 +457,7 @@ func (r *running) shutdown(ctx context.Context) {
 	}
 	force.Stop()
 
-	r.hub.close()
+	closed := r.hub.close()
 	r.cancelBase()
 	shutCtx, cancelShut := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancelShut()
@@ -464,7 +482,24 @@ func (r *running) shutdown(ctx context.Context) {
 	r.hub.lib.Close()
 	r.closeEngine() // after every user of the engine stopped
 	r.stopJWKS()
-	log.Info("bridge stopped")
+	log.Info("bridge stopped", "sse_connections_closed", closed, "took", time.Since(began).Round(time.Millisecond))
+}
+
+// buildVersion is the bridge's module version and VCS revision, from the
+// build information Go embeds: "(devel)" for a build from a checkout
+// without VCS stamping.
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
 }
 
 // openEngine builds the configured engine; the nats engine connects and sets

@@ -147,3 +147,26 @@ func httpGet(t *testing.T, url string) int {
 	_ = resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestStartAndStopFacts: one line at start says what runs (version,
+// listeners, engine, auth, limits), one at stop what was drained.
+func TestStartAndStopFacts(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	b := startBridge(t, bridge.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil)), MaxConnections: 500})
+	c := subscribe(t, b.baseURL, "stream=facts", "")
+	b.publish(t, jsonReq(t, "facts", 1))
+	c.next(t) // the connection is live
+	start := logs.take()
+	for _, want := range []string{"msg=\"bridge serving\"", "version=", "engine=memory", "subscriber_auth=off", `publisher_auth="protected mode (loopback only)"`, "max_connections=500", "history_size=1000", "admin=\"none"} {
+		if !strings.Contains(start, want) {
+			t.Errorf("start logged %q, want %q in it", start, want)
+		}
+	}
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if stop := logs.take(); !strings.Contains(stop, `msg="bridge stopped" sse_connections_closed=1`) {
+		t.Errorf("stop logged %q, want the connections it closed", stop)
+	}
+}
