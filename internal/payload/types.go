@@ -34,8 +34,10 @@ type Registry struct {
 
 // typeSet is one load of the descriptor sets.
 type typeSet struct {
-	files *protoregistry.Files // the loaded files, without compiled-in ones
-	types *protoregistry.Types // dynamic types of the loaded files
+	files  *protoregistry.Files // the loaded files, without compiled-in ones
+	types  *protoregistry.Types // dynamic types of the loaded files
+	origin map[string]string    // file path -> the set it came from
+	gen    uint64               // unique to this load (catalog.go)
 }
 
 // NewRegistry loads the descriptor sets at paths. It fails, naming the
@@ -207,7 +209,7 @@ func (l *setLoader) finish() (*typeSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &typeSet{files: l.files, types: types}, nil
+	return &typeSet{files: l.files, types: types, origin: l.origin, gen: generations.Add(1)}, nil
 }
 
 // setLoader links the files of several descriptor sets into one registry.

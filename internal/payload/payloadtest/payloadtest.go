@@ -41,15 +41,22 @@ func PingFile(pkg string) *descriptorpb.FileDescriptorProto {
 // WriteSet writes a FileDescriptorSet of files to a new file and returns its path.
 func WriteSet(tb testing.TB, files ...*descriptorpb.FileDescriptorProto) string {
 	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "set.binpb")
+	WriteSetAt(tb, path, files...)
+	return path
+}
+
+// WriteSetAt writes a FileDescriptorSet of files to path, replacing what
+// it held.
+func WriteSetAt(tb testing.TB, path string, files ...*descriptorpb.FileDescriptorProto) {
+	tb.Helper()
 	raw, err := proto.Marshal(&descriptorpb.FileDescriptorSet{File: files})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	path := filepath.Join(tb.TempDir(), "set.binpb")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	return path
 }
 
 // MixedFile is a hand-built proto file whose message test.mixed.v1.Mixed has
