@@ -322,6 +322,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	r.events = newSSEHandler(&cfg, h, s.auth, m)
 	mux.Handle("/events", r.events)
 	registerPage(mux)
+	s.registerTypes(mux, &cfg, m)
 	adminMux := mux // without an admin listener, the public one serves all
 	if l.Admin != nil {
 		adminMux = http.NewServeMux()

@@ -67,9 +67,15 @@ type Type struct {
 //   - GET /types/bridge.reset: the schema of a bridge.reset frame's data.
 //
 // Every answer has an ETag (a hash of the body) and Cache-Control:
-// no-cache, so a client revalidates and gets 304 while nothing changed.
+// no-cache (see CacheControl), so a client revalidates and gets 304 while
+// nothing changed.
 // HEAD works too; other methods get 405.
 type Handler struct {
+	// CacheControl is the Cache-Control of every answer: "no-cache" unless
+	// set before the first request ("private, no-cache" for answers only a
+	// token holder may read).
+	CacheControl string
+
 	types *payload.Registry
 	opts  Options
 
@@ -88,7 +94,7 @@ type catalog struct {
 // it sets to types).
 func NewHandler(types *payload.Registry, o Options) *Handler {
 	o.Extensions = types
-	return &Handler{types: types, opts: o}
+	return &Handler{CacheControl: "no-cache", types: types, opts: o}
 }
 
 // catalog returns the catalog of the generation in force, building it
@@ -190,7 +196,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sum := sha256.Sum256(body)
 	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:12])+`"`)
-	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Cache-Control", h.CacheControl)
 	// ServeContent answers HEAD, If-None-Match (304) and ranges.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }

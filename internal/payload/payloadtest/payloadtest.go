@@ -111,6 +111,36 @@ func MixedFile() *descriptorpb.FileDescriptorProto {
 	}
 }
 
+// WrappersFile is google/protobuf/wrappers.proto, built by hand: the bridge
+// does not have it compiled in, so a set whose files use the wrappers (as
+// MixedFile does) carries it, as `buf build` would.
+func WrappersFile() *descriptorpb.FileDescriptorProto {
+	fd := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("google/protobuf/wrappers.proto"),
+		Package: proto.String("google.protobuf"),
+		Syntax:  proto.String("proto3"),
+	}
+	for _, w := range []struct {
+		name string
+		typ  descriptorpb.FieldDescriptorProto_Type
+	}{
+		{"DoubleValue", descriptorpb.FieldDescriptorProto_TYPE_DOUBLE}, {"FloatValue", descriptorpb.FieldDescriptorProto_TYPE_FLOAT},
+		{"Int64Value", descriptorpb.FieldDescriptorProto_TYPE_INT64}, {"UInt64Value", descriptorpb.FieldDescriptorProto_TYPE_UINT64},
+		{"Int32Value", descriptorpb.FieldDescriptorProto_TYPE_INT32}, {"UInt32Value", descriptorpb.FieldDescriptorProto_TYPE_UINT32},
+		{"BoolValue", descriptorpb.FieldDescriptorProto_TYPE_BOOL}, {"StringValue", descriptorpb.FieldDescriptorProto_TYPE_STRING},
+		{"BytesValue", descriptorpb.FieldDescriptorProto_TYPE_BYTES},
+	} {
+		fd.MessageType = append(fd.MessageType, &descriptorpb.DescriptorProto{
+			Name: proto.String(w.name),
+			Field: []*descriptorpb.FieldDescriptorProto{{
+				Name: proto.String("value"), JsonName: proto.String("value"), Number: proto.Int32(1),
+				Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(), Type: w.typ.Enum(),
+			}},
+		})
+	}
+	return fd
+}
+
 // PublishAny is a Publish request for stream "s" whose payload is m, as an
 // Any.
 func PublishAny(tb testing.TB, m proto.Message) *bridgev1.PublishRequest {
