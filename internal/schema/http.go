@@ -56,6 +56,22 @@ type Type struct {
 	Schema Schema `json:"schema"`
 }
 
+// NewList returns the schemas of every type of types in the mapping o
+// (Extensions set to types), and the generation of types they are of.
+func NewList(types *payload.Registry, o Options) (List, uint64) {
+	o.Extensions = types
+	all, gen := types.Types()
+	l := List{JSONNames: "camel", EmitDefaults: o.EmitDefaults, Types: make([]Type, 0, len(all)),
+		Envelope: Envelope(nil), CloudEvents: CloudEvents(nil), Reset: Reset()}
+	if o.ProtoNames {
+		l.JSONNames = "proto"
+	}
+	for _, t := range all {
+		l.Types = append(l.Types, Type{Name: string(t.Name()), Origin: t.Origin, Schema: Message(t.Desc, o)})
+	}
+	return l, gen
+}
+
 // Handler serves the schemas of the event types of a registry in the
 // mapping in force, computed again after every reload of the registry:
 //
@@ -105,17 +121,10 @@ func (h *Handler) catalog() (*catalog, error) {
 	if h.cur != nil && h.cur.gen == h.types.Generation() {
 		return h.cur, nil
 	}
-	types, gen := h.types.Types()
-	l := List{JSONNames: "camel", EmitDefaults: h.opts.EmitDefaults, Types: make([]Type, 0, len(types)),
-		Envelope: Envelope(nil), CloudEvents: CloudEvents(nil), Reset: Reset()}
-	if h.opts.ProtoNames {
-		l.JSONNames = "proto"
-	}
-	c := &catalog{gen: gen, byName: make(map[string]Type, len(types))}
-	for _, t := range types {
-		entry := Type{Name: string(t.Name()), Origin: t.Origin, Schema: Message(t.Desc, h.opts)}
-		l.Types = append(l.Types, entry)
-		c.byName[entry.Name] = entry
+	l, gen := NewList(h.types, h.opts)
+	c := &catalog{gen: gen, byName: make(map[string]Type, len(l.Types))}
+	for _, t := range l.Types {
+		c.byName[t.Name] = t
 	}
 	var err error
 	if c.list, err = json.Marshal(l); err != nil {
