@@ -73,6 +73,8 @@ func dispatch(ctx context.Context, args []string, s stdio) error {
 		return runTail(ctx, rest, s.stdout, s.stderr)
 	case "hash-token":
 		return runHashToken(rest, s.stdin, s.stdout)
+	case "types":
+		return runTypes(ctx, rest, s.stdout, s.stderr)
 	case "version":
 		return printVersion(rest, s.stdout)
 	case "help":
