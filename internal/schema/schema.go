@@ -332,10 +332,15 @@ func (g *generator) wellKnown(md protoreflect.MessageDescriptor) Schema {
 	return nil
 }
 
-// describe copies d's leading comments, when its file kept them, to s.
+// describe copies d's leading comments, when its file kept them, to s,
+// without the space that follows // on each line.
 func describe(s Schema, d protoreflect.Descriptor) {
 	loc := d.ParentFile().SourceLocations().ByDescriptor(d)
-	if c := strings.TrimSpace(loc.LeadingComments); c != "" {
+	var b strings.Builder
+	for line := range strings.Lines(loc.LeadingComments) {
+		b.WriteString(strings.TrimPrefix(line, " "))
+	}
+	if c := strings.TrimSpace(b.String()); c != "" {
 		s["description"] = c
 	}
 }

@@ -348,3 +348,24 @@ func TestFormatSchemas(t *testing.T) {
 		}
 	}
 }
+
+// TestDescriptionsComeFromComments: a descriptor set that kept its comments
+// (the acme example's) gives descriptions, without the space after //.
+func TestDescriptionsComeFromComments(t *testing.T) {
+	t.Parallel()
+	types, _ := fixtureTypes(t)
+	mt, err := types.FindMessageByName("acme.billing.v1.InvoiceVoided")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, _ := schema.Message(mt.Descriptor(), schema.Options{})["$defs"].(schema.Schema)
+	def, _ := defs["acme.billing.v1.InvoiceVoided"].(schema.Schema)
+	want := "InvoiceVoided is published when an invoice is cancelled before it was paid;\na voided invoice can no longer be paid."
+	if def["description"] != want {
+		t.Errorf("description = %q, want %q", def["description"], want)
+	}
+	props, _ := def["properties"].(schema.Schema)
+	if f, _ := props["invoiceId"].(schema.Schema); f["description"] != "The invoice's id." {
+		t.Errorf("description of invoiceId = %q", f["description"])
+	}
+}
