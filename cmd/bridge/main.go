@@ -140,6 +140,14 @@ func serve(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
+	// Tracing, when the OTEL_* environment asks for it (otel.go); its last
+	// spans are flushed once the bridge stopped.
+	tp, stopTracing, err := startTracing(ctx, s.lookupEnv, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	cfg.TracerProvider = tp
 	srv, err := bridge.New(cfg)
 	if err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is everything [Run] and [Serve] need. The zero value of each field
@@ -229,6 +231,11 @@ type Config struct {
 
 	// Logger receives the bridge's logs. Nil means discard.
 	Logger *slog.Logger
+	// TracerProvider, when set, turns tracing on: spans of every publish
+	// and delivery, and the traceparent of traced publishes in the frames
+	// (tracing.go). Nil (the default) means off. The caller owns it (and
+	// shuts it down after Serve returned).
+	TracerProvider trace.TracerProvider
 
 	// jwksUnknownKIDEvery is the least time between two key set fetches
 	// caused by unknown key ids. Zero means jwksUnknownKIDEvery; tests

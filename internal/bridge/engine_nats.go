@@ -17,7 +17,8 @@ import (
 
 // How a bridge event is stored in JetStream: the subject is PREFIX.STREAM,
 // the body is the event's data exactly as SSE sends it (one line of JSON), and
-// the type and time travel in headers. So `nats sub 'bridge.>'` shows the
+// the type and time travel in headers (and a trace context in traceparent,
+// tracing.go). So `nats sub 'bridge.>'` shows the
 // payloads as they are, other consumers need no envelope, and every node
 // renders the same time. The id is not stored: it is the stream sequence
 // JetStream assigns, the same on every node.
@@ -464,6 +465,7 @@ func (e *NATSEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
 	if ev.Type != "" {
 		msg.Header.Set(natsHeaderType, ev.Type)
 	}
+	natsSetTrace(msg.Header, ev)
 	ack, err := e.js.PublishMsg(pctx, msg)
 	if err != nil {
 		return 0, e.publishError(ctx, pctx, err)
@@ -543,6 +545,7 @@ func (e *NATSEngine) decode(subject string, seq uint64, hdr nats.Header, data []
 		return nil, false
 	}
 	ev := &Event{ID: seq, Stream: name, Type: hdr.Get(natsHeaderType), Data: data, Time: stored}
+	natsGetTrace(hdr, ev)
 	if t, err := time.Parse(time.RFC3339Nano, hdr.Get(natsHeaderTime)); err == nil {
 		ev.Time = t
 	}

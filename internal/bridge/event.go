@@ -23,6 +23,9 @@ type Event struct {
 	Data []byte
 	// Time is when the bridge accepted the event.
 	Time time.Time
+	// Trace is the trace context of the event's publish, nil when tracing
+	// was off where it was published (tracing.go).
+	Trace *EventTrace
 
 	// frames holds the library event of each format, built at most once per
 	// event and shared by every connection: EncodeBase64 is off, so the
@@ -45,7 +48,8 @@ const (
 	// `event:` names its type.
 	FormatData Format = iota
 	// FormatEnvelope ("envelope"): data is
-	// {"id","stream","type","time","data"}.
+	// {"id","stream","type","time","traceparent","data"}, traceparent
+	// only for a traced publish.
 	FormatEnvelope
 	// FormatCloudEvents ("cloudevents"): data is a CloudEvents 1.0 event in
 	// structured JSON mode.
@@ -101,8 +105,9 @@ func (e *Event) envelope() []byte {
 		Stream string          `json:"stream"`
 		Type   string          `json:"type,omitempty"`
 		Time   string          `json:"time"`
+		Trace  string          `json:"traceparent,omitempty"`
 		Data   json.RawMessage `json:"data"`
-	}{strconv.FormatUint(e.ID, 10), e.Stream, e.Type, e.timeString(), e.Data})
+	}{strconv.FormatUint(e.ID, 10), e.Stream, e.Type, e.timeString(), e.pageTraceParent(), e.Data})
 	return b
 }
 
@@ -120,8 +125,9 @@ func (e *Event) cloudEvent(source string) []byte {
 		Subject         string          `json:"subject"`
 		Time            string          `json:"time"`
 		DataContentType string          `json:"datacontenttype"`
+		TraceParent     string          `json:"traceparent,omitempty"`
 		Data            json.RawMessage `json:"data"`
-	}{"1.0", strconv.FormatUint(e.ID, 10), source, typ, e.Stream, e.timeString(), "application/json", e.Data})
+	}{"1.0", strconv.FormatUint(e.ID, 10), source, typ, e.Stream, e.timeString(), "application/json", e.pageTraceParent(), e.Data})
 	return b
 }
 

@@ -96,41 +96,46 @@ func BenchmarkReplay(b *testing.B) {
 // does.
 func BenchmarkFanOut(b *testing.B) {
 	for _, bc := range []struct{ conns, window int }{{1000, 1}, {1000, 32}} {
-		conns := bc.conns
 		b.Run(fmt.Sprintf("conns=%d/inflight=%d", bc.conns, bc.window), func(b *testing.B) {
-			f := newBenchFixture(b, 1024)
-			var delivered atomic.Int64
-			var wg sync.WaitGroup
-			ctx, cancel := context.WithCancel(b.Context())
-			defer func() { cancel(); wg.Wait() }()
-			for range conns {
-				c := dialEvents(ctx, b, f.srv, "bench")
-				wg.Go(func() { countFrames(c, &delivered) })
-			}
-			data := []byte(`{"orderId":"o-1","total":{"currency":"EUR","amountMinor":"1250"}}`)
-			b.ReportAllocs()
-			b.ResetTimer()
-			sent := int64(0)
-			for b.Loop() {
-				if _, err := f.engine.Publish(ctx, &Event{Stream: "bench", Data: data}); err != nil {
-					b.Fatal(err)
-				}
-				sent++
-				// Keep at most window events in flight: 1 measures one
-				// event at a time, 32 a steady stream.
-				for delivered.Load() < (sent-int64(bc.window))*int64(conns) {
-					time.Sleep(10 * time.Microsecond)
-				}
-			}
-			for delivered.Load() < sent*int64(conns) {
-				time.Sleep(10 * time.Microsecond)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent*int64(conns)), "ns/frame")
-			if n := f.hub.evictionCount(evictQueueFull) + f.hub.evictionCount(evictWriteDeadline); n > 0 {
-				b.Fatalf("%d connections evicted", n)
-			}
+			benchFanOut(b, newBenchFixture(b, 1024), bc.conns, bc.window, nil)
 		})
+	}
+}
+
+// benchFanOut is one BenchmarkFanOut on f: conns connections, window
+// events in flight, each event carrying trace (nil: none).
+func benchFanOut(b *testing.B, f *benchFixture, conns, window int, trace *EventTrace) {
+	b.Helper()
+	var delivered atomic.Int64
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(b.Context())
+	defer func() { cancel(); wg.Wait() }()
+	for range conns {
+		c := dialEvents(ctx, b, f.srv, "bench")
+		wg.Go(func() { countFrames(c, &delivered) })
+	}
+	data := []byte(`{"orderId":"o-1","total":{"currency":"EUR","amountMinor":"1250"}}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := int64(0)
+	for b.Loop() {
+		if _, err := f.engine.Publish(ctx, &Event{Stream: "bench", Data: data, Trace: trace}); err != nil {
+			b.Fatal(err)
+		}
+		sent++
+		// Keep at most window events in flight: 1 measures one event at a
+		// time, 32 a steady stream.
+		for delivered.Load() < (sent-int64(window))*int64(conns) {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	for delivered.Load() < sent*int64(conns) {
+		time.Sleep(10 * time.Microsecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent*int64(conns)), "ns/frame")
+	if n := f.hub.evictionCount(evictQueueFull) + f.hub.evictionCount(evictWriteDeadline); n > 0 {
+		b.Fatalf("%d connections evicted", n)
 	}
 }
 
@@ -140,10 +145,13 @@ type benchFixture struct {
 	srv    *httptest.Server
 }
 
-func newBenchFixture(b *testing.B, queueSize int) *benchFixture {
+func newBenchFixture(b *testing.B, queueSize int, opts ...func(*hub)) *benchFixture {
 	b.Helper()
 	engine := NewMemoryEngine(1000, time.Hour)
 	h := newHub(engine, queueSize, 10_000, slog.New(slog.DiscardHandler))
+	for _, o := range opts {
+		o(h)
+	}
 	sh := &sseHandler{hub: h, maxStreams: 8, writeTimeout: 10 * time.Second, log: h.log}
 	srv := httptest.NewServer(sh)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(b.Context()))

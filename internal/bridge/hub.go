@@ -75,6 +75,8 @@ type hub struct {
 	// ceSource is the CloudEvents source of the frames of this hub's
 	// connections (--cloudevents-source).
 	ceSource string
+	// tracer makes the delivery spans (tracing.go); nil when tracing is off.
+	tracer *deliveryTracer
 
 	mu     sync.RWMutex
 	subs   map[string][]*conn // stream name -> its connections
@@ -387,11 +389,18 @@ func (h *hub) deliver(batch []*Event) {
 		for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
 			n++
 		}
-		if conns := h.subs[batch[0].Stream]; len(conns) > 0 {
+		conns := h.subs[batch[0].Stream]
+		if h.tracer != nil {
+			h.tracer.start(batch[:n], len(conns))
+		}
+		if len(conns) > 0 {
 			g := &group{events: batch[:n]}
 			for _, c := range conns {
 				h.offer(c, g)
 			}
+		}
+		if h.tracer != nil {
+			h.tracer.end()
 		}
 		batch = batch[n:]
 	}

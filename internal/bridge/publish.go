@@ -25,6 +25,7 @@ type publishService struct {
 	log        *slog.Logger
 	closing    *atomic.Bool // set when shutdown starts
 	metrics    *metrics
+	tracing    *tracing // nil: tracing off
 }
 
 var _ bridgev1.BridgeServiceServer = (*publishService)(nil)
@@ -55,25 +56,27 @@ func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishReque
 	if p.closing.Load() {
 		return nil, status.Error(codes.Unavailable, "the bridge is shutting down: retry against another instance or later")
 	}
-	if !validStreamName(req.GetStream(), p.maxName) {
-		return nil, status.Error(codes.InvalidArgument, streamNameError(req.GetStream(), p.maxName).Error())
-	}
-	if err := typeNameError(req.GetType()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	data, name, err := p.enc.Payload(req)
+	span := p.tracing.startStep(ctx, spanValidate)
+	err := p.validate(req)
+	endStep(span, err)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
-	if len(data) > p.maxPayload {
-		return nil, status.Errorf(codes.InvalidArgument, "payload is %d bytes as JSON: the limit is %d (--max-payload); send a smaller event or a reference to the data", len(data), p.maxPayload)
+	span = p.tracing.startStep(ctx, spanEncode)
+	data, name, err := p.encode(req)
+	endStep(span, err)
+	if err != nil {
+		return nil, err
 	}
-	if t := req.GetType(); t != "" {
-		name = t
-	}
-	id, err := p.engine.Publish(ctx, &Event{Stream: req.GetStream(), Type: name, Data: data})
+	ev := &Event{Stream: req.GetStream(), Type: name, Data: data}
+	ev.Trace = p.tracing.eventTrace(ctx)
+	p.tracing.annotate(ctx, ev)
+	span = p.tracing.startStep(ctx, spanStore)
+	id, err := p.engine.Publish(ctx, ev)
+	endStep(span, err)
 	switch {
 	case err == nil:
+		p.tracing.annotateID(ctx, id)
 		return &bridgev1.PublishResponse{Id: id}, nil
 	case errors.Is(err, ErrUnavailable):
 		return nil, status.Error(codes.Unavailable, "event store unavailable: retry later")
@@ -83,4 +86,31 @@ func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishReque
 		p.log.Error("publish", "stream", req.GetStream(), "err", err)
 		return nil, status.Error(codes.Internal, "the event could not be stored")
 	}
+}
+
+// validate checks the stream name and the type of req.
+func (p *publishService) validate(req *bridgev1.PublishRequest) error {
+	if !validStreamName(req.GetStream(), p.maxName) {
+		return status.Error(codes.InvalidArgument, streamNameError(req.GetStream(), p.maxName).Error())
+	}
+	if err := typeNameError(req.GetType()); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+// encode renders the payload of req, validated, to its frame data, and
+// returns it with the event's type.
+func (p *publishService) encode(req *bridgev1.PublishRequest) (data []byte, name string, err error) {
+	data, name, err = p.enc.Payload(req)
+	if err != nil {
+		return nil, "", status.Error(codes.InvalidArgument, err.Error())
+	}
+	if len(data) > p.maxPayload {
+		return nil, "", status.Errorf(codes.InvalidArgument, "payload is %d bytes as JSON: the limit is %d (--max-payload); send a smaller event or a reference to the data", len(data), p.maxPayload)
+	}
+	if t := req.GetType(); t != "" {
+		name = t
+	}
+	return data, name, nil
 }

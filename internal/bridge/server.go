@@ -273,6 +273,8 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	r := &running{cfg: cfg, log: log, errc: make(chan error, 3), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
 	h.retry, h.connectRate, h.ceSource = cfg.Retry, cfg.ConnectRate, cfg.CloudEventsSource
+	tr := newTracing(cfg.TracerProvider, cfg.Engine)
+	h.tracer = tr.delivery()
 	if n, ok := engine.(*NATSEngine); ok {
 		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
 	}
@@ -293,11 +295,12 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		// as an invalid publish, as the handler counts its own refusals.
 		grpc.ForceServerCodecV2(newRequestCodec()),
 		// Metrics first, so refused calls are counted by their code too.
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor, rejectUndecodable(gauth.unary, func(method string) {
+		// Tracing (when on) before all: its span covers refused calls too.
+		grpc.ChainUnaryInterceptor(append(tr.unaryInterceptors(), m.unaryInterceptor, rejectUndecodable(gauth.unary, func(method string) {
 			if method == bridgev1.BridgeService_Publish_FullMethodName {
 				m.published.WithLabelValues(publishInvalid).Inc()
 			}
-		})),
+		}))...),
 		grpc.ChainStreamInterceptor(rejectUndecodableStream, gauth.stream),
 	)
 	bridgev1.RegisterBridgeServiceServer(r.gs, &publishService{
@@ -308,6 +311,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		log:        log,
 		closing:    &r.closing,
 		metrics:    m,
+		tracing:    tr,
 	})
 	r.health = health.NewServer()
 	r.health.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -405,7 +409,8 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		"subscriber_auth", subscriberAuth, "publisher_auth", gauth.mode(),
 		"max_connections", cfg.MaxConnections, "connect_rate", cfg.ConnectRate,
 		"max_streams_per_connection", cfg.MaxStreamsPerConnection, "max_replay", cfg.MaxReplay,
-		"queue_size", cfg.QueueSize, "max_payload", cfg.MaxPayload, "heartbeat", cfg.Heartbeat)
+		"queue_size", cfg.QueueSize, "max_payload", cfg.MaxPayload, "heartbeat", cfg.Heartbeat,
+		"tracing", tr != nil)
 	if r.admin == nil {
 		log.Info("/metrics, /healthz and /readyz are on the public HTTP listener: set --admin-addr (such as 127.0.0.1:9090) to serve them, and pprof, on a listener of their own")
 	}
