@@ -13,8 +13,11 @@ import (
 	"os"
 	"strings"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/sse-bridge/bridge/internal/payload"
 	"github.com/sse-bridge/bridge/internal/schema"
+	"github.com/sse-bridge/bridge/internal/tsgen"
 )
 
 const typesUsage = `Usage: bridge types [flags] [NAME...]
@@ -34,6 +37,13 @@ and no mapping flags).
 NAMEs keep only those types: a message's full name, or a package followed by
 .* (acme.billing.v1.*).
 
+--format ts prints instead one self-contained TypeScript module: an interface
+per message in its JSON form, an EventMap from every event name to its type,
+the envelope and CloudEvents frames, the bridge.reset data and BridgeEvents, a
+typed wrapper over the browser's EventSource (docs/typed-events.md). It reads
+the types offline only (the compiled-in ones and the --descriptor-set files):
+not with --url, whose /types gives JSON Schema.
+
 Exit status: 0 printed; 1 bad flags, a descriptor set that does not load, or
 a NAME no type matches; 2 the bridge could not be reached; 3 the bridge
 refused the request (its message says why).
@@ -49,7 +59,7 @@ type typesArgs struct {
 
 func newTypesCmdLine(a *typesArgs) *cmdLine {
 	fs := flag.NewFlagSet("bridge types", flag.ContinueOnError)
-	fs.StringVar(&a.format, "format", "jsonschema", "output `format`: jsonschema (the only one yet)")
+	fs.StringVar(&a.format, "format", "jsonschema", "output `format`: jsonschema (the JSON Schema list of GET /types) or ts (a TypeScript module; offline only)")
 	fs.Var(newListFlag(&a.sets, nil), "descriptor-set", "descriptor set `file` to load, as bridge --descriptor-set; repeat or separate with commas")
 	fs.StringVar(&a.jsonNames, "json-names", "camel", "field `names` of the mapping: camel (the json_name) or proto, as bridge --json-names")
 	fs.BoolVar(&a.emitDefaults, "emit-defaults", false, "the mapping renders fields at their defaults, as bridge --emit-defaults")
@@ -70,8 +80,8 @@ func runTypes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else if err != nil {
 		return err
 	}
-	if a.format != "jsonschema" {
-		return cmd.mistake(fmt.Sprintf("--format %q is unknown: jsonschema is the only format yet", a.format), "")
+	if a.format != "jsonschema" && a.format != "ts" {
+		return cmd.mistake(fmt.Sprintf("--format %q is unknown: give jsonschema or ts", a.format), "")
 	}
 	if a.jsonNames != "camel" && a.jsonNames != "proto" {
 		return cmd.mistake(fmt.Sprintf("--json-names %q: give camel or proto", a.jsonNames), "")
@@ -84,8 +94,14 @@ func runTypes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if set["descriptor-set"] || set["json-names"] || set["emit-defaults"] {
 			return cmd.mistake("with --url the bridge's types and mapping are printed: give no --descriptor-set, --json-names or --emit-defaults", "")
 		}
+		if a.format == "ts" {
+			return cmd.mistake("--format ts reads the types offline: give the bridge's --descriptor-set files (and its --json-names and --emit-defaults) instead of --url", "")
+		}
 		list, err = fetchTypes(ctx, a, stderr)
 	} else {
+		if a.format == "ts" {
+			return printTS(a, cmd.fs.Args(), stdout)
+		}
 		list, err = loadTypes(a)
 	}
 	if err != nil {
@@ -118,6 +134,40 @@ func loadTypes(a typesArgs) (map[string]any, error) {
 		return nil, exitf(exitUsage, "%w", err)
 	}
 	return decodeList(raw, "the schemas")
+}
+
+// printTS prints the TypeScript module of the types names keep (all when
+// none), loaded offline as loadTypes loads them.
+func printTS(a typesArgs, names []string, stdout io.Writer) error {
+	types, err := payload.NewRegistry(a.sets)
+	if err != nil {
+		return exitf(exitUsage, "%w", err)
+	}
+	all, _ := types.Types()
+	// keepTypes filters a list of names, with its messages.
+	list := map[string]any{}
+	entries := make([]any, len(all))
+	byName := make(map[string]protoreflect.MessageDescriptor, len(all))
+	for i, t := range all {
+		entries[i] = map[string]any{"name": string(t.Name())}
+		byName[string(t.Name())] = t.Desc
+	}
+	list["types"] = entries
+	if err := keepTypes(list, names); err != nil {
+		return err
+	}
+	kept, _ := list["types"].([]any)
+	mds := make([]protoreflect.MessageDescriptor, 0, len(kept))
+	for _, e := range kept {
+		name, _ := e.(map[string]any)["name"].(string)
+		mds = append(mds, byName[name])
+	}
+	module, err := tsgen.Generate(mds, schema.Options{ProtoNames: a.jsonNames == "proto", EmitDefaults: a.emitDefaults, Extensions: types})
+	if err != nil {
+		return exitf(exitUsage, "%w", err)
+	}
+	_, err = stdout.Write(module)
+	return err
 }
 
 // maxTypesAnswer bounds what fetchTypes reads of the bridge's answer.
