@@ -190,8 +190,11 @@ func (s *Server) start(ctx context.Context, grpcLis, httpLis net.Listener) (*run
 	r := &running{cfg: cfg, log: log, errc: make(chan error, 2), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
 	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
-	if n, ok := engine.(*NATSEngine); ok {
-		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
+	switch e := engine.(type) {
+	case *NATSEngine:
+		e.setGapHandler(func() { h.evictAll(evictEngineGap) })
+	case *MemoryEngine:
+		e.watch(h.watched) // keeps the entries of quiet streams with subscribers
 	}
 	r.hub = h
 
@@ -358,7 +361,7 @@ func (r *running) shutdown(ctx context.Context) {
 func (s *Server) openEngine(ctx context.Context) (engine Engine, closeEngine func(), err error) {
 	cfg := s.cfg
 	if cfg.Engine != EngineNATS {
-		return NewMemoryEngine(cfg.HistorySize, cfg.HistoryAge), func() {}, nil
+		return NewMemoryEngineBudget(cfg.HistorySize, cfg.HistoryAge, cfg.HistoryMemory), func() {}, nil
 	}
 	n, err := NewNATSEngine(ctx, cfg.NATS, cfg.HistorySize, cfg.HistoryAge, cfg.MaxPayload, cfg.Logger)
 	if err != nil {
