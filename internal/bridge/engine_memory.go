@@ -559,28 +559,35 @@ func (e *MemoryEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 		case <-sweep.C:
 			e.sweep()
 		case <-e.wake:
-			deliver(e.take())
+			batch, frames := e.take()
+			deliver(batch)
+			// Fan-out built frames, which count: bring history back under
+			// its budget now, not at the next publish. No frame built (no
+			// subscriber), no lock.
+			if e.frameBytes.Load() > frames {
+				e.mu.Lock()
+				if e.over() {
+					e.enforce()
+				}
+				e.mu.Unlock()
+			}
 		}
 	}
 }
 
 // take swaps out the queue of undelivered events, handing the dispatcher's
 // previous batch back for reuse, and releases publishers waiting for room.
-// The previous batch's fan-out built frames, which count against the
-// budget: it is enforced here too, under the lock take holds anyway.
-func (e *MemoryEngine) take() []*Event {
+// frames is what the frames in history cost then.
+func (e *MemoryEngine) take() (batch []*Event, frames int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	clear(e.spare) // drop references to delivered events
-	batch := e.queue
+	batch = e.queue
 	e.queue = e.spare[:0]
 	e.spare = batch
 	close(e.drained)
 	e.drained = make(chan struct{})
-	if e.over() {
-		e.enforce()
-	}
-	return batch
+	return batch, e.frameBytes.Load()
 }
 
 // sweep drops expired events, oldest first, without visiting the streams
