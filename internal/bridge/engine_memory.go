@@ -638,7 +638,8 @@ func (r *ring) at(i int) *Event { return r.buf[(r.start+i)%len(r.buf)] }
 // push appends ev; the caller has made room when r holds limit events.
 func (r *ring) push(ev *Event, limit int) {
 	if r.n == len(r.buf) {
-		r.resize(min(max(2*len(r.buf), minRing), limit))
+		// From one slot: most streams hold a few events, many hold one.
+		r.resize(min(max(2*len(r.buf), 1), limit))
 	}
 	r.buf[(r.start+r.n)%len(r.buf)] = ev
 	r.n++
