@@ -83,7 +83,13 @@ func configMarkdown() string {
 		"`GOGC` is set: most of its heap is the state of connections that live for minutes, and\n"+
 		"at Go's default of 100 a reconnect storm spends much of each connect re-scanning it.\n"+
 		"Set `GOGC=100` to trade that CPU for a smaller heap headroom, or `GOMEMLIMIT` to cap\n"+
-		"the heap.\n", serveGCPercent)
+		"the heap.\n\n"+
+		"Under a cgroup memory limit (a container's: cgroup v2 `memory.max`, v1\n"+
+		"`memory.limit_in_bytes`), it sets the Go memory limit to %d%% of it, unless `GOMEMLIMIT`\n"+
+		"is set, and logs it: near the limit the collector works harder rather than let the\n"+
+		"kernel kill the process. History (`--history-memory`) is part of that heap; it warns\n"+
+		"when the history budget is more than half the limit. Sizing:\n"+
+		"[operations](operations.md#memory).\n", serveGCPercent, memoryLimitPercent)
 	return b.String()
 }
 

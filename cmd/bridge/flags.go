@@ -60,8 +60,8 @@ var serveGroups = []flagGroup{
 	},
 	{
 		title: "History",
-		about: "How much of each stream is kept for browsers that reconnect with a Last-Event-ID, and how much one reconnect may replay.",
-		flags: []string{"history-size", "history-age", "max-replay"},
+		about: "How much of each stream is kept for browsers that reconnect with a Last-Event-ID, how much memory all of it may take (memory engine), and how much one reconnect may replay. A resume that needs an event history no longer holds gets a bridge.reset frame, never a gap.",
+		flags: []string{"history-size", "history-age", "history-memory", "max-replay"},
 	},
 	{
 		title: "Subscribers",
@@ -130,6 +130,7 @@ func newServeFlags() *serveFlags {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", def.AdminAddr, "`address` of a listener of its own for /metrics, /healthz, /readyz and pprof, which the HTTP listener then does not serve; none means those three on the HTTP listener and no pprof; keep it off the public network")
 	fs.IntVar(&cfg.HistorySize, "history-size", def.HistorySize, "`events` kept per stream for resume (with --engine nats: the JetStream stream's MaxMsgsPerSubject)")
 	fs.DurationVar(&cfg.HistoryAge, "history-age", def.HistoryAge, "how long an event stays in history (a `duration`; with --engine nats: the JetStream stream's MaxAge)")
+	fs.Int64Var(&cfg.HistoryMemory, "history-memory", def.HistoryMemory, "memory the history of all streams may take, in `bytes` (268435456 is 256 MiB): events, their data and frames, each stream's bookkeeping; over it the oldest events of all go first; at least 1 MiB and 16 times --max-payload (memory engine)")
 	fs.IntVar(&cfg.MaxReplay, "max-replay", def.MaxReplay, "most `events` one (re)connect replays; past it the client gets bridge.reset (too_far_behind), never a partial replay; negative for no limit")
 	fs.IntVar(&cfg.MaxReplay, "replay-limit", def.MaxReplay, "deprecated: use --max-replay")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", def.Heartbeat, "`interval` of \": ping\" comments on every SSE connection")

@@ -62,6 +62,36 @@ func TestParseFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "history memory",
+			args: []string{"--history-memory", "1073741824"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.HistoryMemory != 1<<30 {
+					t.Errorf("HistoryMemory = %d, want 1 GiB", got.HistoryMemory)
+				}
+			},
+		},
+		{
+			name: "history memory from the environment, and its default",
+			env:  map[string]string{"BRIDGE_HISTORY_MEMORY": "2097152"},
+			check: func(t *testing.T, got bridge.Config) {
+				t.Helper()
+				if got.HistoryMemory != 2<<20 || bridge.DefaultConfig().HistoryMemory != 256<<20 {
+					t.Errorf("HistoryMemory = %d (default %d), want 2 MiB (default 256 MiB)", got.HistoryMemory, bridge.DefaultConfig().HistoryMemory)
+				}
+			},
+		},
+		{
+			name:    "history memory under the floor",
+			args:    []string{"--history-memory", "65536"},
+			wantErr: "history memory (--history-memory) must be at least 1048576 bytes (1 MiB), got 65536",
+		},
+		{
+			name:    "history memory with a unit",
+			args:    []string{"--history-memory", "256MiB"},
+			wantErr: "a number of bytes such as 65536",
+		},
+		{
 			name:    "JWKS without audience",
 			args:    []string{"--jwks", "keys.json"},
 			wantErr: "--jwt-audience",

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -24,15 +25,18 @@ func main() {
 		stdout:    os.Stdout,
 		stderr:    os.Stderr,
 		lookupEnv: os.LookupEnv,
+		root:      os.DirFS("/"),
 	}))
 }
 
 // stdio is what a run of the command sees of its process: the standard
-// streams and the environment.
+// streams, the environment, and the file system where its cgroup's memory
+// limit is read (nil: none is).
 type stdio struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	lookupEnv      func(string) (string, bool)
+	root           fs.FS
 }
 
 // run runs the command line args and returns the process's exit status,
@@ -153,6 +157,7 @@ func serve(ctx context.Context, args []string, s stdio) error {
 		return err
 	}
 	setGCPercent(s.lookupEnv)
+	setMemoryLimit(s.lookupEnv, s.root, &cfg)
 	// SIGHUP reloads the descriptor sets, the TLS files, the publishers file
 	// and the JWKS file; whatever fails to load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)

@@ -41,6 +41,14 @@ type Config struct {
 	// HistoryAge is how long an event stays in history. Zero means one hour.
 	// The nats engine sets it as the JetStream stream's MaxAge.
 	HistoryAge time.Duration
+	// HistoryMemory bounds, in bytes, the memory the memory engine's history
+	// takes, all streams together: events, their data and the frames built
+	// from them, and each stream's bookkeeping. Over it the oldest events of
+	// all go first, whatever their stream; a resume that needed one gets a
+	// bridge.reset frame (reason history_trimmed). Zero means 256 MiB; it
+	// must be at least 1 MiB and at least 16 events of MaxPayload. The nats
+	// engine ignores it (JetStream keeps history).
+	HistoryMemory int64
 	// MaxReplay is the most events one (re)connect replays; past it the
 	// client gets a bridge.reset frame (reason too_far_behind) instead, never
 	// a partial replay. Zero means 1000; negative means no limit.
@@ -247,11 +255,15 @@ type Config struct {
 // only; [DefaultConfig] hands them to the command line, whose help and the
 // configuration reference (docs/configuration.md) show them.
 const (
-	defaultGRPCAddr                = ":50051"
-	defaultHTTPAddr                = ":8080"
-	defaultEngine                  = EngineMemory
-	defaultHistorySize             = 1000
-	defaultHistoryAge              = time.Hour
+	defaultGRPCAddr    = ":50051"
+	defaultHTTPAddr    = ":8080"
+	defaultEngine      = EngineMemory
+	defaultHistorySize = 1000
+	defaultHistoryAge  = time.Hour
+	// defaultHistoryMemory: some 60,000 events of 4 KB, or over half a
+	// million of 100 bytes, across any number of streams; a small part of
+	// a node of a few GiB, whose connections need the rest.
+	defaultHistoryMemory           = 256 << 20
 	defaultMaxReplay               = 1000
 	defaultHeartbeat               = 15 * time.Second
 	defaultWriteTimeout            = 10 * time.Second
@@ -297,6 +309,7 @@ func (c *Config) applyDefaults() {
 	c.NATS.setDefaults()
 	setDefault(&c.HistorySize, defaultHistorySize)
 	setDefault(&c.HistoryAge, defaultHistoryAge)
+	setDefault(&c.HistoryMemory, defaultHistoryMemory)
 	setDefault(&c.MaxReplay, defaultMaxReplay)
 	setDefault(&c.Heartbeat, defaultHeartbeat)
 	setDefault(&c.WriteTimeout, defaultWriteTimeout)
@@ -335,6 +348,7 @@ func (c *Config) Validate() error {
 	}
 	positive("history size", int64(c.HistorySize))
 	positive("history age", int64(c.HistoryAge))
+	positive("history memory", c.HistoryMemory)
 	positive("heartbeat", int64(c.Heartbeat))
 	positive("write timeout", int64(c.WriteTimeout))
 	positive("queue size", int64(c.QueueSize))
@@ -343,6 +357,7 @@ func (c *Config) Validate() error {
 	positive("drain delay", int64(c.DrainDelay))
 	switch c.Engine {
 	case EngineMemory:
+		errs = append(errs, c.validateHistoryMemory()...)
 	case EngineNATS:
 		errs = append(errs, c.NATS.validate()...)
 	default:
@@ -364,6 +379,30 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validatePublishers()...)
 	return errors.Join(errs...)
+}
+
+// minHistoryMemory is the least [Config.HistoryMemory]: 16 events of the
+// default --max-payload, and room for a few thousand small ones. Below it
+// history would hold so little that most resumes would be reset.
+const minHistoryMemory = 1 << 20
+
+// minHistoryEvents is how many events of --max-payload the history budget
+// must hold at least, so that one large event does not empty history.
+const minHistoryEvents = 16
+
+// validateHistoryMemory checks the memory engine's budget. (Negative is an
+// error, for every engine, not "no limit": an unbounded history is what the
+// budget is there to prevent; a very large value is one, for whoever means
+// it.)
+func (c *Config) validateHistoryMemory() []error {
+	switch least := max(minHistoryMemory, minHistoryEvents*int64(c.MaxPayload)); {
+	case c.HistoryMemory < 0: // reported by Validate
+	case c.HistoryMemory < minHistoryMemory:
+		return []error{fmt.Errorf("history memory (--history-memory) must be at least %d bytes (1 MiB), got %d: history would hold almost nothing; set it to %d or more, or 0 for the default (%d, 256 MiB)", minHistoryMemory, c.HistoryMemory, least, int64(defaultHistoryMemory))}
+	case c.HistoryMemory < least:
+		return []error{fmt.Errorf("history memory (--history-memory, %d bytes) must hold at least %d events of --max-payload (%d bytes): set it to at least %d, or lower --max-payload", c.HistoryMemory, minHistoryEvents, c.MaxPayload, least)}
+	}
+	return nil
 }
 
 // AuthEnabled reports whether subscriber auth is on: a verifier is configured.

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -35,5 +36,40 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if def.GRPCAddr != ":50051" || def.HTTPAddr != ":8080" || def.Engine != EngineMemory || def.MaxConnections != 10_000 {
 		t.Errorf("DefaultConfig() = %+v, want the documented names users type (:50051, :8080, memory, 10000)", def)
+	}
+}
+
+func TestConfigHistoryMemory(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+		want int64  // the budget after Validate, when valid
+		err  string // part of the error, when not
+	}{
+		{name: "zero means the default", cfg: Config{}, want: 256 << 20},
+		{name: "the floor", cfg: Config{HistoryMemory: 1 << 20}, want: 1 << 20},
+		{name: "large", cfg: Config{HistoryMemory: 64 << 30}, want: 64 << 30},
+		{name: "negative", cfg: Config{HistoryMemory: -1}, err: "history memory must not be negative"},
+		{name: "under the floor", cfg: Config{HistoryMemory: 1<<20 - 1}, err: "must be at least 1048576 bytes (1 MiB)"},
+		{name: "under 16 events of max payload", cfg: Config{HistoryMemory: 8 << 20, MaxPayload: 1 << 20}, err: "set it to at least 16777216, or lower --max-payload"},
+		{name: "16 events of max payload", cfg: Config{HistoryMemory: 16 << 20, MaxPayload: 1 << 20}, want: 16 << 20},
+		{name: "the default with a large max payload", cfg: Config{MaxPayload: 32 << 20}, err: "must hold at least 16 events of --max-payload"},
+		{name: "nats ignores it", cfg: Config{Engine: EngineNATS, HistoryMemory: 1, MaxPayload: 32 << 20}, want: 1},
+		{name: "nats: negative still an error", cfg: Config{Engine: EngineNATS, HistoryMemory: -1}, err: "history memory must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.cfg.Validate()
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.err)
+			case tt.err == "" && tt.cfg.HistoryMemory != tt.want:
+				t.Errorf("HistoryMemory after Validate() = %d, want %d", tt.cfg.HistoryMemory, tt.want)
+			}
+		})
 	}
 }

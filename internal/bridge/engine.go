@@ -55,8 +55,9 @@ const (
 	// ResetTooFarBehind: more events were missed than one (re)connect may
 	// replay (--max-replay). Replay is all or nothing, never partial.
 	ResetTooFarBehind = "too_far_behind"
-	// ResetTrimmed: events after the client's id left history (by count or
-	// age) before it came back.
+	// ResetTrimmed: events after the client's id left history (by count,
+	// age or, with the memory engine, its memory budget) before it came
+	// back.
 	ResetTrimmed = "history_trimmed"
 	// ResetHistoryLost: the id predates the history this bridge holds (the
 	// memory engine restarted, or the JetStream stream was recreated).

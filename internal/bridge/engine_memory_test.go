@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -168,7 +169,7 @@ func TestMemoryEngineIDs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clock := newFakeClock(t0, 0)
-			e := newMemoryEngine(100, time.Hour, clock.Now)
+			e := newMemoryEngine(100, time.Hour, 0, clock.Now)
 			prev := micros(t0) // the engine's start: every id is above it
 			for i, s := range tt.steps {
 				clock.Add(s.move)
@@ -209,7 +210,7 @@ func TestMemoryEngineConcurrentIDs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			total := tt.goroutines * tt.each
-			e := newMemoryEngine(total, time.Hour, newFakeClock(t0, tt.step).Now)
+			e := newMemoryEngine(total, time.Hour, 0, newFakeClock(t0, tt.step).Now)
 			perGoroutine := publishConcurrently(t, e, tt.goroutines, tt.each, tt.streams)
 
 			var all []uint64
@@ -254,7 +255,7 @@ func TestMemoryEnginePublishTime(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clock := newFakeClock(t0, 0)
-			e := newMemoryEngine(10, time.Hour, clock.Now)
+			e := newMemoryEngine(10, time.Hour, 0, clock.Now)
 			clock.Add(time.Minute)
 			ev := &Event{Stream: "a", Data: []byte(`{}`), Time: tt.give}
 			if _, err := e.Publish(t.Context(), ev); err != nil {
@@ -284,7 +285,7 @@ func TestMemoryEngineRestart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clock := newFakeClock(t0, 0)
-			first := newMemoryEngine(tt.n+1, 2*time.Hour, clock.Now)
+			first := newMemoryEngine(tt.n+1, 2*time.Hour, 0, clock.Now)
 			streams := []string{"a", "b", "c"}
 			var firstIDs []uint64
 			for i := range tt.n {
@@ -298,7 +299,7 @@ func TestMemoryEngineRestart(t *testing.T) {
 
 			// The restart: history is lost, the clock has moved on.
 			clock.Add(tt.downtime)
-			second := newMemoryEngine(tt.n+1, 2*time.Hour, clock.Now)
+			second := newMemoryEngine(tt.n+1, 2*time.Hour, 0, clock.Now)
 			var secondIDs []uint64
 			for i := range 5 {
 				secondIDs = append(secondIDs, publish(t, second, streams[i%len(streams)]).ID)
@@ -338,7 +339,7 @@ func TestMemoryEngineHistorySize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newMemoryEngine(tt.size, time.Hour, newFakeClock(t0, 0).Now)
+			e := newMemoryEngine(tt.size, time.Hour, 0, newFakeClock(t0, 0).Now)
 			byStream := map[string][]uint64{}
 			var head uint64
 			for _, s := range tt.pubs {
@@ -395,7 +396,7 @@ func TestMemoryEngineHistoryAge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clock := newFakeClock(t0, 0)
-			e := newMemoryEngine(100, age, clock.Now)
+			e := newMemoryEngine(100, age, 0, clock.Now)
 			var ids []uint64
 			for i := range 4 {
 				if i > 0 {
@@ -468,7 +469,7 @@ func TestMemoryEngineReplay(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newMemoryEngine(100, time.Hour, newFakeClock(t0, 0).Now)
+			e := newMemoryEngine(100, time.Hour, 0, newFakeClock(t0, 0).Now)
 			start := micros(t0)
 			for i, s := range pubs {
 				if got, want := publish(t, e, s).ID, start+uint64(i+1); got != want {
@@ -505,7 +506,7 @@ func TestMemoryEngineRun(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			total := tt.before + tt.goroutines*tt.each
-			e := newMemoryEngine(total, time.Hour, newFakeClock(t0, tt.step).Now)
+			e := newMemoryEngine(total, time.Hour, 0, newFakeClock(t0, tt.step).Now)
 			var published []uint64
 			for i := range tt.before {
 				published = append(published, publish(t, e, tt.streams[i%len(tt.streams)]).ID)
@@ -571,7 +572,7 @@ func TestMemoryEngineRunStops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			defer goleak.VerifyNone(t)
-			e := newMemoryEngine(100, time.Hour, newFakeClock(t0, 0).Now)
+			e := newMemoryEngine(100, time.Hour, 0, newFakeClock(t0, 0).Now)
 			for range tt.before {
 				publish(t, e, "a")
 			}
@@ -630,41 +631,49 @@ func TestMemoryEngineSweep(t *testing.T) {
 		{name: "quiet stream published again, from before it", republish: true, streams: []string{"quiet"}, after: "q1", reset: true},
 		{name: "unknown stream", streams: []string{"never"}, after: "start"},
 	}
+	// The answers are the same whether the quiet stream has subscribers
+	// (its entry stays, a tombstone) or not (its entry goes).
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			clock := newFakeClock(t0, 0)
-			e := newMemoryEngine(100, age, clock.Now)
-			ids := map[string]uint64{"start": micros(t0)}
-			ids["q1"] = publish(t, e, "quiet").ID
-			ids["q2"] = publish(t, e, "quiet").ID
-			ids["b1"] = publish(t, e, "busy").ID
-			clock.Add(2 * age)
-			ids["b2"] = publish(t, e, "busy").ID
-			e.sweep()
-
-			e.mu.Lock()
-			for stream, want := range map[string]int{"quiet": 0, "busy": 1} {
-				h := e.streams[stream]
-				if h == nil {
-					t.Errorf("after sweep, stream %q has no history entry, want one with %d events", stream, want)
-				} else if got := h.ring.len(); got != want {
-					t.Errorf("after sweep, stream %q holds %d events, want %d", stream, got, want)
+		for _, watched := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/subscribed=%t", tt.name, watched), func(t *testing.T) {
+				t.Parallel()
+				clock := newFakeClock(t0, 0)
+				e := newMemoryEngine(100, age, 0, clock.Now)
+				if watched {
+					e.watch(func(stream string) bool { return stream == "quiet" })
 				}
-			}
-			e.mu.Unlock()
+				ids := map[string]uint64{"start": micros(t0)}
+				ids["q1"] = publish(t, e, "quiet").ID
+				ids["q2"] = publish(t, e, "quiet").ID
+				ids["b1"] = publish(t, e, "busy").ID
+				clock.Add(2 * age)
+				ids["b2"] = publish(t, e, "busy").ID
+				e.sweep()
 
-			head := ids["b2"]
-			if tt.republish {
-				ids["q3"] = publish(t, e, "quiet").ID
-				head = ids["q3"]
-			}
-			var want []uint64
-			for _, name := range tt.want {
-				want = append(want, ids[name])
-			}
-			checkReplay(t, e, tt.streams, ids[tt.after], 100, want, tt.reset, head)
-		})
+				e.mu.Lock()
+				if h := e.streams["busy"]; h == nil || h.ring.len() != 1 {
+					t.Errorf("after sweep, stream \"busy\" has entry %+v, want one with 1 event", h)
+				}
+				switch h := e.streams["quiet"]; {
+				case watched && (h == nil || h.ring.len() != 0 || h.tomb < 0):
+					t.Errorf("after sweep, subscribed stream \"quiet\" has entry %+v, want a tombstone", h)
+				case !watched && h != nil:
+					t.Errorf("after sweep, stream \"quiet\" with no subscribers has entry %+v, want none", h)
+				}
+				e.mu.Unlock()
+
+				head := ids["b2"]
+				if tt.republish {
+					ids["q3"] = publish(t, e, "quiet").ID
+					head = ids["q3"]
+				}
+				var want []uint64
+				for _, name := range tt.want {
+					want = append(want, ids[name])
+				}
+				checkReplay(t, e, tt.streams, ids[tt.after], 100, want, tt.reset, head)
+			})
+		}
 	}
 }
 
@@ -676,7 +685,7 @@ func TestMemoryEngineSweepManyTombstones(t *testing.T) {
 		t.Skipf("publishes %d events", maxTombstones+1)
 	}
 	clock := newFakeClock(t0, 0)
-	e := newMemoryEngine(1, time.Minute, clock.Now)
+	e := newMemoryEngine(1, time.Minute, 0, clock.Now)
 	runEngine(t, e, func(*Event) {}) // drains the dispatch queue
 	s1 := publish(t, e, "s").ID
 	var last uint64
@@ -753,7 +762,7 @@ func TestMemoryEnginePublishQueueFull(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newMemoryEngine(1, time.Hour, newFakeClock(t0, 0).Now)
+			e := newMemoryEngine(1, time.Hour, 0, newFakeClock(t0, 0).Now)
 			var head uint64
 			for range maxDispatchQueue { // Run has not started: nothing drains
 				head = publish(t, e, "a").ID

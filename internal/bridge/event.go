@@ -4,14 +4,17 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/r3labs/sse/v2"
 )
 
 // Event is one published event as engines store it and the hub sends it.
-// After an engine assigned its ID, an Event is never modified, so one *Event is
-// shared by history, every connection and every goroutine that reads it.
+// After an engine assigned its ID, an Event's fields are never modified, so
+// one *Event is shared by history, every connection and every goroutine that
+// reads it; only its frames are built later, each once, safely for
+// concurrent use.
 type Event struct {
 	// ID is unique and increases across all streams of the bridge.
 	ID uint64
@@ -28,12 +31,22 @@ type Event struct {
 	Trace *EventTrace
 
 	// frames holds the library event of each format, built at most once per
-	// event and shared by every connection: EncodeBase64 is off, so the
-	// library never mutates it.
-	frames [numFormats]struct {
-		once  sync.Once
-		frame *sse.Event
-	}
+	// event (under mu) and shared by every connection: EncodeBase64 is off,
+	// so the library never mutates it. A mutex and three pointers take 32
+	// bytes where three sync.Once slots took 72: the struct is on every
+	// event history holds.
+	mu     sync.Mutex
+	frames [numFormats]atomic.Pointer[sse.Event]
+
+	// charge, when set, is the count of an engine that keeps the event in
+	// memory (the memory engine's bytes of frames, which count against
+	// --history-memory); the frames built while the event is in its history
+	// are added to it. charged is what this event added, or -1 once the
+	// event left that history (uncharge): frames built after that are
+	// charged to no one, since history does not hold them. Both are set
+	// before the event is shared.
+	charge  *atomic.Int64
+	charged atomic.Int64
 }
 
 // Format is how a subscriber wants events framed, chosen with the `format`
@@ -74,28 +87,63 @@ func parseFormat(s string) (Format, bool) {
 // without a type: CloudEvents requires one.
 const untypedCloudEventsType = "bridge.json"
 
-// frame returns the library event of e in format f; source is the
-// CloudEvents `source` (the bridge's --cloudevents-source; the stream, which
-// tells events apart, is the `subject`). One bridge passes one source, so
-// the frame built first serves every later call.
+// frame returns the library event of e in format f, building it the first
+// time it is asked for; source is the CloudEvents `source` (the bridge's
+// --cloudevents-source; the stream, which tells events apart, is the
+// `subject`). One bridge passes one source, so the frame built first serves
+// every later call.
 func (e *Event) frame(f Format, source string) *sse.Event {
-	slot := &e.frames[f]
-	slot.once.Do(func() {
-		fr := &sse.Event{ID: []byte(strconv.FormatUint(e.ID, 10))}
-		switch f {
-		case FormatEnvelope:
-			fr.Data = e.envelope()
-		case FormatCloudEvents:
-			fr.Data = e.cloudEvent(source)
-		default:
-			fr.Data = e.Data
-			if e.Type != "" {
-				fr.Event = []byte(e.Type)
-			}
+	if fr := e.frames[f].Load(); fr != nil {
+		return fr
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if fr := e.frames[f].Load(); fr != nil { // built while we waited
+		return fr
+	}
+	fr := &sse.Event{ID: []byte(strconv.FormatUint(e.ID, 10))}
+	switch f {
+	case FormatEnvelope:
+		fr.Data = e.envelope()
+	case FormatCloudEvents:
+		fr.Data = e.cloudEvent(source)
+	default:
+		fr.Data = e.Data
+		if e.Type != "" {
+			fr.Event = []byte(e.Type)
 		}
-		slot.frame = fr
-	})
-	return slot.frame
+	}
+	e.frames[f].Store(fr)
+	if e.charge != nil {
+		e.chargeFrame(frameCost(f, fr))
+	}
+	return fr
+}
+
+// chargeFrame adds n bytes of a frame just built to e.charge, unless e left
+// the history that charges it. An uncharge between the CompareAndSwap and
+// the Add takes n out before it is added: the count dips for an instant
+// and ends exact.
+func (e *Event) chargeFrame(n int64) {
+	for {
+		c := e.charged.Load()
+		if c < 0 {
+			return
+		}
+		if e.charged.CompareAndSwap(c, c+n) {
+			e.charge.Add(n)
+			return
+		}
+	}
+}
+
+// uncharge takes what e's frames added to e.charge back out of it, once e
+// left the history that charged them; frames built later are not charged.
+// Call it at most once, after the engine set charge.
+func (e *Event) uncharge() {
+	if c := e.charged.Swap(-1); c > 0 {
+		e.charge.Add(-c)
+	}
 }
 
 func (e *Event) envelope() []byte {

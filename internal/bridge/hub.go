@@ -142,6 +142,16 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 	return c, nil
 }
 
+// watched reports whether a connection subscribes to stream. The memory
+// engine asks, under its own lock, before it lets the entry of a stream
+// whose history emptied go (MemoryEngine.settle): lock order, the engine's
+// lock, then the hub's; nothing calls the engine holding the hub's lock.
+func (h *hub) watched(stream string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs[stream]) > 0
+}
+
 // openLibStream creates c's library stream; call it right before c is
 // handed to the library's handler. (Removed by unregister.)
 func (h *hub) openLibStream(c *conn) {

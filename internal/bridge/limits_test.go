@@ -40,9 +40,10 @@ func newLimitFixture(t *testing.T, cfg Config) *limitFixture {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	engine := NewMemoryEngine(cfg.HistorySize, cfg.HistoryAge)
+	engine := NewMemoryEngineBudget(cfg.HistorySize, cfg.HistoryAge, cfg.HistoryMemory)
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), cfg.Logger)
 	h.retry, h.connectRate = cfg.Retry, cfg.ConnectRate
+	engine.watch(h.watched) // as Server wires them
 	m := newMetrics(h, engine)
 	var auth *authenticator
 	if cfg.JWTKey != "" {

@@ -29,7 +29,7 @@ type natsReporter interface {
 // historyReporter is implemented by engines that can tell how much history
 // they hold (the memory engine; JetStream reports its own).
 type historyReporter interface {
-	HistoryStats() (events, bytes int)
+	HistoryStats() HistoryStats
 }
 
 // metrics is the bridge's Prometheus registry: one per Server, so several
@@ -136,17 +136,20 @@ type hubCollector struct {
 }
 
 var (
-	descConnections   = prometheus.NewDesc("bridge_sse_connections", "Open SSE connections.", nil, nil)
-	descDozing        = prometheus.NewDesc("bridge_sse_dozing_connections", "Open SSE connections that have had no event yet and doze (one goroutine, no library stream; see --eager-streams).", nil, nil)
-	descSubscriptions = prometheus.NewDesc("bridge_sse_subscriptions", "Stream subscriptions of the open SSE connections (a connection to 3 streams counts 3).", nil, nil)
-	descDelivered     = prometheus.NewDesc("bridge_frames_delivered_total", "Event frames handed to SSE connections (one per event per connection; replays not included).", nil, nil)
-	descEvictions     = prometheus.NewDesc("bridge_sse_evictions_total", "SSE connections closed because they could not keep up, by reason: queue_full, write_deadline, heartbeat, replay_failed, engine_gap, token_expiry.", []string{"reason"}, nil)
-	descReplays       = prometheus.NewDesc("bridge_replays_total", "Resumes (Last-Event-ID) that replayed events from history.", nil, nil)
-	descReplayed      = prometheus.NewDesc("bridge_replayed_events_total", "Events sent by replays.", nil, nil)
-	descResets        = prometheus.NewDesc("bridge_resets_total", "bridge.reset frames sent: resumes that history could not cover.", nil, nil)
-	descReplaysCapped = prometheus.NewDesc("bridge_replays_capped_total", "Resets (too_far_behind) because a (re)connect missed more events than --max-replay.", nil, nil)
-	descHistoryEvents = prometheus.NewDesc("bridge_history_events", "Events held in history, all streams.", nil, nil)
-	descHistoryBytes  = prometheus.NewDesc("bridge_history_bytes", "Size of the data of the events held in history.", nil, nil)
+	descConnections    = prometheus.NewDesc("bridge_sse_connections", "Open SSE connections.", nil, nil)
+	descDozing         = prometheus.NewDesc("bridge_sse_dozing_connections", "Open SSE connections that have had no event yet and doze (one goroutine, no library stream; see --eager-streams).", nil, nil)
+	descSubscriptions  = prometheus.NewDesc("bridge_sse_subscriptions", "Stream subscriptions of the open SSE connections (a connection to 3 streams counts 3).", nil, nil)
+	descDelivered      = prometheus.NewDesc("bridge_frames_delivered_total", "Event frames handed to SSE connections (one per event per connection; replays not included).", nil, nil)
+	descEvictions      = prometheus.NewDesc("bridge_sse_evictions_total", "SSE connections closed because they could not keep up, by reason: queue_full, write_deadline, heartbeat, replay_failed, engine_gap, token_expiry.", []string{"reason"}, nil)
+	descReplays        = prometheus.NewDesc("bridge_replays_total", "Resumes (Last-Event-ID) that replayed events from history.", nil, nil)
+	descReplayed       = prometheus.NewDesc("bridge_replayed_events_total", "Events sent by replays.", nil, nil)
+	descResets         = prometheus.NewDesc("bridge_resets_total", "bridge.reset frames sent: resumes that history could not cover.", nil, nil)
+	descReplaysCapped  = prometheus.NewDesc("bridge_replays_capped_total", "Resets (too_far_behind) because a (re)connect missed more events than --max-replay.", nil, nil)
+	descHistoryEvents  = prometheus.NewDesc("bridge_history_events", "Events held in history, all streams.", nil, nil)
+	descHistoryBytes   = prometheus.NewDesc("bridge_history_bytes", "Memory history takes, as counted against --history-memory: events, their data and frames, and each stream's bookkeeping.", nil, nil)
+	descHistoryLimit   = prometheus.NewDesc("bridge_history_limit_bytes", "The memory history may take, --history-memory; over it the oldest events of all are evicted.", nil, nil)
+	descHistoryStreams = prometheus.NewDesc("bridge_history_streams", "Streams history keeps an entry for: those with events, and those with subscribers but no events left.", nil, nil)
+	descHistoryEvicted = prometheus.NewDesc("bridge_history_evicted_events_total", "Events that left history, by reason: size (--history-size on their stream), age (--history-age), memory (the oldest of all, over --history-memory).", []string{"reason"}, nil)
 
 	descNATSLag      = prometheus.NewDesc("bridge_nats_delivery_lag_events", "The JetStream stream's last sequence minus the last one this node delivered, at the last look (every second).", nil, nil)
 	descNATSStalled  = prometheus.NewDesc("bridge_nats_delivery_stalled", "1 while this node's delivery from JetStream is stalled (it then reports not ready), else 0.", nil, nil)
@@ -160,8 +163,9 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if _, ok := c.engine.(historyReporter); ok {
-		ch <- descHistoryEvents
-		ch <- descHistoryBytes
+		for _, d := range []*prometheus.Desc{descHistoryEvents, descHistoryBytes, descHistoryLimit, descHistoryStreams, descHistoryEvicted} {
+			ch <- d
+		}
 	}
 	if _, ok := c.engine.(natsReporter); ok {
 		for _, d := range []*prometheus.Desc{descNATSLag, descNATSStalled, descNATSStalls, descNATSRestarts, descNATSLosses} {
@@ -184,9 +188,14 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(h.stats.resets.Load()))
 	ch <- prometheus.MustNewConstMetric(descReplaysCapped, prometheus.CounterValue, float64(h.stats.replaysCapped.Load()))
 	if hr, ok := c.engine.(historyReporter); ok {
-		events, bytes := hr.HistoryStats()
-		ch <- prometheus.MustNewConstMetric(descHistoryEvents, prometheus.GaugeValue, float64(events))
-		ch <- prometheus.MustNewConstMetric(descHistoryBytes, prometheus.GaugeValue, float64(bytes))
+		s := hr.HistoryStats()
+		ch <- prometheus.MustNewConstMetric(descHistoryEvents, prometheus.GaugeValue, float64(s.Events))
+		ch <- prometheus.MustNewConstMetric(descHistoryBytes, prometheus.GaugeValue, float64(s.Bytes))
+		ch <- prometheus.MustNewConstMetric(descHistoryLimit, prometheus.GaugeValue, float64(s.Limit))
+		ch <- prometheus.MustNewConstMetric(descHistoryStreams, prometheus.GaugeValue, float64(s.Streams))
+		for i, n := range [numTrimReasons]int64{trimSize: s.EvictedSize, trimAge: s.EvictedAge, trimMemory: s.EvictedMemory} {
+			ch <- prometheus.MustNewConstMetric(descHistoryEvicted, prometheus.CounterValue, float64(n), trimReasons[i])
+		}
 	}
 	if nr, ok := c.engine.(natsReporter); ok {
 		s := nr.Stats()

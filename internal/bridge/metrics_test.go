@@ -59,7 +59,9 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		`bridge_frames_delivered_total`, `bridge_sse_connections`, `bridge_sse_dozing_connections`, `bridge_sse_subscriptions`,
 		`bridge_sse_evictions_total{reason="queue_full"}`, `bridge_sse_evictions_total{reason="write_deadline"}`,
 		`bridge_sse_evictions_total{reason="heartbeat"}`, `bridge_replays_total`, `bridge_resets_total`,
-		`bridge_history_events`, `bridge_history_bytes`, `go_goroutines`, `process_resident_memory_bytes`,
+		`bridge_history_events`, `bridge_history_bytes`, `bridge_history_limit_bytes`, `bridge_history_streams`,
+		`bridge_history_evicted_events_total{reason="size"}`, `bridge_history_evicted_events_total{reason="age"}`,
+		`bridge_history_evicted_events_total{reason="memory"}`, `go_goroutines`, `process_resident_memory_bytes`,
 	} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("/metrics has no %s", name)
@@ -88,17 +90,23 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	}
 
 	after := scrape(t, b.baseURL)
+	if got, limit := after[`bridge_history_bytes`], after[`bridge_history_limit_bytes`]; got <= 0 || got > limit || limit != 256<<20 {
+		t.Errorf("bridge_history_bytes %v, limit %v; want some, at most the limit, 256 MiB", got, limit)
+	}
 	for name, want := range map[string]float64{
-		`bridge_events_published_total{result="ok"}`:      3,
-		`bridge_events_published_total{result="invalid"}`: 1,
-		`bridge_frames_delivered_total`:                   6,
-		`bridge_sse_connections`:                          4,
-		`bridge_sse_dozing_connections`:                   0, // each had an event, or resumed
-		`bridge_sse_subscriptions`:                        5,
-		`bridge_replays_total`:                            1,
-		`bridge_resets_total`:                             1,
-		`bridge_history_events`:                           2,
-		`bridge_publish_duration_seconds_count`:           3,
+		`bridge_events_published_total{result="ok"}`:           3,
+		`bridge_events_published_total{result="invalid"}`:      1,
+		`bridge_frames_delivered_total`:                        6,
+		`bridge_sse_connections`:                               4,
+		`bridge_sse_dozing_connections`:                        0, // each had an event, or resumed
+		`bridge_sse_subscriptions`:                             5,
+		`bridge_replays_total`:                                 1,
+		`bridge_resets_total`:                                  1,
+		`bridge_history_events`:                                2,
+		`bridge_history_streams`:                               1, // m.a; m.b never had an event
+		`bridge_history_evicted_events_total{reason="size"}`:   1, // history holds 2
+		`bridge_history_evicted_events_total{reason="memory"}`: 0,
+		`bridge_publish_duration_seconds_count`:                3,
 		`bridge_grpc_server_handled_total{grpc_code="OK",grpc_method="/bridge.v1.BridgeService/Publish"}`: 3,
 	} {
 		if got := after[name] - before[name]; got != want {

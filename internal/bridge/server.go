@@ -275,8 +275,11 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	h.retry, h.connectRate, h.ceSource = cfg.Retry, cfg.ConnectRate, cfg.CloudEventsSource
 	tr := newTracing(cfg.TracerProvider, cfg.Engine)
 	h.tracer = tr.delivery()
-	if n, ok := engine.(*NATSEngine); ok {
-		n.setGapHandler(func() { h.evictAll(evictEngineGap) })
+	switch e := engine.(type) {
+	case *NATSEngine:
+		e.setGapHandler(func() { h.evictAll(evictEngineGap) })
+	case *MemoryEngine:
+		e.watch(h.watched) // keeps the entries of quiet streams with subscribers
 	}
 	r.hub = h
 
@@ -514,7 +517,7 @@ func buildVersion() string {
 func (s *Server) openEngine(ctx context.Context) (engine Engine, closeEngine func(), err error) {
 	cfg := s.cfg
 	if cfg.Engine != EngineNATS {
-		return NewMemoryEngine(cfg.HistorySize, cfg.HistoryAge), func() {}, nil
+		return NewMemoryEngineBudget(cfg.HistorySize, cfg.HistoryAge, cfg.HistoryMemory), func() {}, nil
 	}
 	n, err := NewNATSEngine(ctx, cfg.NATS, cfg.HistorySize, cfg.HistoryAge, cfg.MaxPayload, cfg.Logger)
 	if err != nil {
