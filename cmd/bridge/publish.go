@@ -268,6 +268,11 @@ func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.
 	if err := stream.Send(&reflectionv1.ServerReflectionRequest{
 		MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: string(name)},
 	}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The server ended the stream (auth refused it, say): its status
+			// comes with Recv, as grpc-go documents for SendMsg.
+			_, err = stream.Recv()
+		}
 		return nil, rpcError(conn.Target(), err)
 	}
 	res, err := stream.Recv()
