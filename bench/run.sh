@@ -10,18 +10,21 @@
 #   LOAD_FLAGS="--duration 20s" bench/run.sh
 #   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
 #
-# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4, then three
-# supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
+# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4 W5, then
+# four supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
 # sustains, for latency; W4-stall6s is W4 with a stall of 6 s, short enough
 # for history to fill the gap; W4-nostall is W4 without the stalled client,
-# the rate W4's healthy subscribers should keep), REPEAT (rounds, default 3; the table shows
+# the rate W4's healthy subscribers should keep; W5-nostall is W5 without
+# the 2,000 that never read, its idle publish latency. W5 and W5-nostall run
+# against the bridge only: the baseline has no eviction, and would freeze
+# for good), REPEAT (rounds, default 3; the table shows
 # medians), OUT (results directory, default bench/results/<UTC time>),
 # LOAD_FLAGS (extra bridge-load flags), BRIDGE_FLAGS (extra bridge flags),
 # RUN_TIMEOUT (seconds per run, default 120).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W1-r50 W4-stall6s W4-nostall"}
+WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W5 W1-r50 W4-stall6s W4-nostall W5-nostall"}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=bench/bin
@@ -65,7 +68,16 @@ workload_flags() {
 	W1-r50) echo "--workload W1 --rate 50 --label W1-r50" ;;
 	W4-stall6s) echo "--workload W4 --stall-for 6s --label W4-stall6s" ;;
 	W4-nostall) echo "--workload W4 --stalled 0 --label W4-nostall" ;;
+	W5-nostall) echo "--workload W5 --stalled 0 --label W5-nostall" ;;
 	*) echo "--workload $1" ;;
+	esac
+}
+
+# targets prints the servers a name of WORKLOADS runs against.
+targets() {
+	case $1 in
+	W5 | W5-*) echo bridge ;;
+	*) echo bridge baseline ;;
 	esac
 }
 
@@ -105,7 +117,7 @@ trap 'exit 130' INT TERM
 
 for round in $(seq "$REPEAT"); do
 	for w in $WORKLOADS; do
-		for target in bridge baseline; do
+		for target in $(targets "$w"); do
 			log="$OUT/$w-$target-$round"
 			wait_quiet
 			if [[ $target == bridge ]]; then

@@ -113,6 +113,11 @@ func (s *subscriber) connect(dialCtx, life context.Context, lastID []byte) (*sse
 // ends is counted as an eviction and reopened with the Last-Event-ID of the
 // last event received, as a browser does.
 func (s *subscriber) run(life context.Context, c *sseConn) {
+	if s.stalled && s.r.cfg.StallForever {
+		<-life.Done() // never reads: the server's buffers for it fill
+		c.close()
+		return
+	}
 	p := NewParser(c.resp.Body, readBufSize, maxLine)
 	defer func() { s.comments = p.Comments }()
 	for {
