@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,11 @@ type hub struct {
 	conns  map[string]*conn   // library stream id -> connection
 	closed bool
 
+	// dying holds a token for each connection that is finishing after it
+	// was evicted or a write failed: they finish a few at a time (see
+	// deadlineWriter.die).
+	dying chan struct{}
+
 	stats hubStats
 }
 
@@ -91,6 +97,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		replayLimit: replayLimit,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
+		dying:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	lib := sse.New()
 	lib.AutoReplay = false // it would keep every event forever and rewrite our ids
@@ -369,20 +376,35 @@ func resetFrame(head uint64, reason string) *sse.Event {
 // the write it becomes) modest.
 const maxGroup = 64
 
+// maxGroupBytes bounds the size of one frame group. The library formats
+// every write of every connection into a buffer of package fmt's, which fmt
+// reuses only up to 64 KiB: a larger group would cost each connection a
+// new copy of it per write, garbage at once, or held for as long as a
+// stalled peer blocks the write (2,000 stalled connections held 130 MiB of
+// such copies of one group), and each write again when they are evicted.
+// Groups stay under half that, so a buffer that grows for one (it doubles)
+// stays reusable; a single larger event is still sent alone.
+const maxGroupBytes = 32 << 10
+
+// frameCost bounds the bytes ev adds to a group's frame in any format:
+// its data, and its id, type and stream, which the envelope formats wrap
+// with their field names (about 150 bytes).
+func frameCost(ev *Event) int {
+	return len(ev.Data) + len(ev.Type) + len(ev.Stream) + 200
+}
+
 // deliver offers a batch of events to the connections subscribed to their
-// streams. Consecutive events of one stream form a group, handed to each
-// connection as one library event (one TryPublish, one wake-up of its
-// writer, one write); groups never span streams, so a connection subscribed
-// to several streams still sees every frame in id order. It never blocks: a
-// connection whose queue is full is evicted.
+// streams. Consecutive events of one stream form a group (at most maxGroup
+// events and maxGroupBytes), handed to each connection as one library event
+// (one TryPublish, one wake-up of its writer, one write); groups never span
+// streams, so a connection subscribed to several streams still sees every
+// frame in id order. It never blocks: a connection whose queue is full is
+// evicted.
 func (h *hub) deliver(batch []*Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for len(batch) > 0 {
-		n := 1
-		for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
-			n++
-		}
+		n := groupLen(batch)
 		if conns := h.subs[batch[0].Stream]; len(conns) > 0 {
 			g := &group{events: batch[:n]}
 			for _, c := range conns {
@@ -391,6 +413,20 @@ func (h *hub) deliver(batch []*Event) {
 		}
 		batch = batch[n:]
 	}
+}
+
+// groupLen returns how many events at the start of batch (not empty) form
+// its first group: consecutive events of one stream, at most maxGroup of
+// them and maxGroupBytes (frameCost), and always the first one.
+func groupLen(batch []*Event) int {
+	n, size := 1, frameCost(batch[0])
+	for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
+		if size += frameCost(batch[n]); size > maxGroupBytes {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // group is a run of consecutive events of one stream, with its frame in each
