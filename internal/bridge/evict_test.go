@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,5 +209,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("waited %v for %s", hubWaitLimit, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWaveOfDyingConnectionsEndsInACollection: the last of a wave of at
+// least collectAfter dying connections runs a garbage collection; a
+// smaller wave ends without one. Not parallel: it reads the process's
+// collection count.
+func TestWaveOfDyingConnectionsEndsInACollection(t *testing.T) {
+	h := newHub(NewMemoryEngine(10, time.Hour), 8, 10, testLogger(t))
+	t.Cleanup(h.lib.Close)
+	wave := func(n int) {
+		h.dying <- struct{}{} // another dying connection still finishing
+		for range n - 1 {
+			h.finishedDying()
+		}
+		<-h.dying
+		h.finishedDying() // the last
+	}
+	wave(10)
+	if n := h.died.Load(); n != 0 {
+		t.Errorf("after a wave of 10: %d counted, want 0 (the wave ended)", n)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	wave(collectAfter)
+	runtime.ReadMemStats(&after)
+	if after.NumGC == before.NumGC {
+		t.Errorf("a wave of %d dying connections ended without a garbage collection", collectAfter)
+	}
+	if n := h.died.Load(); n != 0 {
+		t.Errorf("after a wave of %d: %d counted, want 0", collectAfter, n)
 	}
 }

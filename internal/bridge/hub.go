@@ -81,8 +81,10 @@ type hub struct {
 
 	// dying holds a token for each connection that is finishing after it
 	// was evicted or a write failed: they finish a few at a time (see
-	// deadlineWriter.die).
+	// deadlineWriter.die). died counts those that finished since the last
+	// time none was left (finishedDying).
 	dying chan struct{}
+	died  atomic.Int64
 
 	stats hubStats
 }
@@ -569,6 +571,32 @@ func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 			}
 			h.mu.RUnlock()
 		}
+	}
+}
+
+// collectAfter is how many connections must have died in one wave (see
+// finishedDying) for its end to be worth a garbage collection.
+const collectAfter = 256
+
+// finishedDying is called by a dying connection once it ended and gave its
+// token back (deadlineWriter.die). When it was the last of a wave of at
+// least collectAfter connections, it runs the garbage collector twice:
+// what they held (a write in progress each, when a peer stopped reading)
+// was live at the collection before, the collector's next goal is a
+// multiple of that, and, left to itself, it would let the heap grow that
+// large again before reclaiming any of it. Twice, because the library's
+// buffers of their last writes went back to package fmt's pool, which a
+// collection only moves aside and the next one frees. Collected now, their
+// memory is free at once and goes back to the system as the runtime
+// returns what it does not need.
+func (h *hub) finishedDying() {
+	n := h.died.Add(1)
+	if len(h.dying) > 0 {
+		return // the wave goes on: another connection holds a token
+	}
+	if h.died.CompareAndSwap(n, 0) && n >= collectAfter {
+		runtime.GC()
+		runtime.GC()
 	}
 }
 

@@ -343,6 +343,7 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 	}
 	if dw.dying {
 		<-s.hub.dying // the next dying connection's turn (deadlineWriter.die)
+		s.hub.finishedDying()
 	}
 }
 

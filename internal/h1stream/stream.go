@@ -188,17 +188,21 @@ func (s *Stream) Flush() error {
 	} else if chunk != nil {
 		_, err = s.conn.Write(chunk)
 	}
-	s.release()
 	if err != nil {
 		s.err = err
 	}
+	s.release()
 	return err
 }
 
-// release gives the chunk buffer back: an idle stream holds none.
+// release gives the chunk buffer back: an idle stream holds none. A stream
+// whose write failed (a peer gone, or evicted) lets go of it instead: when
+// thousands fail at once, their buffers would otherwise sit in the pool.
 func (s *Stream) release() {
 	if s.buf != nil {
-		putBuffer(s.buf)
+		if s.err == nil {
+			putBuffer(s.buf)
+		}
 		s.buf = nil
 	}
 }
