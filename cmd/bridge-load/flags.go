@@ -32,7 +32,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q (the only subcommand is report)", fs.Args())
+		return nil, fmt.Errorf("unexpected arguments %q (the subcommands are report and soak)", fs.Args())
 	}
 	opts := &options{cfg: defaults()}
 	var preset load.Config
@@ -66,7 +66,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bridge-load", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: bridge-load [flags]\n       bridge-load report RESULT.json...\n\n"+
+		fmt.Fprintf(out, "Usage: bridge-load [flags]\n       bridge-load report RESULT.json...\n       bridge-load soak --pid PID [flags]\n\n"+
 			"Drives a bridge (or the baseline server) on loopback and reports throughput,\n"+
 			"loss, latency and the server's CPU and memory. --workload sets the numbers of a\n"+
 			"workload of BENCHMARKS.md (%s); other flags override them.\n\n", strings.Join(load.Workloads, ", "))
