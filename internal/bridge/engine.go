@@ -21,6 +21,17 @@ type Engine interface {
 	// must not modify ev afterwards.
 	Publish(ctx context.Context, ev *Event) (uint64, error)
 
+	// PublishBatch stores evs in order, as Publish would one by one, and
+	// sets res[i] (len(res) == len(evs)) to what became of evs[i]. An
+	// event with a Key that names an event stored on the same stream
+	// within the dedupe window is not stored: its result has that event's
+	// ID and Duplicate set. A failure of one event (its res[i].Err) does
+	// not stop the next ones unless the engine cannot store at all (then
+	// every later result has the same error): the batch is not atomic,
+	// but what is stored is stored in order. The caller must not modify
+	// evs afterwards.
+	PublishBatch(ctx context.Context, evs []*Event, res []Stored)
+
 	// Replay returns, in id order, the events of streams whose id is greater
 	// than after. When history can no longer cover that gap (events were
 	// trimmed, the id predates a restart that lost history, or more than
@@ -38,6 +49,19 @@ type Engine interface {
 	// delivered, so a Replay that starts after a connection was registered
 	// misses nothing.
 	Run(ctx context.Context, deliver func([]*Event)) error
+}
+
+// Stored is what an engine did with one event of [Engine.PublishBatch].
+type Stored struct {
+	// ID is the event's id, or with Duplicate the id of the event stored
+	// first with the same key; zero when Err is set.
+	ID uint64
+	// Duplicate: the event's Key named an event already stored on its
+	// stream within the dedupe window; nothing was stored.
+	Duplicate bool
+	// Err is why the event was not stored: it wraps ErrUnavailable when the
+	// engine cannot store now, or is the context's error.
+	Err error
 }
 
 // Replay is the answer of [Engine.Replay].

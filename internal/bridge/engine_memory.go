@@ -692,3 +692,13 @@ func (r *ring) after(id uint64) []*Event {
 	}
 	return out
 }
+
+// PublishBatch stores evs in order; see [Engine.PublishBatch].
+//
+// TODO(batch): one lock for the batch, and the dedupe table for Key.
+func (e *MemoryEngine) PublishBatch(ctx context.Context, evs []*Event, res []Stored) {
+	for i, ev := range evs {
+		id, err := e.Publish(ctx, ev)
+		res[i] = Stored{ID: id, Err: err}
+	}
+}

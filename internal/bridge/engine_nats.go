@@ -578,3 +578,13 @@ func (e *NATSEngine) waitClosed() bool {
 		return false
 	}
 }
+
+// PublishBatch stores evs in order; see [Engine.PublishBatch].
+//
+// TODO(batch): pipeline the JetStream publishes, and Nats-Msg-Id for Key.
+func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Stored) {
+	for i, ev := range evs {
+		id, err := e.Publish(ctx, ev)
+		res[i] = Stored{ID: id, Err: err}
+	}
+}

@@ -26,6 +26,9 @@ type Event struct {
 	Data []byte
 	// Time is when the bridge accepted the event.
 	Time time.Time
+	// Key is the publisher's idempotency key; empty for none. An engine
+	// stores at most one event per key and stream within its dedupe window.
+	Key string
 	// Trace is the trace context of the event's publish, nil when tracing
 	// was off where it was published (tracing.go).
 	Trace *EventTrace

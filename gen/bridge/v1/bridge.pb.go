@@ -40,9 +40,17 @@ type PublishRequest struct {
 	//
 	//	*PublishRequest_Event
 	//	*PublishRequest_Json
-	Payload       isPublishRequest_Payload `protobuf_oneof:"payload"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Payload isPublishRequest_Payload `protobuf_oneof:"payload"`
+	// A key that names this event, so that a publish retried after a timeout
+	// or an UNAVAILABLE stores and sends it once: a key seen again on the same
+	// stream within the dedupe window (--dedupe-window, default 2 minutes)
+	// stores nothing and returns the first event's id with duplicate set. The
+	// key names the event: a second publish with the same key and a different
+	// payload within the window is still a duplicate. Optional; at most 128
+	// bytes of printable ASCII.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PublishRequest) Reset() {
@@ -114,6 +122,13 @@ func (x *PublishRequest) GetJson() *structpb.Value {
 	return nil
 }
 
+func (x *PublishRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type isPublishRequest_Payload interface {
 	isPublishRequest_Payload()
 }
@@ -138,7 +153,10 @@ type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event's id: unique, increasing across all streams, and the value of the
 	// frame's `id:` field (and so of a browser's Last-Event-ID).
-	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when idempotency_key named an event already stored within the
+	// dedupe window: id is that event's, and nothing was stored or sent.
+	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,21 +198,254 @@ func (x *PublishResponse) GetId() uint64 {
 	return 0
 }
 
+func (x *PublishResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// PublishBatchRequest is several events, for any streams.
+type PublishBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most --max-batch (default 1000) events.
+	Events        []*PublishRequest `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishBatchRequest) Reset() {
+	*x = PublishBatchRequest{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishBatchRequest) ProtoMessage() {}
+
+func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
+func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PublishBatchRequest) GetEvents() []*PublishRequest {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// PublishBatchResponse holds one result per event of the request, in order.
+type PublishBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*PublishResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishBatchResponse) Reset() {
+	*x = PublishBatchResponse{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishBatchResponse) ProtoMessage() {}
+
+func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
+func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PublishBatchResponse) GetResults() []*PublishResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// PublishResult is what became of one event of a batch or a stream.
+type PublishResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's id when it was stored (or, with duplicate, the id of the
+	// event its idempotency_key named); 0 when status says it was refused.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// As PublishResponse.duplicate.
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Unset when the event was stored; otherwise the gRPC code and message
+	// Publish would have answered for this event alone.
+	Status        *Status `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResult) Reset() {
+	*x = PublishResult{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResult) ProtoMessage() {}
+
+func (x *PublishResult) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResult.ProtoReflect.Descriptor instead.
+func (*PublishResult) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PublishResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PublishResult) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+func (x *PublishResult) GetStatus() *Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// Status is a gRPC status: the code (google.golang.org/grpc/codes, as in
+// google.rpc.Status) and a message that says what to fix.
+type Status struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Status) Reset() {
+	*x = Status{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Status) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Status) ProtoMessage() {}
+
+func (x *Status) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Status.ProtoReflect.Descriptor instead.
+func (*Status) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Status) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Status) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x16bridge/v1/bridge.proto\x12\tbridge.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa3\x01\n" +
+	"\x16bridge/v1/bridge.proto\x12\tbridge.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xcc\x01\n" +
 	"\x0ePublishRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12,\n" +
 	"\x05event\x18\x03 \x01(\v2\x14.google.protobuf.AnyH\x00R\x05event\x12,\n" +
-	"\x04json\x18\x04 \x01(\v2\x16.google.protobuf.ValueH\x00R\x04jsonB\t\n" +
-	"\apayload\"!\n" +
+	"\x04json\x18\x04 \x01(\v2\x16.google.protobuf.ValueH\x00R\x04json\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKeyB\t\n" +
+	"\apayload\"?\n" +
 	"\x0fPublishResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id2Q\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"H\n" +
+	"\x13PublishBatchRequest\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.bridge.v1.PublishRequestR\x06events\"J\n" +
+	"\x14PublishBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.bridge.v1.PublishResultR\aresults\"h\n" +
+	"\rPublishResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12)\n" +
+	"\x06status\x18\x03 \x01(\v2\x11.bridge.v1.StatusR\x06status\"6\n" +
+	"\x06Status\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xec\x01\n" +
 	"\rBridgeService\x12@\n" +
-	"\aPublish\x12\x19.bridge.v1.PublishRequest\x1a\x1a.bridge.v1.PublishResponseB\x96\x01\n" +
+	"\aPublish\x12\x19.bridge.v1.PublishRequest\x1a\x1a.bridge.v1.PublishResponse\x12O\n" +
+	"\fPublishBatch\x12\x1e.bridge.v1.PublishBatchRequest\x1a\x1f.bridge.v1.PublishBatchResponse\x12H\n" +
+	"\rPublishStream\x12\x19.bridge.v1.PublishRequest\x1a\x18.bridge.v1.PublishResult(\x010\x01B\x96\x01\n" +
 	"\rcom.bridge.v1B\vBridgeProtoP\x01Z3github.com/sse-bridge/bridge/gen/bridge/v1;bridgev1\xa2\x02\x03BXX\xaa\x02\tBridge.V1\xca\x02\tBridge\\V1\xe2\x02\x15Bridge\\V1\\GPBMetadata\xea\x02\n" +
 	"Bridge::V1b\x06proto3"
 
@@ -210,23 +461,34 @@ func file_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 	return file_bridge_v1_bridge_proto_rawDescData
 }
 
-var file_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_bridge_v1_bridge_proto_goTypes = []any{
-	(*PublishRequest)(nil),  // 0: bridge.v1.PublishRequest
-	(*PublishResponse)(nil), // 1: bridge.v1.PublishResponse
-	(*anypb.Any)(nil),       // 2: google.protobuf.Any
-	(*structpb.Value)(nil),  // 3: google.protobuf.Value
+	(*PublishRequest)(nil),       // 0: bridge.v1.PublishRequest
+	(*PublishResponse)(nil),      // 1: bridge.v1.PublishResponse
+	(*PublishBatchRequest)(nil),  // 2: bridge.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil), // 3: bridge.v1.PublishBatchResponse
+	(*PublishResult)(nil),        // 4: bridge.v1.PublishResult
+	(*Status)(nil),               // 5: bridge.v1.Status
+	(*anypb.Any)(nil),            // 6: google.protobuf.Any
+	(*structpb.Value)(nil),       // 7: google.protobuf.Value
 }
 var file_bridge_v1_bridge_proto_depIdxs = []int32{
-	2, // 0: bridge.v1.PublishRequest.event:type_name -> google.protobuf.Any
-	3, // 1: bridge.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	0, // 2: bridge.v1.BridgeService.Publish:input_type -> bridge.v1.PublishRequest
-	1, // 3: bridge.v1.BridgeService.Publish:output_type -> bridge.v1.PublishResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 0: bridge.v1.PublishRequest.event:type_name -> google.protobuf.Any
+	7, // 1: bridge.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	0, // 2: bridge.v1.PublishBatchRequest.events:type_name -> bridge.v1.PublishRequest
+	4, // 3: bridge.v1.PublishBatchResponse.results:type_name -> bridge.v1.PublishResult
+	5, // 4: bridge.v1.PublishResult.status:type_name -> bridge.v1.Status
+	0, // 5: bridge.v1.BridgeService.Publish:input_type -> bridge.v1.PublishRequest
+	2, // 6: bridge.v1.BridgeService.PublishBatch:input_type -> bridge.v1.PublishBatchRequest
+	0, // 7: bridge.v1.BridgeService.PublishStream:input_type -> bridge.v1.PublishRequest
+	1, // 8: bridge.v1.BridgeService.Publish:output_type -> bridge.v1.PublishResponse
+	3, // 9: bridge.v1.BridgeService.PublishBatch:output_type -> bridge.v1.PublishBatchResponse
+	4, // 10: bridge.v1.BridgeService.PublishStream:output_type -> bridge.v1.PublishResult
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_bridge_v1_bridge_proto_init() }
@@ -244,7 +506,7 @@ func file_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bridge_v1_bridge_proto_rawDesc), len(file_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

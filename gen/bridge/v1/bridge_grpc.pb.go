@@ -19,7 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BridgeService_Publish_FullMethodName = "/bridge.v1.BridgeService/Publish"
+	BridgeService_Publish_FullMethodName       = "/bridge.v1.BridgeService/Publish"
+	BridgeService_PublishBatch_FullMethodName  = "/bridge.v1.BridgeService/PublishBatch"
+	BridgeService_PublishStream_FullMethodName = "/bridge.v1.BridgeService/PublishStream"
 )
 
 // BridgeServiceClient is the client API for BridgeService service.
@@ -35,7 +37,35 @@ type BridgeServiceClient interface {
 	//
 	// Errors: INVALID_ARGUMENT for a request that can never succeed (the message
 	// says what to fix), UNAVAILABLE while the bridge shuts down.
+	//
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// PublishBatch publishes several events in one call: one result per event,
+	// in request order. Each event is validated, authorized and rate-limited on
+	// its own, so a refused event does not stop the others; the accepted ones
+	// are stored in request order with one engine call, and each stream's
+	// subscribers get them in that order. A batch is not atomic: a failure of
+	// the store (UNAVAILABLE) can leave a prefix of the accepted events stored,
+	// each with its id in its result.
+	//
+	// Errors of the call itself: INVALID_ARGUMENT for more than --max-batch
+	// events (or a request over the gRPC message limit); UNAVAILABLE while the
+	// bridge shuts down.
+	PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error)
+	// PublishStream is for services that publish continuously: each request is
+	// one event, as for Publish, and each gets one result, in request order.
+	// The bridge bounds what one stream has in flight (gRPC flow control holds
+	// the rest back). Auth, grants and rate limits apply per event. At shutdown
+	// the bridge acknowledges every event it stored, then ends the stream with
+	// UNAVAILABLE.
+	//
+	// It takes PublishRequest and returns PublishResult, the messages of
+	// Publish and PublishBatch, rather than wrappers of its own, so that a line
+	// that works with Publish works here (grpcurl -d @ reads one per message).
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResult], error)
 }
 
 type bridgeServiceClient struct {
@@ -56,6 +86,29 @@ func (c *bridgeServiceClient) Publish(ctx context.Context, in *PublishRequest, o
 	return out, nil
 }
 
+func (c *bridgeServiceClient) PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishBatchResponse)
+	err := c.cc.Invoke(ctx, BridgeService_PublishBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bridgeServiceClient) PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResult], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BridgeService_ServiceDesc.Streams[0], BridgeService_PublishStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishRequest, PublishResult]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BridgeService_PublishStreamClient = grpc.BidiStreamingClient[PublishRequest, PublishResult]
+
 // BridgeServiceServer is the server API for BridgeService service.
 // All implementations must embed UnimplementedBridgeServiceServer
 // for forward compatibility.
@@ -69,7 +122,35 @@ type BridgeServiceServer interface {
 	//
 	// Errors: INVALID_ARGUMENT for a request that can never succeed (the message
 	// says what to fix), UNAVAILABLE while the bridge shuts down.
+	//
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// PublishBatch publishes several events in one call: one result per event,
+	// in request order. Each event is validated, authorized and rate-limited on
+	// its own, so a refused event does not stop the others; the accepted ones
+	// are stored in request order with one engine call, and each stream's
+	// subscribers get them in that order. A batch is not atomic: a failure of
+	// the store (UNAVAILABLE) can leave a prefix of the accepted events stored,
+	// each with its id in its result.
+	//
+	// Errors of the call itself: INVALID_ARGUMENT for more than --max-batch
+	// events (or a request over the gRPC message limit); UNAVAILABLE while the
+	// bridge shuts down.
+	PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error)
+	// PublishStream is for services that publish continuously: each request is
+	// one event, as for Publish, and each gets one result, in request order.
+	// The bridge bounds what one stream has in flight (gRPC flow control holds
+	// the rest back). Auth, grants and rate limits apply per event. At shutdown
+	// the bridge acknowledges every event it stored, then ends the stream with
+	// UNAVAILABLE.
+	//
+	// It takes PublishRequest and returns PublishResult, the messages of
+	// Publish and PublishBatch, rather than wrappers of its own, so that a line
+	// that works with Publish works here (grpcurl -d @ reads one per message).
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResult]) error
 	mustEmbedUnimplementedBridgeServiceServer()
 }
 
@@ -82,6 +163,12 @@ type UnimplementedBridgeServiceServer struct{}
 
 func (UnimplementedBridgeServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedBridgeServiceServer) PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PublishBatch not implemented")
+}
+func (UnimplementedBridgeServiceServer) PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResult]) error {
+	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
 }
 func (UnimplementedBridgeServiceServer) mustEmbedUnimplementedBridgeServiceServer() {}
 func (UnimplementedBridgeServiceServer) testEmbeddedByValue()                       {}
@@ -122,6 +209,31 @@ func _BridgeService_Publish_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BridgeService_PublishBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BridgeServiceServer).PublishBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BridgeService_PublishBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BridgeServiceServer).PublishBatch(ctx, req.(*PublishBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BridgeService_PublishStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BridgeServiceServer).PublishStream(&grpc.GenericServerStream[PublishRequest, PublishResult]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BridgeService_PublishStreamServer = grpc.BidiStreamingServer[PublishRequest, PublishResult]
+
 // BridgeService_ServiceDesc is the grpc.ServiceDesc for BridgeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -133,7 +245,18 @@ var BridgeService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Publish",
 			Handler:    _BridgeService_Publish_Handler,
 		},
+		{
+			MethodName: "PublishBatch",
+			Handler:    _BridgeService_PublishBatch_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PublishStream",
+			Handler:       _BridgeService_PublishStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "bridge/v1/bridge.proto",
 }
