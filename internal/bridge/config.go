@@ -229,6 +229,30 @@ type Config struct {
 	// clients dropped together do not come back together. Zero means 2s.
 	Retry time.Duration
 
+	// PresenceInterval is the least time between two presence reports of
+	// this node to the others (NATS engine): a change of its subscriber
+	// counts reaches every node within about this long. With no change a
+	// node still reports every third of PresenceTimeout. Zero means 1s.
+	PresenceInterval time.Duration
+	// PresenceTimeout is how long a node's reported counts hold without a
+	// new report: a node that stops reporting (killed, cut off from NATS)
+	// drops out of the cluster counts this long after its last report. At
+	// least 3 × PresenceInterval. Zero means 5s.
+	PresenceTimeout time.Duration
+	// PresenceMaxEntries bounds the counts this node keeps of the other
+	// nodes, as (node, stream) entries; past it a report's further streams
+	// are left out (bridge_presence_dropped_entries_total). Zero means
+	// 100,000.
+	PresenceMaxEntries int
+	// PresenceEvents are grant patterns of the streams that get a
+	// bridge.presence event when their subscriber count changes. None by
+	// default.
+	PresenceEvents []string
+	// PresenceEventInterval is the least time between two bridge.presence
+	// events of one stream; changes in between are coalesced into the next
+	// one, which carries the latest count. Zero means 1s.
+	PresenceEventInterval time.Duration
+
 	// DrainDelay is how long the bridge keeps serving, reporting not ready,
 	// after it is told to stop and before it stops accepting: time for load
 	// balancers to notice. Zero means none.
@@ -284,6 +308,10 @@ const (
 	defaultReadHeaderTimeout  = 10 * time.Second
 	defaultRetry              = 2 * time.Second
 	defaultShutdownTimeout    = 10 * time.Second
+	defaultPresenceInterval      = time.Second
+	defaultPresenceTimeout       = 5 * time.Second
+	defaultPresenceMaxEntries    = 100_000
+	defaultPresenceEventInterval = time.Second
 	defaultNATSURL            = "nats://127.0.0.1:4222"
 	defaultNATSStream         = "BRIDGE"
 	defaultNATSSubjectPrefix  = "bridge"
@@ -328,6 +356,10 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
 	setDefault(&c.Retry, defaultRetry)
 	setDefault(&c.ShutdownTimeout, defaultShutdownTimeout)
+	setDefault(&c.PresenceInterval, defaultPresenceInterval)
+	setDefault(&c.PresenceTimeout, defaultPresenceTimeout)
+	setDefault(&c.PresenceMaxEntries, defaultPresenceMaxEntries)
+	setDefault(&c.PresenceEventInterval, defaultPresenceEventInterval)
 	setDefault(&c.jwksUnknownKIDEvery, jwksUnknownKIDEvery)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -378,7 +410,25 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateLimits()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validatePublishers()...)
+	errs = append(errs, c.validatePresence()...)
 	return errors.Join(errs...)
+}
+
+// validatePresence checks the presence settings.
+func (c *Config) validatePresence() []error {
+	var errs []error
+	if c.PresenceInterval < 0 || c.PresenceTimeout < 0 || c.PresenceEventInterval < 0 || c.PresenceMaxEntries < 0 {
+		errs = append(errs, errors.New("presence interval, timeout, event interval and max entries must not be negative"))
+	}
+	if c.PresenceTimeout < 3*c.PresenceInterval {
+		errs = append(errs, fmt.Errorf("presence timeout (--presence-timeout, %v) must be at least 3 times the presence interval (--presence-interval, %v): a node reports at least every third of the timeout, so one lost report does not drop it", c.PresenceTimeout, c.PresenceInterval))
+	}
+	for _, p := range c.PresenceEvents {
+		if !validPattern(p) {
+			errs = append(errs, fmt.Errorf("presence events pattern %q is invalid: tokens of letters, digits, '_' and '-' separated by dots, '*' for one token, '>' last for the rest", p))
+		}
+	}
+	return errs
 }
 
 // minHistoryMemory is the least [Config.HistoryMemory]: 16 events of the

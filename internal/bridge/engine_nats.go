@@ -412,6 +412,19 @@ func (e *NATSEngine) waitReady(ctx context.Context) error {
 	}
 }
 
+// presenceLink returns the link presence reports travel on between nodes:
+// core NATS on subject PREFIX-presence, beside the JetStream stream's
+// PREFIX.> rather than under it, so JetStream stores none of them (and no
+// stream name can collide with it).
+func (e *NATSEngine) presenceLink() presenceLink {
+	return &natsPresence{nc: e.nc, subject: e.presenceSubject()}
+}
+
+// presenceSubject is the subject of presence reports.
+func (e *NATSEngine) presenceSubject() string {
+	return strings.TrimSuffix(e.prefix, ".") + "-presence"
+}
+
 // setGapHandler sets what Run calls when it finds that events were removed
 // from JetStream before it could deliver them; see Run. Call it before Run.
 func (e *NATSEngine) setGapHandler(f func()) { e.onGap = f }

@@ -77,6 +77,9 @@ type hub struct {
 	ceSource string
 	// tracer makes the delivery spans (tracing.go); nil when tracing is off.
 	tracer *deliveryTracer
+	// presence counts the connections per stream (presence.go): register
+	// and unregister keep it up to date, under mu.
+	presence *presence
 
 	mu     sync.RWMutex
 	subs   map[string][]*conn // stream name -> its connections
@@ -97,6 +100,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		ceSource:    defaultCloudEventsSource,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
+		presence:    newPresence(log),
 	}
 	lib := sse.New()
 	lib.AutoReplay = false // it would keep every event forever and rewrite our ids
@@ -138,6 +142,7 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 	for _, s := range streams {
 		h.subs[s] = append(h.subs[s], c)
 	}
+	h.presence.add(streams, 1)
 	h.mu.Unlock()
 	return c, nil
 }
@@ -162,6 +167,9 @@ func (h *hub) openLibStream(c *conn) {
 // or, for a connection never handed to the library, once its stream ended.
 func (h *hub) unregister(c *conn) {
 	h.mu.Lock()
+	if _, ok := h.conns[c.id]; ok {
+		h.presence.add(c.streams, -1)
+	}
 	delete(h.conns, c.id)
 	for _, s := range c.streams {
 		list := h.subs[s]

@@ -282,6 +282,9 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		e.watch(h.watched) // keeps the entries of quiet streams with subscribers
 	}
 	r.hub = h
+	pr := h.presence
+	pr.interval, pr.timeout, pr.eventEvery = cfg.PresenceInterval, cfg.PresenceTimeout, cfg.PresenceEventInterval
+	pr.maxEntries, pr.events = cfg.PresenceMaxEntries, grantSet(cfg.PresenceEvents)
 
 	m := newMetrics(h, engine)
 	gauth := s.grpcAuth(m)
@@ -366,6 +369,13 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	r.wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	r.wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
 	r.wg.Go(func() { s.tls.Watch(runCtx, cfg.TLSReloadInterval) })
+	if e, ok := engine.(*NATSEngine); ok {
+		// Ends with runCtx, saying goodbye, before the engine closes.
+		r.wg.Go(func() { pr.run(runCtx, e.presenceLink()) })
+	}
+	if len(cfg.PresenceEvents) > 0 {
+		r.wg.Go(func() { pr.runEvents(runCtx, engine.PublishBatch) })
+	}
 	if rd, ok := engine.(readiness); ok {
 		r.wg.Go(func() { reportReadiness(runCtx, rd, r.health, log) })
 	}

@@ -416,6 +416,172 @@ func (x *Status) GetMessage() string {
 	return ""
 }
 
+// PresenceRequest names the streams to count.
+type PresenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stream names, at least one and at most 1000; a name given twice is
+	// answered once.
+	Streams       []string `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceRequest) Reset() {
+	*x = PresenceRequest{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceRequest) ProtoMessage() {}
+
+func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
+func (*PresenceRequest) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PresenceRequest) GetStreams() []string {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+// PresenceResponse holds the counts, one entry per stream asked about, in
+// the order asked (a stream nobody watches has counts of 0).
+type PresenceResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Streams []*StreamPresence      `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
+	// How many nodes the cluster counts add up: this one and every other node
+	// heard from within --presence-timeout (1 with the memory engine).
+	Nodes         uint32 `protobuf:"varint,2,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceResponse) Reset() {
+	*x = PresenceResponse{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceResponse) ProtoMessage() {}
+
+func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
+func (*PresenceResponse) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PresenceResponse) GetStreams() []*StreamPresence {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+func (x *PresenceResponse) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+// StreamPresence is the subscriber count of one stream.
+type StreamPresence struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Connections subscribed to the stream on the node that answered, now.
+	NodeCount uint32 `protobuf:"varint,2,opt,name=node_count,json=nodeCount,proto3" json:"node_count,omitempty"`
+	// node_count plus what every other live node last reported.
+	ClusterCount  uint32 `protobuf:"varint,3,opt,name=cluster_count,json=clusterCount,proto3" json:"cluster_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamPresence) Reset() {
+	*x = StreamPresence{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamPresence) ProtoMessage() {}
+
+func (x *StreamPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamPresence.ProtoReflect.Descriptor instead.
+func (*StreamPresence) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StreamPresence) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *StreamPresence) GetNodeCount() uint32 {
+	if x != nil {
+		return x.NodeCount
+	}
+	return 0
+}
+
+func (x *StreamPresence) GetClusterCount() uint32 {
+	if x != nil {
+		return x.ClusterCount
+	}
+	return 0
+}
+
 var File_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_bridge_v1_bridge_proto_rawDesc = "" +
@@ -441,11 +607,22 @@ const file_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x06status\x18\x03 \x01(\v2\x11.bridge.v1.StatusR\x06status\"6\n" +
 	"\x06Status\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xec\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"+\n" +
+	"\x0fPresenceRequest\x12\x18\n" +
+	"\astreams\x18\x01 \x03(\tR\astreams\"]\n" +
+	"\x10PresenceResponse\x123\n" +
+	"\astreams\x18\x01 \x03(\v2\x19.bridge.v1.StreamPresenceR\astreams\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\rR\x05nodes\"l\n" +
+	"\x0eStreamPresence\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1d\n" +
+	"\n" +
+	"node_count\x18\x02 \x01(\rR\tnodeCount\x12#\n" +
+	"\rcluster_count\x18\x03 \x01(\rR\fclusterCount2\xb1\x02\n" +
 	"\rBridgeService\x12@\n" +
 	"\aPublish\x12\x19.bridge.v1.PublishRequest\x1a\x1a.bridge.v1.PublishResponse\x12O\n" +
 	"\fPublishBatch\x12\x1e.bridge.v1.PublishBatchRequest\x1a\x1f.bridge.v1.PublishBatchResponse\x12H\n" +
-	"\rPublishStream\x12\x19.bridge.v1.PublishRequest\x1a\x18.bridge.v1.PublishResult(\x010\x01B\x96\x01\n" +
+	"\rPublishStream\x12\x19.bridge.v1.PublishRequest\x1a\x18.bridge.v1.PublishResult(\x010\x01\x12C\n" +
+	"\bPresence\x12\x1a.bridge.v1.PresenceRequest\x1a\x1b.bridge.v1.PresenceResponseB\x96\x01\n" +
 	"\rcom.bridge.v1B\vBridgeProtoP\x01Z3github.com/sse-bridge/bridge/gen/bridge/v1;bridgev1\xa2\x02\x03BXX\xaa\x02\tBridge.V1\xca\x02\tBridge\\V1\xe2\x02\x15Bridge\\V1\\GPBMetadata\xea\x02\n" +
 	"Bridge::V1b\x06proto3"
 
@@ -461,7 +638,7 @@ func file_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 	return file_bridge_v1_bridge_proto_rawDescData
 }
 
-var file_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_bridge_v1_bridge_proto_goTypes = []any{
 	(*PublishRequest)(nil),       // 0: bridge.v1.PublishRequest
 	(*PublishResponse)(nil),      // 1: bridge.v1.PublishResponse
@@ -469,26 +646,32 @@ var file_bridge_v1_bridge_proto_goTypes = []any{
 	(*PublishBatchResponse)(nil), // 3: bridge.v1.PublishBatchResponse
 	(*PublishResult)(nil),        // 4: bridge.v1.PublishResult
 	(*Status)(nil),               // 5: bridge.v1.Status
-	(*anypb.Any)(nil),            // 6: google.protobuf.Any
-	(*structpb.Value)(nil),       // 7: google.protobuf.Value
+	(*PresenceRequest)(nil),      // 6: bridge.v1.PresenceRequest
+	(*PresenceResponse)(nil),     // 7: bridge.v1.PresenceResponse
+	(*StreamPresence)(nil),       // 8: bridge.v1.StreamPresence
+	(*anypb.Any)(nil),            // 9: google.protobuf.Any
+	(*structpb.Value)(nil),       // 10: google.protobuf.Value
 }
 var file_bridge_v1_bridge_proto_depIdxs = []int32{
-	6, // 0: bridge.v1.PublishRequest.event:type_name -> google.protobuf.Any
-	7, // 1: bridge.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	0, // 2: bridge.v1.PublishBatchRequest.events:type_name -> bridge.v1.PublishRequest
-	4, // 3: bridge.v1.PublishBatchResponse.results:type_name -> bridge.v1.PublishResult
-	5, // 4: bridge.v1.PublishResult.status:type_name -> bridge.v1.Status
-	0, // 5: bridge.v1.BridgeService.Publish:input_type -> bridge.v1.PublishRequest
-	2, // 6: bridge.v1.BridgeService.PublishBatch:input_type -> bridge.v1.PublishBatchRequest
-	0, // 7: bridge.v1.BridgeService.PublishStream:input_type -> bridge.v1.PublishRequest
-	1, // 8: bridge.v1.BridgeService.Publish:output_type -> bridge.v1.PublishResponse
-	3, // 9: bridge.v1.BridgeService.PublishBatch:output_type -> bridge.v1.PublishBatchResponse
-	4, // 10: bridge.v1.BridgeService.PublishStream:output_type -> bridge.v1.PublishResult
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	9,  // 0: bridge.v1.PublishRequest.event:type_name -> google.protobuf.Any
+	10, // 1: bridge.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	0,  // 2: bridge.v1.PublishBatchRequest.events:type_name -> bridge.v1.PublishRequest
+	4,  // 3: bridge.v1.PublishBatchResponse.results:type_name -> bridge.v1.PublishResult
+	5,  // 4: bridge.v1.PublishResult.status:type_name -> bridge.v1.Status
+	8,  // 5: bridge.v1.PresenceResponse.streams:type_name -> bridge.v1.StreamPresence
+	0,  // 6: bridge.v1.BridgeService.Publish:input_type -> bridge.v1.PublishRequest
+	2,  // 7: bridge.v1.BridgeService.PublishBatch:input_type -> bridge.v1.PublishBatchRequest
+	0,  // 8: bridge.v1.BridgeService.PublishStream:input_type -> bridge.v1.PublishRequest
+	6,  // 9: bridge.v1.BridgeService.Presence:input_type -> bridge.v1.PresenceRequest
+	1,  // 10: bridge.v1.BridgeService.Publish:output_type -> bridge.v1.PublishResponse
+	3,  // 11: bridge.v1.BridgeService.PublishBatch:output_type -> bridge.v1.PublishBatchResponse
+	4,  // 12: bridge.v1.BridgeService.PublishStream:output_type -> bridge.v1.PublishResult
+	7,  // 13: bridge.v1.BridgeService.Presence:output_type -> bridge.v1.PresenceResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_bridge_v1_bridge_proto_init() }
@@ -506,7 +689,7 @@ func file_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bridge_v1_bridge_proto_rawDesc), len(file_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	BridgeService_Publish_FullMethodName       = "/bridge.v1.BridgeService/Publish"
 	BridgeService_PublishBatch_FullMethodName  = "/bridge.v1.BridgeService/PublishBatch"
 	BridgeService_PublishStream_FullMethodName = "/bridge.v1.BridgeService/PublishStream"
+	BridgeService_Presence_FullMethodName      = "/bridge.v1.BridgeService/Presence"
 )
 
 // BridgeServiceClient is the client API for BridgeService service.
@@ -66,6 +67,21 @@ type BridgeServiceClient interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResult], error)
+	// Presence reports, for each stream asked about, how many connections are
+	// subscribed to it (SSE and gRPC Subscribe): on the node that answers, and
+	// across every node of a NATS cluster as they last reported (each node
+	// reports its own counts over NATS at most every --presence-interval; one
+	// that stops reporting drops out after --presence-timeout). The counts
+	// are a moment's view, not a snapshot of the cluster at one instant: see
+	// docs/contract.md for how stale they may be.
+	//
+	// Access as Publish: publisher credentials whose grants cover every stream
+	// asked about (or, with no publisher auth, protected mode).
+	//
+	// Errors: INVALID_ARGUMENT for no stream, an invalid stream name or more
+	// than 1000 streams; PERMISSION_DENIED for a stream the credential does not
+	// cover; UNAVAILABLE while the bridge shuts down.
+	Presence(ctx context.Context, in *PresenceRequest, opts ...grpc.CallOption) (*PresenceResponse, error)
 }
 
 type bridgeServiceClient struct {
@@ -109,6 +125,16 @@ func (c *bridgeServiceClient) PublishStream(ctx context.Context, opts ...grpc.Ca
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BridgeService_PublishStreamClient = grpc.BidiStreamingClient[PublishRequest, PublishResult]
 
+func (c *bridgeServiceClient) Presence(ctx context.Context, in *PresenceRequest, opts ...grpc.CallOption) (*PresenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PresenceResponse)
+	err := c.cc.Invoke(ctx, BridgeService_Presence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BridgeServiceServer is the server API for BridgeService service.
 // All implementations must embed UnimplementedBridgeServiceServer
 // for forward compatibility.
@@ -151,6 +177,21 @@ type BridgeServiceServer interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResult]) error
+	// Presence reports, for each stream asked about, how many connections are
+	// subscribed to it (SSE and gRPC Subscribe): on the node that answers, and
+	// across every node of a NATS cluster as they last reported (each node
+	// reports its own counts over NATS at most every --presence-interval; one
+	// that stops reporting drops out after --presence-timeout). The counts
+	// are a moment's view, not a snapshot of the cluster at one instant: see
+	// docs/contract.md for how stale they may be.
+	//
+	// Access as Publish: publisher credentials whose grants cover every stream
+	// asked about (or, with no publisher auth, protected mode).
+	//
+	// Errors: INVALID_ARGUMENT for no stream, an invalid stream name or more
+	// than 1000 streams; PERMISSION_DENIED for a stream the credential does not
+	// cover; UNAVAILABLE while the bridge shuts down.
+	Presence(context.Context, *PresenceRequest) (*PresenceResponse, error)
 	mustEmbedUnimplementedBridgeServiceServer()
 }
 
@@ -169,6 +210,9 @@ func (UnimplementedBridgeServiceServer) PublishBatch(context.Context, *PublishBa
 }
 func (UnimplementedBridgeServiceServer) PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResult]) error {
 	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
+}
+func (UnimplementedBridgeServiceServer) Presence(context.Context, *PresenceRequest) (*PresenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Presence not implemented")
 }
 func (UnimplementedBridgeServiceServer) mustEmbedUnimplementedBridgeServiceServer() {}
 func (UnimplementedBridgeServiceServer) testEmbeddedByValue()                       {}
@@ -234,6 +278,24 @@ func _BridgeService_PublishStream_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BridgeService_PublishStreamServer = grpc.BidiStreamingServer[PublishRequest, PublishResult]
 
+func _BridgeService_Presence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PresenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BridgeServiceServer).Presence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BridgeService_Presence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BridgeServiceServer).Presence(ctx, req.(*PresenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BridgeService_ServiceDesc is the grpc.ServiceDesc for BridgeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -248,6 +310,10 @@ var BridgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PublishBatch",
 			Handler:    _BridgeService_PublishBatch_Handler,
+		},
+		{
+			MethodName: "Presence",
+			Handler:    _BridgeService_Presence_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
