@@ -298,26 +298,26 @@ const (
 	defaultAuthCookie              = "__Secure-bridge_token"
 	// defaultTLSReloadInterval: a renewed certificate is served within
 	// seconds, for the cost of reading a few small files.
-	defaultTLSReloadInterval  = 5 * time.Second
-	defaultMaxPayload         = 64 << 10
-	defaultCloudEventsSource  = "/sse-bridge"
-	defaultMaxConnections     = 10_000
-	defaultConnectRate        = 1000
-	defaultMaxStreamName      = MaxStreamName
-	defaultMaxHeaderBytes     = 32 << 10
-	defaultReadHeaderTimeout  = 10 * time.Second
-	defaultRetry              = 2 * time.Second
-	defaultShutdownTimeout    = 10 * time.Second
+	defaultTLSReloadInterval     = 5 * time.Second
+	defaultMaxPayload            = 64 << 10
+	defaultCloudEventsSource     = "/sse-bridge"
+	defaultMaxConnections        = 10_000
+	defaultConnectRate           = 1000
+	defaultMaxStreamName         = MaxStreamName
+	defaultMaxHeaderBytes        = 32 << 10
+	defaultReadHeaderTimeout     = 10 * time.Second
+	defaultRetry                 = 2 * time.Second
+	defaultShutdownTimeout       = 10 * time.Second
 	defaultPresenceInterval      = time.Second
 	defaultPresenceTimeout       = 5 * time.Second
 	defaultPresenceMaxEntries    = 100_000
 	defaultPresenceEventInterval = time.Second
-	defaultNATSURL            = "nats://127.0.0.1:4222"
-	defaultNATSStream         = "BRIDGE"
-	defaultNATSSubjectPrefix  = "bridge"
-	defaultNATSReplicas       = 1
-	defaultNATSStorage        = natsStorageFile
-	defaultNATSConnectTimeout = 5 * time.Second
+	defaultNATSURL               = "nats://127.0.0.1:4222"
+	defaultNATSStream            = "BRIDGE"
+	defaultNATSSubjectPrefix     = "bridge"
+	defaultNATSReplicas          = 1
+	defaultNATSStorage           = natsStorageFile
+	defaultNATSConnectTimeout    = 5 * time.Second
 )
 
 // DefaultConfig returns the configuration a zero [Config] stands for: every

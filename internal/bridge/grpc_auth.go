@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -100,6 +101,17 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 	}
 	var stream string
 	switch r := req.(type) {
+	case *bridgev1.PresenceRequest:
+		// Counts are read, not published: no rate is spent. A name that is
+		// invalid gets Presence's InvalidArgument.
+		for _, s := range r.GetStreams() {
+			if ValidStreamName(s) && !p.streams.allows(s) {
+				return a.refuse(ctx, method, reasonNotGranted, status.Errorf(codes.PermissionDenied,
+					"%s may not read the presence of stream %q: ask about streams its grants cover, or add a pattern covering %q to its streams",
+					p.describe(), s, s))
+			}
+		}
+		return nil
 	case *bridgev1.PublishRequest:
 		stream = r.GetStream()
 		if !ValidStreamName(stream) {
@@ -124,6 +136,39 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 			"%s is over its rate of %g events/s (burst %d): slow down, and retry this event later", p.describe(), float64(p.rate), p.burst))
 	}
 	return nil
+}
+
+// allowPresence decides whether an HTTP request on the public listener may
+// read the presence of streams: it must carry a publisher's token
+// ("Authorization: Bearer TOKEN", as for Publish) whose grants cover every
+// stream. It returns 0 when it may, else the HTTP status and a message
+// saying what to do. Protected mode does not open it: the public listener
+// serves browsers, and counts are not theirs to read.
+func (a *grpcAuth) allowPresence(r *http.Request, streams []string) (code int, msg string) {
+	if !a.configured() {
+		return http.StatusForbidden, "presence is not served on this listener without publisher auth: read it on the admin listener (--admin-addr), or configure publishers (--publishers or --publisher-jwt) and send a publisher's token"
+	}
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		a.metrics.authFailed(sidePublisher, reasonNoCredential)
+		return http.StatusUnauthorized, "no credential: send a publisher's token as \"Authorization: Bearer TOKEN\""
+	}
+	ctx := metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": vals})
+	p, reason, err := a.identify(ctx)
+	if err != nil {
+		a.metrics.authFailed(sidePublisher, reason)
+		if status.Code(err) == codes.Unavailable {
+			return http.StatusServiceUnavailable, status.Convert(err).Message()
+		}
+		return http.StatusUnauthorized, status.Convert(err).Message()
+	}
+	for _, s := range streams {
+		if !p.streams.allows(s) {
+			a.metrics.authFailed(sidePublisher, reasonNotGranted)
+			return http.StatusForbidden, fmt.Sprintf("%s may not read the presence of stream %q: ask about streams its grants cover", p.describe(), s)
+		}
+	}
+	return 0, ""
 }
 
 // refuse counts and logs a refusal (never a credential) and returns err.

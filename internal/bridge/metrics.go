@@ -151,6 +151,15 @@ var (
 	descHistoryStreams = prometheus.NewDesc("bridge_history_streams", "Streams history keeps an entry for: those with events, and those with subscribers but no events left.", nil, nil)
 	descHistoryEvicted = prometheus.NewDesc("bridge_history_evicted_events_total", "Events that left history, by reason: size (--history-size on their stream), age (--history-age), memory (the oldest of all, over --history-memory).", []string{"reason"}, nil)
 
+	descPresenceStreams  = prometheus.NewDesc("bridge_presence_streams", "Streams with at least one subscribed connection on this node (the entries of its presence counts).", nil, nil)
+	descPresenceNodes    = prometheus.NewDesc("bridge_presence_nodes", "Other nodes whose presence reports this node holds (heard from within --presence-timeout).", nil, nil)
+	descPresenceEntries  = prometheus.NewDesc("bridge_presence_remote_entries", "(node, stream) counts this node holds of the other nodes; at most --presence-max-entries.", nil, nil)
+	descPresenceDropped  = prometheus.NewDesc("bridge_presence_dropped_entries_total", "Stream counts of other nodes left out because the table was full (--presence-max-entries) or too many nodes reported.", nil, nil)
+	descPresenceSent     = prometheus.NewDesc("bridge_presence_reports_sent_total", "Presence reports this node sent to the others.", nil, nil)
+	descPresenceReceived = prometheus.NewDesc("bridge_presence_reports_received_total", "Presence reports of other nodes received whole or in part.", nil, nil)
+	descPresenceLost     = prometheus.NewDesc("bridge_presence_reports_lost_total", "Presence reports of other nodes ignored because a part of them was lost (the report before stays in force).", nil, nil)
+	descPresenceEvents   = prometheus.NewDesc("bridge_presence_events_total", "bridge.presence events this node published, by result: ok, failed (sent again an interval later).", []string{"result"}, nil)
+
 	descNATSLag      = prometheus.NewDesc("bridge_nats_delivery_lag_events", "The JetStream stream's last sequence minus the last one this node delivered, at the last look (every second).", nil, nil)
 	descNATSStalled  = prometheus.NewDesc("bridge_nats_delivery_stalled", "1 while this node's delivery from JetStream is stalled (it then reports not ready), else 0.", nil, nil)
 	descNATSStalls   = prometheus.NewDesc("bridge_nats_delivery_stalls_total", "Times this node's delivery from JetStream stalled.", nil, nil)
@@ -160,6 +169,9 @@ var (
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descDozing, descSubscriptions, descDelivered, descEvictions, descReplays, descReplayed, descResets, descReplaysCapped} {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{descPresenceStreams, descPresenceNodes, descPresenceEntries, descPresenceDropped, descPresenceSent, descPresenceReceived, descPresenceLost, descPresenceEvents} {
 		ch <- d
 	}
 	if _, ok := c.engine.(historyReporter); ok {
@@ -187,6 +199,16 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(h.stats.replayedEvents.Load()))
 	ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(h.stats.resets.Load()))
 	ch <- prometheus.MustNewConstMetric(descReplaysCapped, prometheus.CounterValue, float64(h.stats.replaysCapped.Load()))
+	pt, ps := h.presence.table(), &h.presence.stats
+	ch <- prometheus.MustNewConstMetric(descPresenceStreams, prometheus.GaugeValue, float64(pt.localStreams))
+	ch <- prometheus.MustNewConstMetric(descPresenceNodes, prometheus.GaugeValue, float64(pt.peers))
+	ch <- prometheus.MustNewConstMetric(descPresenceEntries, prometheus.GaugeValue, float64(pt.entries))
+	ch <- prometheus.MustNewConstMetric(descPresenceDropped, prometheus.CounterValue, float64(ps.droppedEntries.Load()))
+	ch <- prometheus.MustNewConstMetric(descPresenceSent, prometheus.CounterValue, float64(ps.reportsSent.Load()))
+	ch <- prometheus.MustNewConstMetric(descPresenceReceived, prometheus.CounterValue, float64(ps.reportsReceived.Load()))
+	ch <- prometheus.MustNewConstMetric(descPresenceLost, prometheus.CounterValue, float64(ps.reportsLost.Load()))
+	ch <- prometheus.MustNewConstMetric(descPresenceEvents, prometheus.CounterValue, float64(ps.eventsPublished.Load()), "ok")
+	ch <- prometheus.MustNewConstMetric(descPresenceEvents, prometheus.CounterValue, float64(ps.eventsFailed.Load()), "failed")
 	if hr, ok := c.engine.(historyReporter); ok {
 		s := hr.HistoryStats()
 		ch <- prometheus.MustNewConstMetric(descHistoryEvents, prometheus.GaugeValue, float64(s.Events))

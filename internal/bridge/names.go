@@ -91,8 +91,8 @@ func typeNameError(t string) error {
 	if i := strings.IndexAny(t, "\r\n\x00"); i >= 0 {
 		return fmt.Errorf("type %q contains a CR, LF or NUL at byte %d: an SSE event name must be one line", t, i)
 	}
-	if t == ResetEvent {
-		return fmt.Errorf("type %q is reserved for the bridge's own reset frames: choose another name", t)
+	if t == ResetEvent || t == PresenceEvent {
+		return fmt.Errorf("type %q is reserved for the bridge's own frames: choose another name", t)
 	}
 	return nil
 }

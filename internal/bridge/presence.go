@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -594,4 +597,67 @@ func (p *presence) table() presenceTable {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return presenceTable{localStreams: len(p.local), peers: len(p.peers), entries: p.entries}
+}
+
+// presenceStreams checks the streams of a Presence call or /presence
+// request: at least one, at most maxPresenceStreams, each a valid name of at
+// most maxName bytes. A name given twice is kept once, in its first place.
+// The error says what to fix.
+func presenceStreams(streams []string, maxName int) ([]string, error) {
+	if len(streams) == 0 {
+		return nil, errors.New("no stream: name at least one stream to count (streams, or ?stream=NAME)")
+	}
+	if len(streams) > maxPresenceStreams {
+		return nil, fmt.Errorf("%d streams: at most %d in one request; split it", len(streams), maxPresenceStreams)
+	}
+	out := make([]string, 0, len(streams))
+	seen := make(map[string]struct{}, len(streams))
+	for _, s := range streams {
+		if !validStreamName(s, maxName) {
+			return nil, streamNameError(s, maxName)
+		}
+		if _, dup := seen[s]; !dup {
+			seen[s] = struct{}{}
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// presenceHandler serves GET /presence?stream=NAME[&stream=NAME...]: the
+// counts of the streams as JSON, {"streams":[{"stream","nodeCount",
+// "clusterCount"}],"nodes":N}. Not for browsers: on the admin listener it
+// is open to whoever reaches it (operators); on the public listener it needs
+// a publisher's token whose grants cover every stream (auth not nil).
+type presenceHandler struct {
+	presence *presence
+	maxName  int
+	auth     *grpcAuth // nil: no credential asked (the admin listener)
+}
+
+// presenceJSON is the body of /presence.
+type presenceJSON struct {
+	Streams []StreamCount `json:"streams"`
+	Nodes   int           `json:"nodes"`
+}
+
+func (h *presenceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	streams, err := presenceStreams(r.URL.Query()["stream"], h.maxName)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if h.auth != nil {
+		if code, msg := h.auth.allowPresence(r, streams); code != 0 {
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="bridge presence"`)
+			}
+			http.Error(w, msg, code)
+			return
+		}
+	}
+	counts, nodes := h.presence.counts(streams)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(presenceJSON{Streams: counts, Nodes: nodes})
 }

@@ -26,6 +26,7 @@ type publishService struct {
 	closing    *atomic.Bool // set when shutdown starts
 	metrics    *metrics
 	tracing    *tracing // nil: tracing off
+	presence   *presence
 }
 
 var _ bridgev1.BridgeServiceServer = (*publishService)(nil)
@@ -113,4 +114,23 @@ func (p *publishService) encode(req *bridgev1.PublishRequest) (data []byte, name
 		name = t
 	}
 	return data, name, nil
+}
+
+// Presence answers the subscriber counts of req's streams (presence.go).
+// Errors: InvalidArgument for no stream, too many or an invalid name;
+// Unavailable while shutting down. Grants are checked before (grpc_auth.go).
+func (p *publishService) Presence(_ context.Context, req *bridgev1.PresenceRequest) (*bridgev1.PresenceResponse, error) {
+	if p.closing.Load() {
+		return nil, status.Error(codes.Unavailable, "the bridge is shutting down: ask another instance or later")
+	}
+	streams, err := presenceStreams(req.GetStreams(), p.maxName)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	counts, nodes := p.presence.counts(streams)
+	res := &bridgev1.PresenceResponse{Nodes: uint32(nodes), Streams: make([]*bridgev1.StreamPresence, len(counts))} //nolint:gosec // G115: at most maxPresenceNodes+1
+	for i, c := range counts {
+		res.Streams[i] = &bridgev1.StreamPresence{Stream: c.Stream, NodeCount: uint32(c.Node), ClusterCount: uint32(c.Cluster)} //nolint:gosec // G115: counts are never negative
+	}
+	return res, nil
 }

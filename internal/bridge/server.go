@@ -318,6 +318,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		closing:    &r.closing,
 		metrics:    m,
 		tracing:    tr,
+		presence:   h.presence,
 	})
 	r.health = health.NewServer()
 	r.health.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -333,10 +334,14 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	mux.Handle("/events", r.events)
 	registerPage(mux)
 	s.registerTypes(mux, &cfg, m)
+	// Presence: on the public listener for publisher tokens only; open on
+	// the admin listener, which only operators reach.
+	mux.Handle("GET /presence", &presenceHandler{presence: h.presence, maxName: cfg.MaxStreamName, auth: gauth})
 	adminMux := mux // without an admin listener, the public one serves all
 	if l.Admin != nil {
 		adminMux = http.NewServeMux()
 		registerPprof(adminMux) // only ever on the admin listener
+		adminMux.Handle("GET /presence", &presenceHandler{presence: h.presence, maxName: cfg.MaxStreamName})
 	}
 	adminMux.Handle("GET /metrics", m.handler())
 	adminMux.Handle("GET /healthz", healthzHandler())
