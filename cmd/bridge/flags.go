@@ -94,6 +94,11 @@ var serveGroups = []flagGroup{
 		flags: []string{"descriptor-set", "json-names", "emit-defaults", "cloudevents-source"},
 	},
 	{
+		title: "Presence",
+		about: "Subscriber counts per stream (rpc Presence, GET /presence) and the optional bridge.presence events. With --engine nats every node reports its counts to the others over core NATS (subject PREFIX-presence) and the cluster counts add them up.",
+		flags: []string{"presence-interval", "presence-timeout", "presence-max-entries", "presence-events", "presence-event-interval"},
+	},
+	{
 		title: "Logs",
 		about: "The logs, on standard error.",
 		flags: []string{"log-level", "log-format"},
@@ -175,6 +180,11 @@ func newServeFlags() *serveFlags {
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", def.JSONEmitDefaults, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.StringVar(&cfg.CloudEventsSource, "cloudevents-source", def.CloudEventsSource, "`URI` reference sent as the source of every event in the cloudevents format (a path such as /sse-bridge, or https://acme.example/bridge)")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", def.MaxPayload, "largest event data accepted, in `bytes` of JSON")
+	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", def.PresenceInterval, "least time between two presence reports of this node to the others (a `duration`; --engine nats): a change of its counts reaches them within about this long")
+	fs.DurationVar(&cfg.PresenceTimeout, "presence-timeout", def.PresenceTimeout, "a node whose presence reports stop for this long (a `duration`) drops out of the cluster counts; at least 3 times --presence-interval")
+	fs.IntVar(&cfg.PresenceMaxEntries, "presence-max-entries", def.PresenceMaxEntries, "most (node, stream) `counts` kept of the other nodes; past it a report's further streams are left out")
+	fs.Var(newListFlag(&cfg.PresenceEvents, def.PresenceEvents), "presence-events", "stream `patterns` that get a bridge.presence event ({\"stream\",\"count\"}) when their subscriber count changes (* one token, > the rest); repeat the flag, or separate with commas")
+	fs.DurationVar(&cfg.PresenceEventInterval, "presence-event-interval", def.PresenceEventInterval, "least time between two bridge.presence events of one stream (a `duration`); changes in between are coalesced into the next, with the latest count")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", def.DrainDelay, "on SIGTERM, how long to keep serving while /readyz reports not ready, before stopping (a `duration`)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
 	fs.StringVar(&cfg.Engine, "engine", def.Engine, "`engine` that keeps ids and history: memory (in this process, lost on restart) or nats (a NATS JetStream stream every bridge shares; see --nats-*)")
