@@ -46,6 +46,12 @@
 // engine's dispatcher and the heartbeat ticker stop; the r3labs server is closed; the
 // engine's own connection (NATS) is closed last.
 //
+// Presence (presence.go, presence_nats.go): the hub's register and
+// unregister keep a count per stream of the connections subscribed to it;
+// with NATS every node reports its counts to the others over core NATS and
+// keeps theirs, for the Presence RPC, GET /presence and the optional
+// bridge.presence events, which one node per stream publishes.
+//
 // Configuration (config.go): [Config], every default as a named value,
 // [DefaultConfig] and every check of [Config.Validate].
 //
