@@ -295,6 +295,7 @@ func TestPublishRejectsBadInput(t *testing.T) {
 		{"LF in type", &bridgev1.PublishRequest{Stream: "orders", Type: "a\nid: 1", Payload: hello()}, "CR, LF or NUL"},
 		{"CR in type", &bridgev1.PublishRequest{Stream: "orders", Type: "a\rb", Payload: hello()}, "CR, LF or NUL"},
 		{"reserved type", &bridgev1.PublishRequest{Stream: "orders", Type: bridge.ResetEvent, Payload: hello()}, "reserved"},
+		{"reserved presence type", &bridgev1.PublishRequest{Stream: "orders", Type: bridge.PresenceEvent, Payload: hello()}, "reserved"},
 		{"payload too large", &bridgev1.PublishRequest{Stream: "orders", Payload: &bridgev1.PublishRequest_Json{Json: structpb.NewStringValue(strings.Repeat("x", 200))}}, "the limit is 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

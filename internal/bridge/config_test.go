@@ -3,6 +3,7 @@ package bridge
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -69,6 +70,34 @@ func TestConfigHistoryMemory(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.err)
 			case tt.err == "" && tt.cfg.HistoryMemory != tt.want:
 				t.Errorf("HistoryMemory after Validate() = %d, want %d", tt.cfg.HistoryMemory, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigPresence(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+		err  string // part of the error; empty when valid
+	}{
+		{name: "defaults", cfg: Config{}},
+		{name: "timeout of three intervals", cfg: Config{PresenceInterval: time.Second, PresenceTimeout: 3 * time.Second}},
+		{name: "timeout under three intervals", cfg: Config{PresenceInterval: 2 * time.Second}, err: "must be at least 3 times the presence interval"},
+		{name: "negative", cfg: Config{PresenceEventInterval: -time.Second}, err: "must not be negative"},
+		{name: "patterns", cfg: Config{PresenceEvents: []string{"room.*", "rooms.>"}}},
+		{name: "invalid pattern", cfg: Config{PresenceEvents: []string{"room..x"}}, err: `presence events pattern "room..x" is invalid`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.cfg.Validate()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Errorf("Validate() = %v, want an error containing %q", err, tc.err)
 			}
 		})
 	}

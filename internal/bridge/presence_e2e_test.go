@@ -425,6 +425,7 @@ func TestPresenceEventsRateLimited(t *testing.T) {
 // goroutine of its own, so it reports failures with Errorf. (Each
 // response's headers are waited for waitLimit at most.)
 func subscribeConcurrent(t *testing.T, base, query string, n int) []*sseClient {
+	t.Helper()
 	var cs []*sseClient
 	for range n {
 		ctx, cancel := context.WithCancel(t.Context())
@@ -436,9 +437,15 @@ func subscribeConcurrent(t *testing.T, base, query string, n int) []*sseClient {
 		}
 		bound := time.AfterFunc(waitLimit, cancel) // the headers come within waitLimit
 		resp, err := http.DefaultClient.Do(req)
-		if !bound.Stop() || err != nil || resp.StatusCode != http.StatusOK {
+		if err != nil {
 			cancel()
-			t.Errorf("GET /events?%s = %v, %v", query, resp, err)
+			t.Errorf("GET /events?%s: %v", query, err)
+			return cs
+		}
+		if !bound.Stop() || resp.StatusCode != http.StatusOK {
+			_ = resp.Body.Close()
+			cancel()
+			t.Errorf("GET /events?%s = %d, want 200 within %v", query, resp.StatusCode, waitLimit)
 			return cs
 		}
 		cs = append(cs, readEvents(t, resp, cancel))
