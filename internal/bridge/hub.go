@@ -78,7 +78,7 @@ type hub struct {
 	// tracer makes the delivery spans (tracing.go); nil when tracing is off.
 	tracer *deliveryTracer
 	// presence counts the connections per stream (presence.go): register
-	// and unregister keep it up to date, under mu.
+	// and unregister keep it up to date.
 	presence *presence
 
 	mu     sync.RWMutex
@@ -142,8 +142,11 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 	for _, s := range streams {
 		h.subs[s] = append(h.subs[s], c)
 	}
-	h.presence.add(streams, 1)
 	h.mu.Unlock()
+	// After the hub's lock: counting never holds up fan-out. register and
+	// unregister of one connection run one after the other, so its count
+	// never goes below zero.
+	h.presence.add(streams, 1)
 	return c, nil
 }
 
@@ -167,9 +170,7 @@ func (h *hub) openLibStream(c *conn) {
 // or, for a connection never handed to the library, once its stream ended.
 func (h *hub) unregister(c *conn) {
 	h.mu.Lock()
-	if _, ok := h.conns[c.id]; ok {
-		h.presence.add(c.streams, -1)
-	}
+	_, registered := h.conns[c.id]
 	delete(h.conns, c.id)
 	for _, s := range c.streams {
 		list := h.subs[s]
@@ -188,6 +189,9 @@ func (h *hub) unregister(c *conn) {
 		}
 	}
 	h.mu.Unlock()
+	if registered {
+		h.presence.add(c.streams, -1)
+	}
 	// The library's handler returned, so its subscriber is gone and removing
 	// the stream leaks nothing. (A stream never created: nothing to remove.)
 	h.lib.RemoveStream(c.id)

@@ -65,6 +65,11 @@ const (
 // presenceEventTimeout bounds the store of one round of presence events.
 const presenceEventTimeout = 5 * time.Second
 
+// presenceEventPass is the least time between two looks at the streams
+// whose presence event may be due: short next to --presence-event-interval,
+// long enough that a burst of connects costs a few looks, not one each.
+const presenceEventPass = 10 * time.Millisecond
+
 // presenceLink carries presence reports between nodes: core NATS with the
 // nats engine (engine_nats.go). Messages may be lost, never reordered
 // between one sender and one receiver.
@@ -122,9 +127,10 @@ type sentEvent struct {
 }
 
 // presence counts subscribers per stream; see the top of this file. Safe
-// for concurrent use. Lock order: the hub's mu, then presence's mu (add is
-// called under the hub's lock); presence calls nothing while holding its
-// own.
+// for concurrent use. Two locks, so a connect never waits for the work on
+// the other nodes' table: mu guards this node's counts and what they make
+// due, rmu the other nodes' counts and the events sent. Lock order: rmu,
+// then mu; presence calls nothing outside itself while holding either.
 type presence struct {
 	node       string // this node's id, random per start
 	log        *slog.Logger
@@ -140,12 +146,15 @@ type presence struct {
 	mu      sync.Mutex
 	local   map[string]localCount
 	changed bool // local counts changed since the last report
+	// evDue: streams whose presence event may be due (only streams that
+	// match --presence-events).
+	evDue map[string]struct{}
+
+	rmu     sync.Mutex
 	peers   map[string]*presencePeer
 	entries int // the sum of len(counts) and len(staging) over peers
-	// evDue: streams whose presence event may be due; evSent: the last
-	// event of streams that had one recently. Both only for streams that
-	// match --presence-events.
-	evDue  map[string]struct{}
+	// evSent: the last event of streams that had one recently (only
+	// streams that match --presence-events).
 	evSent map[string]sentEvent
 	// quietUntil: with a link, no presence event before the other nodes
 	// were heard from, so a node that just started does not take every
@@ -230,15 +239,19 @@ type StreamCount struct {
 func (p *presence) counts(streams []string) (out []StreamCount, nodes int) {
 	out = make([]StreamCount, len(streams))
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for i, s := range streams {
-		n := p.local[s].n
-		out[i] = StreamCount{Stream: s, Node: n, Cluster: n + p.remote(s)}
+		out[i] = StreamCount{Stream: s, Node: p.local[s].n}
+	}
+	p.mu.Unlock()
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	for i := range out {
+		out[i].Cluster = out[i].Node + p.remote(out[i].Stream)
 	}
 	return out, 1 + len(p.peers)
 }
 
-// remote is the sum of the other nodes' counts of s; p.mu held.
+// remote is the sum of the other nodes' counts of s; p.rmu held.
 func (p *presence) remote(s string) int {
 	n := 0
 	for _, pr := range p.peers {
@@ -258,9 +271,9 @@ func (p *presence) run(ctx context.Context, link presenceLink) {
 		defer stop()
 	}
 	keepalive := p.timeout / 3
-	p.mu.Lock()
+	p.rmu.Lock()
 	p.quietUntil = time.Now().Add(keepalive + p.interval)
-	p.mu.Unlock()
+	p.rmu.Unlock()
 	var seq, report uint64
 	var last time.Time
 	timer := time.NewTimer(0)
@@ -352,21 +365,19 @@ func (p *presence) receive(data []byte) {
 		return
 	}
 	now := time.Now()
-	due := false
-	p.mu.Lock()
+	var due []string
+	p.rmu.Lock()
 	pr := p.peers[m.Node]
 	switch {
 	case m.Bye:
 		if pr != nil {
-			due = p.forget(m.Node, pr)
+			due = p.forget(m.Node, pr, due)
 		}
-		p.mu.Unlock()
-		if due {
-			signal(p.evWake)
-		}
+		p.rmu.Unlock()
+		p.markDue(due)
 		return
 	case pr == nil && len(p.peers) >= maxPresenceNodes:
-		p.mu.Unlock()
+		p.rmu.Unlock()
 		p.stats.droppedEntries.Add(int64(len(m.Counts)))
 		return
 	case pr == nil:
@@ -405,28 +416,26 @@ func (p *presence) receive(data []byte) {
 			p.stats.reportsLost.Add(1)
 			p.entries -= len(pr.staging)
 		} else {
-			due = p.commit(pr)
+			due = p.commit(pr, due)
 		}
 		pr.staging, pr.broken = nil, false
 	}
-	p.mu.Unlock()
-	if due {
-		signal(p.evWake)
-	}
+	p.rmu.Unlock()
+	p.markDue(due)
 }
 
-// commit puts pr's staged report in force, and marks the streams whose
-// count changed for presence events; p.mu held.
-func (p *presence) commit(pr *presencePeer) (due bool) {
+// commit puts pr's staged report in force, and appends to due the streams
+// with presence events whose count changed; p.rmu held.
+func (p *presence) commit(pr *presencePeer, due []string) []string {
 	if len(p.events) > 0 {
 		for s, n := range pr.staging {
 			if pr.counts[s] != n && p.events.allows(s) {
-				p.evDue[s], due = struct{}{}, true
+				due = append(due, s)
 			}
 		}
 		for s := range pr.counts {
 			if _, ok := pr.staging[s]; !ok && p.events.allows(s) {
-				p.evDue[s], due = struct{}{}, true
+				due = append(due, s)
 			}
 		}
 	}
@@ -435,38 +444,50 @@ func (p *presence) commit(pr *presencePeer) (due bool) {
 	return due
 }
 
-// forget drops a node: it said goodbye or went quiet; p.mu held.
-func (p *presence) forget(node string, pr *presencePeer) (due bool) {
+// forget drops a node, which said goodbye or went quiet, and appends to due
+// the streams with presence events it counted in; p.rmu held.
+func (p *presence) forget(node string, pr *presencePeer, due []string) []string {
 	delete(p.peers, node)
 	p.entries -= len(pr.counts) + len(pr.staging)
 	if len(p.events) > 0 {
 		for s := range pr.counts {
 			if p.events.allows(s) {
-				p.evDue[s], due = struct{}{}, true
+				due = append(due, s)
 			}
 		}
 	}
 	return due
 }
 
+// markDue marks streams for the events goroutine to look at.
+func (p *presence) markDue(streams []string) {
+	if len(streams) == 0 {
+		return
+	}
+	p.mu.Lock()
+	for _, s := range streams {
+		p.evDue[s] = struct{}{}
+	}
+	p.mu.Unlock()
+	signal(p.evWake)
+}
+
 // expire drops the nodes not heard from for the timeout.
 func (p *presence) expire(now time.Time) {
-	due := false
-	p.mu.Lock()
+	var due []string
+	p.rmu.Lock()
 	for node, pr := range p.peers {
 		if now.Sub(pr.heard) > p.timeout {
 			p.log.Info("presence: a node stopped reporting: its counts no longer count", "node", node, "streams", len(pr.counts))
-			due = p.forget(node, pr) || due
+			due = p.forget(node, pr, due)
 		}
 	}
-	p.mu.Unlock()
-	if due {
-		signal(p.evWake)
-	}
+	p.rmu.Unlock()
+	p.markDue(due)
 }
 
 // owns reports whether this node publishes the presence events of s: the
-// live node with the highest hash of its id and s; p.mu held.
+// live node with the highest hash of its id and s; p.rmu held.
 func (p *presence) owns(s string) bool {
 	mine := nodeHash(p.node, s)
 	for node := range p.peers {
@@ -492,6 +513,8 @@ func nodeHash(node, stream string) uint64 {
 func (p *presence) runEvents(ctx context.Context, publish func(context.Context, []*Event, []Stored)) {
 	timer := time.NewTimer(p.eventEvery)
 	defer timer.Stop()
+	pause := time.NewTimer(presenceEventPass)
+	defer pause.Stop()
 	var swept time.Time
 	for {
 		select {
@@ -514,6 +537,14 @@ func (p *presence) runEvents(ctx context.Context, publish func(context.Context, 
 			p.published(evs, res)
 		}
 		timer.Reset(wait)
+		// A pass looks at every stream due: during a connect storm, one
+		// pass per presenceEventPass rather than one per connect.
+		pause.Reset(presenceEventPass)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
 	}
 }
 
@@ -521,6 +552,8 @@ func (p *presence) runEvents(ctx context.Context, publish func(context.Context, 
 // the next may be due.
 func (p *presence) dueEvents(now time.Time) (evs []*Event, wait time.Duration) {
 	wait = p.eventEvery
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now.Before(p.quietUntil) {
@@ -562,6 +595,8 @@ func presenceData(stream string, count int) []byte {
 // published records the outcome of a round of events: a failed one is due
 // again one interval later.
 func (p *presence) published(evs []*Event, res []Stored) {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, ev := range evs {
@@ -579,6 +614,8 @@ func (p *presence) published(evs []*Event, res []Stored) {
 // sweepEvents forgets the last event of streams that are at zero and quiet
 // for an interval: a stream with no subscriber keeps no entry.
 func (p *presence) sweepEvents(now time.Time) {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for s, last := range p.evSent {
@@ -595,8 +632,11 @@ type presenceTable struct {
 
 func (p *presence) table() presenceTable {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return presenceTable{localStreams: len(p.local), peers: len(p.peers), entries: p.entries}
+	local := len(p.local)
+	p.mu.Unlock()
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	return presenceTable{localStreams: local, peers: len(p.peers), entries: p.entries}
 }
 
 // presenceStreams checks the streams of a Presence call or /presence
