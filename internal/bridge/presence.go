@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -395,7 +396,7 @@ func (p *presence) receive(data []byte) {
 	}
 	if !pr.broken {
 		for s, n := range m.Counts {
-			if n <= 0 || !validStreamSyntax(s) {
+			if n <= 0 || n > math.MaxInt32 || !validStreamSyntax(s) {
 				continue
 			}
 			// The node's report in force is replaced by this one: only the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -128,9 +129,15 @@ func (p *publishService) Presence(_ context.Context, req *bridgev1.PresenceReque
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	counts, nodes := p.presence.counts(streams)
-	res := &bridgev1.PresenceResponse{Nodes: uint32(nodes), Streams: make([]*bridgev1.StreamPresence, len(counts))} //nolint:gosec // G115: at most maxPresenceNodes+1
+	res := &bridgev1.PresenceResponse{Nodes: clampUint32(nodes), Streams: make([]*bridgev1.StreamPresence, len(counts))}
 	for i, c := range counts {
-		res.Streams[i] = &bridgev1.StreamPresence{Stream: c.Stream, NodeCount: uint32(c.Node), ClusterCount: uint32(c.Cluster)} //nolint:gosec // G115: counts are never negative
+		res.Streams[i] = &bridgev1.StreamPresence{Stream: c.Stream, NodeCount: clampUint32(c.Node), ClusterCount: clampUint32(c.Cluster)}
 	}
 	return res, nil
+}
+
+// clampUint32 is n as a uint32: counts are never negative, and a sum over
+// many nodes beyond its range is reported as its largest value.
+func clampUint32(n int) uint32 {
+	return uint32(min(max(int64(n), 0), math.MaxUint32))
 }
