@@ -182,3 +182,30 @@ func TestNoResults(t *testing.T) {
 		t.Error("chart of a directory without results: no error")
 	}
 }
+
+func TestSoakChart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	csv := "minutes,rss_kib,open_files,goroutines,heap_inuse_bytes,heap_alloc_bytes,connections,evictions,published,connects,events\n"
+	for m := 1; m <= 6; m++ {
+		// Goroutines leak 100 a minute; the rest is steady.
+		csv += fmt.Sprintf("%d.000,90000,300,%d,40000000,25000000,300,%d,%d,%d,%d\n", m, 900+100*m, 10*m, 1000*m, 100*m, 10000*m)
+	}
+	path := filepath.Join(dir, "soak.csv")
+	if err := os.WriteFile(path, []byte(csv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := soakChart(path, 2, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(texts(t, svg), "\n")
+	for _, want := range []string{"FAIL: a resource trends up", "goroutines: +100.00/min", "trends up", "RSS: +0.00 MiB/min", "open files"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the soak chart says nothing of %q:\n%s", want, got)
+		}
+	}
+	if _, err := soakChart(filepath.Join(dir, "none.csv"), 2, 10); err == nil {
+		t.Error("soak chart of a missing file: no error")
+	}
+}
