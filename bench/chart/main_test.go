@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // generateArgs returns the output file and the series that main.go's
@@ -208,4 +210,46 @@ func TestSoakChart(t *testing.T) {
 	if _, err := soakChart(filepath.Join(dir, "none.csv"), 2, 10); err == nil {
 		t.Error("soak chart of a missing file: no error")
 	}
+}
+
+// TestCommittedSoakChartIsFresh checks that the committed soak chart is
+// what the soak directive of main.go draws now.
+func TestCommittedSoakChartIsFresh(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(src)) {
+		rest, ok := strings.CutPrefix(line, "//go:generate go run . -soak ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		// CSV -warmup D -max-growth P -o OUT
+		if len(f) != 7 || f[1] != "-warmup" || f[3] != "-max-growth" || f[5] != "-o" {
+			t.Fatalf("soak directive %q: want -soak CSV -warmup D -max-growth P -o OUT", line)
+		}
+		warmup, err := time.ParseDuration(f[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		growth, err := strconv.ParseFloat(f[4], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svg, err := soakChart(f[0], warmup.Minutes(), growth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed, err := os.ReadFile(f[6])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(svg, committed) {
+			t.Errorf("%s is stale: run go generate ./bench/chart", f[6])
+		}
+		return
+	}
+	t.Fatal("main.go has no soak directive")
 }

@@ -92,7 +92,7 @@ func drawSoak(samples []load.SoakSample, s *series, warmup, maxGrowth float64) [
 	for _, line := range []string{
 		fmt.Sprintf("%s; over %.0f min: %d publish calls, %d streams opened by the clients, %d events received, %d connections evicted by the bridge",
 			verdict, last.Minutes, last.Published, last.Connects, last.Events, last.Evictions),
-		fmt.Sprintf("trend: least-squares slope of the samples after the %.0f-minute warm-up (shaded); a resource fails when it grows over %.0f%% of its median and over a floor", warmup, maxGrowth),
+		fmt.Sprintf("trend (dashed): least-squares slope of the samples after the %.0f-minute warm-up (shaded); a resource fails when it grows over %.0f%% of its median and over a floor", warmup, maxGrowth),
 		soakDescribe(s),
 	} {
 		w.text(margin, y, ` fill="`+colorMuted+`"`, line)

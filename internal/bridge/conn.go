@@ -27,7 +27,11 @@ import (
 //     live: pending is sent, and from then on deliver offers every group
 //     straight to the library stream (hub.offer, TryPublish).
 //   - evicted (hub.evict, at most once, from any goroutine): its context
-//     is cancelled and its write deadline set to now; the handler returns.
+//     is cancelled and its write deadline set to now; the handler returns,
+//     once the writer got its turn to finish (deadlineWriter.die: dying
+//     connections finish a few at a time). A connection whose write failed
+//     because the peer went is over the same way, without counting as an
+//     eviction.
 //   - finished: the handler returned; out is not used any more, and the
 //     hub unregisters the connection.
 //

@@ -92,8 +92,8 @@ func writePhases(pr *printer, keys []key, groups map[key][]*Result) {
 		}
 		if !header {
 			header = true
-			pr.f("\n| workload | target | runs | evicted | publish p50 / p99 / max ms before | during | after | RSS MiB before | peak during | peak ÷ before | lost (healthy) |\n")
-			pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+			pr.f("\n| workload | target | runs | evicted | publish p50 / p99 / max ms before | during | after | RSS MiB before | peak during | peak ÷ before | at the end | lost (healthy) |\n")
+			pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		}
 		m := func(f func(*EvictionResult) float64) float64 {
 			return median(quiet, func(r *Result) float64 { return f(r.Phases) })
@@ -104,7 +104,7 @@ func writePhases(pr *printer, keys []key, groups map[key][]*Result) {
 				m(func(p *EvictionResult) float64 { return f(p).P99 }),
 				m(func(p *EvictionResult) float64 { return f(p).Max }))
 		}
-		pr.f("| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %.0f |\n",
+		pr.f("| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %.0f |\n",
 			k.workload, k.target, len(quiet), m(func(p *EvictionResult) float64 { return float64(p.Evicted) }),
 			q(func(p *EvictionResult) Quantiles { return p.Before }),
 			q(func(p *EvictionResult) Quantiles { return p.During }),
@@ -112,6 +112,7 @@ func writePhases(pr *printer, keys []key, groups map[key][]*Result) {
 			optional(m(func(p *EvictionResult) float64 { return float64(p.RSSBeforeKiB) / 1024 }), "%.0f"),
 			optional(m(func(p *EvictionResult) float64 { return float64(p.RSSPeakKiB) / 1024 }), "%.0f"),
 			optional(m(func(p *EvictionResult) float64 { return p.RSSPeakRatio }), "%.2f"),
+			optional(m(func(p *EvictionResult) float64 { return float64(p.RSSAfterKiB) / 1024 }), "%.0f"),
 			median(quiet, func(r *Result) float64 { return float64(r.Lost) }))
 	}
 }

@@ -190,7 +190,7 @@ func (t Trend) String() string {
 	if t.Fail {
 		verdict = "FAIL: trends up"
 	}
-	return fmt.Sprintf("%-10s slope %+.3f %s/min, %+.2f %s over the samples from the end of the warm-up (%+.1f%% of their median %.1f %s; fails over %.0f%% and %.0f %s): %s",
+	return fmt.Sprintf("%-10s slope %+.3f %s/min, %+.2f %s over the samples after the warm-up (%+.1f%% of their median %.1f %s; fails over %.0f%% and %.0f %s): %s",
 		t.Name, t.Slope, t.Unit, t.Growth, t.Unit, t.Percent, t.Median, t.Unit, t.MaxGrowth, t.Floor, t.Unit, verdict)
 }
 
@@ -218,8 +218,8 @@ var soakSeries = []struct {
 	{"open files", "", 25, func(s SoakSample) float64 { return float64(s.OpenFiles) }},
 }
 
-// Judge computes the trend of every resource over the samples taken from
-// the end of the warm-up (warmup, in minutes) on.
+// Judge computes the trend of every resource over the samples taken after
+// the warm-up (warmup, in minutes; see AfterWarmup).
 func Judge(samples []SoakSample, warmup, maxGrowth float64) (trends []Trend, pass bool) {
 	var after []SoakSample
 	for _, s := range samples {
@@ -250,10 +250,12 @@ func Judge(samples []SoakSample, warmup, maxGrowth float64) (trends []Trend, pas
 	return trends, pass
 }
 
-// AfterWarmup reports whether s counts in the trend: it was taken at the
-// end of the warm-up (warmup, in minutes) or later. (The CSV keeps minutes
-// to a thousandth: a sample taken at the end, a little after it, stays in.)
-func AfterWarmup(s SoakSample, warmup float64) bool { return s.Minutes >= warmup-0.001 }
+// AfterWarmup reports whether s counts in the trend: it was taken after the
+// warm-up (warmup, in minutes). The sample taken at the end of the warm-up
+// is not: its readings are those of the warm-up's last interval. (The CSV
+// keeps minutes to a thousandth, and that sample is taken a little after
+// the end.)
+func AfterWarmup(s SoakSample, warmup float64) bool { return s.Minutes > warmup+0.001 }
 
 // slope is the least-squares slope of ys over xs.
 func slope(xs, ys []float64) float64 {

@@ -46,7 +46,9 @@ func TestJudge(t *testing.T) {
 	}
 	// Growth in the warm-up only: passes.
 	warm := flat(10, 100<<10, 50<<20, 800, 400)
-	warm[0].RSSKiB = 10 << 10 // minute 1: the sample at the end of the warm-up (2) counts
+	// Minutes 1 and 2: the sample taken at the end of the warm-up is the
+	// warm-up's.
+	warm[0].RSSKiB, warm[1].RSSKiB = 10<<10, 50<<10
 	if trends, pass := Judge(warm, 2, 10); !pass {
 		t.Errorf("growth during the warm-up: pass %v, failing %v", pass, fails(trends))
 	}
@@ -67,8 +69,8 @@ func TestJudge(t *testing.T) {
 		t.Errorf("RSS +1 MiB/min of 4 GiB: pass %v, failing %v", pass, fails(trends))
 	}
 	// Too few samples after the warm-up: no verdict, no pass.
-	if _, pass := Judge(flat(3, 1, 1, 1, 1), 2, 10); pass {
-		t.Error("2 samples from the end of the warm-up on: pass")
+	if _, pass := Judge(flat(4, 1, 1, 1, 1), 2, 10); pass {
+		t.Error("2 samples after the warm-up: pass")
 	}
 }
 

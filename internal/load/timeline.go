@@ -66,6 +66,8 @@ type TimelinePoint struct {
 	Goroutines   int64 `json:"goroutines"`
 	Connections  int64 `json:"connections"`
 	PublishCalls int   `json:"publish_calls"` // completed since the previous point
+	// PublishMaxMs is the longest of those calls, in milliseconds.
+	PublishMaxMs float64 `json:"publish_max_ms"`
 }
 
 func newTimeline(cfg *Config, start time.Time) *timeline {
@@ -149,6 +151,10 @@ func (tl *timeline) scrape(ctx context.Context) {
 	}
 	tl.mu.Lock()
 	calls := len(tl.calls)
+	var longest time.Duration
+	for _, c := range tl.calls[tl.prevCalls:] {
+		longest = max(longest, c.took)
+	}
 	tl.mu.Unlock()
 	p := TimelinePoint{
 		At:          at.Seconds(),
@@ -162,6 +168,7 @@ func (tl *timeline) scrape(ctx context.Context) {
 		p.RSSKiB = tl.rss[n-1].kib
 	}
 	p.PublishCalls, tl.prevCalls = calls-tl.prevCalls, calls
+	p.PublishMaxMs = ms(longest)
 	tl.points = append(tl.points, p)
 }
 
