@@ -72,9 +72,9 @@ type hub struct {
 	// rate (0: none): they spread the reconnects of a shutdown.
 	retry       time.Duration
 	connectRate float64
-	// ceSource is the CloudEvents source of the frames of this hub's
-	// connections (--cloudevents-source).
-	ceSource string
+	// ce are the CloudEvents attributes of the frames of this hub's
+	// connections (--cloudevents-source, --public-url).
+	ce *cloudEventsAttrs
 	// tracer makes the delivery spans (tracing.go); nil when tracing is off.
 	tracer *deliveryTracer
 
@@ -94,7 +94,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		log:         log,
 		queueSize:   queueSize,
 		replayLimit: replayLimit,
-		ceSource:    defaultCloudEventsSource,
+		ce:          defaultCloudEvents,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
 	}
@@ -214,7 +214,7 @@ func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
 				if ev.ID <= c.lastID {
 					continue
 				}
-				if !h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull) {
+				if !h.tryPublish(c, ev.frame(c.format, h.ce), evictQueueFull) {
 					return nil // evicted: cannot happen, see above
 				}
 				c.lastID = ev.ID
@@ -279,7 +279,7 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 		c.mu.Unlock()
 		for _, ev := range batch {
 			if !based || ev.ID > last {
-				h.send(c, ev.frame(c.format, h.ceSource))
+				h.send(c, ev.frame(c.format, h.ce))
 				last, based = ev.ID, true
 			}
 		}
@@ -321,7 +321,7 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		h.send(c, ev.frame(c.format, h.ceSource))
+		h.send(c, ev.frame(c.format, h.ce))
 		last = ev.ID
 	}
 	return last, true
@@ -425,30 +425,30 @@ type group struct {
 }
 
 // frame returns one library event that writes every event of g, in order;
-// source is the CloudEvents source (see Event.frame).
+// ce are the CloudEvents attributes (see Event.frame).
 // The library writes "id: ID\ndata: DATA\nevent: EVENT\n\n" without escaping
 // DATA, so DATA here carries the first event's data and, after it, the
 // complete frames of the others but the last one's event line: the bytes on
 // the wire are exactly those of the separate frames. sselib_test.go pins the
 // library behaviour this relies on.
-func (g *group) frame(f Format, source string) *sse.Event {
+func (g *group) frame(f Format, ce *cloudEventsAttrs) *sse.Event {
 	if len(g.events) == 1 {
-		return g.events[0].frame(f, source)
+		return g.events[0].frame(f, ce)
 	}
 	if fr := g.frames[f]; fr != nil {
 		return fr
 	}
-	first := g.events[0].frame(f, source)
+	first := g.events[0].frame(f, ce)
 	size := 0
 	for _, ev := range g.events {
-		fr := ev.frame(f, source)
+		fr := ev.frame(f, ce)
 		size += len(fr.ID) + len(fr.Data) + len(fr.Event) + 24
 	}
 	data := make([]byte, 0, size)
 	data = append(data, first.Data...)
 	prev := first
 	for _, ev := range g.events[1:] {
-		fr := ev.frame(f, source)
+		fr := ev.frame(f, ce)
 		if len(prev.Event) > 0 {
 			data = append(data, "\nevent: "...)
 			data = append(data, prev.Event...)
@@ -481,13 +481,13 @@ func (h *hub) offer(c *conn, g *group) {
 		return
 	case first <= c.lastID: // partly sent by replay: rare, right after it
 		for _, ev := range g.events {
-			if ev.ID > c.lastID && !h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull) {
+			if ev.ID > c.lastID && !h.tryPublish(c, ev.frame(c.format, h.ce), evictQueueFull) {
 				return
 			}
 			c.lastID = max(c.lastID, ev.ID)
 		}
 	default:
-		if !h.tryPublish(c, g.frame(c.format, h.ceSource), evictQueueFull) {
+		if !h.tryPublish(c, g.frame(c.format, h.ce), evictQueueFull) {
 			return
 		}
 		c.lastID = last
