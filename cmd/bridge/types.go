@@ -56,9 +56,9 @@ refused the request (its message says why).
 // typesArgs are the settings of `bridge types`, from its flags.
 type typesArgs struct {
 	format, jsonNames, base, addr string
-	sets                    []string
-	emitDefaults            bool
-	auth                    clientAuth
+	sets                          []string
+	emitDefaults                  bool
+	auth                          clientAuth
 }
 
 func newTypesCmdLine(a *typesArgs) *cmdLine {
