@@ -101,7 +101,7 @@ func runTypes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		list, err = fetchTypes(ctx, a, stderr)
 		if err == nil && a.format == "ts" {
-			return fetchTS(ctx, a, list, cmd.fs.Args(), stdout, stderr)
+			return fetchTS(ctx, a, list, cmd.fs.Args(), stdout)
 		}
 	} else {
 		if a.addr != "" {
@@ -181,7 +181,7 @@ func printTS(a typesArgs, names []string, stdout io.Writer) error {
 // fetchTS prints the TypeScript module of the types names keep of list, a
 // running bridge's /types: their definitions come from the bridge's server
 // reflection, the mapping from list.
-func fetchTS(ctx context.Context, a typesArgs, list map[string]any, names []string, stdout, stderr io.Writer) error {
+func fetchTS(ctx context.Context, a typesArgs, list map[string]any, names []string, stdout io.Writer) error {
 	all, _ := list["types"].([]any)
 	every := make([]protoreflect.FullName, 0, len(all))
 	for _, e := range all {
