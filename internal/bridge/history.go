@@ -101,7 +101,7 @@ func (rs *readService) history(ctx context.Context, stream string, limit int, af
 			Stream: ev.Stream,
 			Type:   ev.Type,
 			Time:   timestamppb.New(ev.Time),
-			Data:   string(ev.frame(format, rs.hub.ceSource).Data),
+			Data:   string(ev.frame(format, rs.hub.ce).Data),
 		}
 	}
 	return res, nil

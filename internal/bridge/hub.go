@@ -74,9 +74,9 @@ type hub struct {
 	// rate (0: none): they spread the reconnects of a shutdown.
 	retry       time.Duration
 	connectRate float64
-	// ceSource is the CloudEvents source of the frames of this hub's
-	// connections (--cloudevents-source).
-	ceSource string
+	// ce are the CloudEvents attributes of the frames of this hub's
+	// connections (--cloudevents-source, --public-url).
+	ce *cloudEventsAttrs
 	// tracer makes the delivery spans (tracing.go); nil when tracing is off.
 	tracer *deliveryTracer
 
@@ -103,7 +103,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		log:         log,
 		queueSize:   queueSize,
 		replayLimit: replayLimit,
-		ceSource:    defaultCloudEventsSource,
+		ce:          defaultCloudEvents,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
 		dying:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
@@ -377,7 +377,7 @@ func (h *hub) sendEvent(ctx context.Context, c *conn, ev *Event) bool {
 	if c.sink != nil {
 		return c.sink.put(ctx, sinkItem{event: ev})
 	}
-	h.send(c, ev.frame(c.format, h.ceSource))
+	h.send(c, ev.frame(c.format, h.ce))
 	return true
 }
 
@@ -508,30 +508,30 @@ type group struct {
 }
 
 // frame returns one library event that writes every event of g, in order;
-// source is the CloudEvents source (see Event.frame).
+// ce are the CloudEvents attributes (see Event.frame).
 // The library writes "id: ID\ndata: DATA\nevent: EVENT\n\n" without escaping
 // DATA, so DATA here carries the first event's data and, after it, the
 // complete frames of the others but the last one's event line: the bytes on
 // the wire are exactly those of the separate frames. sselib_test.go pins the
 // library behaviour this relies on.
-func (g *group) frame(f Format, source string) *sse.Event {
+func (g *group) frame(f Format, ce *cloudEventsAttrs) *sse.Event {
 	if len(g.events) == 1 {
-		return g.events[0].frame(f, source)
+		return g.events[0].frame(f, ce)
 	}
 	if fr := g.frames[f]; fr != nil {
 		return fr
 	}
-	first := g.events[0].frame(f, source)
+	first := g.events[0].frame(f, ce)
 	size := 0
 	for _, ev := range g.events {
-		fr := ev.frame(f, source)
+		fr := ev.frame(f, ce)
 		size += len(fr.ID) + len(fr.Data) + len(fr.Event) + 24
 	}
 	data := make([]byte, 0, size)
 	data = append(data, first.Data...)
 	prev := first
 	for _, ev := range g.events[1:] {
-		fr := ev.frame(f, source)
+		fr := ev.frame(f, ce)
 		if len(prev.Event) > 0 {
 			data = append(data, "\nevent: "...)
 			data = append(data, prev.Event...)
@@ -575,7 +575,7 @@ func (h *hub) offer(c *conn, g *group) {
 			if !h.trySink(c, sinkItem{group: slices.Clone(g.events)}) {
 				return
 			}
-		} else if !h.tryPublish(c, g.frame(c.format, h.ceSource), evictQueueFull) {
+		} else if !h.tryPublish(c, g.frame(c.format, h.ce), evictQueueFull) {
 			return
 		}
 		c.lastID = last
@@ -606,7 +606,7 @@ func (h *hub) tryEvent(c *conn, ev *Event) bool {
 	if c.sink != nil {
 		return h.trySink(c, sinkItem{event: ev})
 	}
-	return h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull)
+	return h.tryPublish(c, ev.frame(c.format, h.ce), evictQueueFull)
 }
 
 // trySink queues it for c, a sink's connection, without blocking, and

@@ -273,7 +273,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	}
 	r := &running{cfg: cfg, log: log, errc: make(chan error, 3), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
-	h.retry, h.connectRate, h.ceSource = cfg.Retry, cfg.ConnectRate, cfg.CloudEventsSource
+	h.retry, h.connectRate, h.ce = cfg.Retry, cfg.ConnectRate, newCloudEventsAttrs(cfg, s.types)
 	tr := newTracing(cfg.TracerProvider, cfg.Engine)
 	h.tracer = tr.delivery()
 	switch e := engine.(type) {
@@ -533,6 +533,22 @@ func buildVersion() string {
 		}
 	}
 	return v
+}
+
+// newCloudEventsAttrs returns the CloudEvents attributes of cfg: its source,
+// and with --public-url the dataschema of the types the registry renders
+// (looked up when a cloudevents frame is first built, so a type loaded by a
+// reload gets one from then on).
+func newCloudEventsAttrs(cfg Config, types *payload.Registry) *cloudEventsAttrs {
+	a := &cloudEventsAttrs{source: cfg.CloudEventsSource}
+	if cfg.PublicURL != "" {
+		a.schemaBase = strings.TrimSuffix(cfg.PublicURL, "/") + "/types/"
+		a.known = func(typ string) bool {
+			_, err := types.FindMessageByName(protoreflect.FullName(typ))
+			return err == nil
+		}
+	}
+	return a
 }
 
 // openEngine builds the configured engine; the nats engine connects and sets

@@ -204,7 +204,7 @@ func (rs *readService) message(c *conn, ev *Event) *bridgev1.SubscribeResponse {
 		Stream: ev.Stream,
 		Type:   ev.Type,
 		Time:   timestamppb.New(ev.Time),
-		Data:   string(ev.frame(c.format, rs.hub.ceSource).Data),
+		Data:   string(ev.frame(c.format, rs.hub.ce).Data),
 	}
 }
 
