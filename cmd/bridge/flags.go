@@ -91,7 +91,7 @@ var serveGroups = []flagGroup{
 	{
 		title: "Typed events and JSON",
 		about: "The protobuf types the bridge renders as JSON, besides the compiled-in ones, and how it renders them.",
-		flags: []string{"descriptor-set", "json-names", "emit-defaults", "cloudevents-source"},
+		flags: []string{"descriptor-set", "json-names", "emit-defaults", "cloudevents-source", "public-url"},
 	},
 	{
 		title: "Presence",
@@ -179,6 +179,7 @@ func newServeFlags() *serveFlags {
 	fs.Var(newChoiceFlag(&s.jsonNames, defaultJSONNames, jsonNamesCamel, jsonNamesProto), "json-names", "field `names` of typed events in JSON: camel (orderId) or proto (order_id)")
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", def.JSONEmitDefaults, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.StringVar(&cfg.CloudEventsSource, "cloudevents-source", def.CloudEventsSource, "`URI` reference sent as the source of every event in the cloudevents format (a path such as /sse-bridge, or https://acme.example/bridge)")
+	fs.StringVar(&cfg.PublicURL, "public-url", def.PublicURL, "base `URL` browsers reach the HTTP listener at (https://events.acme.example); cloudevents frames of known types then carry dataschema URL/types/TYPE (CloudEvents wants an absolute URI: none when empty)")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", def.MaxPayload, "largest event data accepted, in `bytes` of JSON")
 	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", def.PresenceInterval, "least time between two presence reports of this node to the others (a `duration`; --engine nats): a change of its counts reaches them within about this long")
 	fs.DurationVar(&cfg.PresenceTimeout, "presence-timeout", def.PresenceTimeout, "a node whose presence reports stop for this long (a `duration`) drops out of the cluster counts; at least 3 times --presence-interval")

@@ -82,6 +82,12 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 	if strings.HasPrefix(method, healthPrefix) {
 		return nil
 	}
+	if method == bridgev1.BridgeService_Subscribe_FullMethodName || method == bridgev1.BridgeService_History_FullMethodName {
+		// Reads follow /events' rules, not the publishers': the handler
+		// checks the subscriber token or the publisher's read grants
+		// (readAuth, subscribe.go).
+		return nil
+	}
 	if !a.configured() {
 		if a.insecure {
 			return nil
@@ -105,9 +111,9 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 		// Counts are read, not published: no rate is spent. A name that is
 		// invalid gets Presence's InvalidArgument.
 		for _, s := range r.GetStreams() {
-			if ValidStreamName(s) && !p.streams.allows(s) {
+			if ValidStreamName(s) && !p.mayCount(s) {
 				return a.refuse(ctx, method, reasonNotGranted, status.Errorf(codes.PermissionDenied,
-					"%s may not read the presence of stream %q: ask about streams its grants cover, or add a pattern covering %q to its streams",
+					"%s may not read the presence of stream %q: ask about streams its grants cover, or add a pattern covering %q to its streams or read patterns",
 					p.describe(), s, s))
 			}
 		}
@@ -163,12 +169,18 @@ func (a *grpcAuth) allowPresence(r *http.Request, streams []string) (code int, m
 		return http.StatusUnauthorized, status.Convert(err).Message()
 	}
 	for _, s := range streams {
-		if !p.streams.allows(s) {
+		if !p.mayCount(s) {
 			a.metrics.authFailed(sidePublisher, reasonNotGranted)
 			return http.StatusForbidden, fmt.Sprintf("%s may not read the presence of stream %q: ask about streams its grants cover", p.describe(), s)
 		}
 	}
 	return 0, ""
+}
+
+// mayCount reports whether p may read the subscriber count of stream: a
+// stream it may publish to or read.
+func (p *publisher) mayCount(stream string) bool {
+	return p.streams.allows(stream) || p.read.allows(stream)
 }
 
 // refuse counts and logs a refusal (never a credential) and returns err.

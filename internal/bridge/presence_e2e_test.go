@@ -99,6 +99,22 @@ func TestPresenceOneNode(t *testing.T) {
 		t.Errorf("bridge_presence_streams = %v, want 2", m["bridge_presence_streams"])
 	}
 
+	// A gRPC subscriber counts as a connection does.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sub, err := b.client.Subscribe(ctx, &bridgev1.SubscribeRequest{Streams: []string{"room.1", "room.3"}})
+	if err != nil {
+		t.Fatalf("Subscribe = %v", err)
+	}
+	if _, err := sub.Header(); err != nil { // sent once the subscription is registered
+		t.Fatalf("Subscribe: no headers: %v", err)
+	}
+	if got := presence(t, b, "room.1", "room.3"); got["room.1"] != (counts{6, 6}) || got["room.3"] != (counts{1, 1}) {
+		t.Errorf("Presence with a gRPC subscriber = %v, want room.1 at 6 and room.3 at 1", got)
+	}
+	cancel()
+	waitPresence(t, b, "room.3", counts{0, 0})
+
 	closeAll(one[2:])
 	closeAll(both[1:])
 	waitPresence(t, b, "room.1", counts{0, 0})
@@ -144,7 +160,9 @@ func TestPresenceAccess(t *testing.T) {
 		}
 		return l
 	}
-	srv, err := bridge.New(bridge.Config{Publishers: testPublishers(t)})
+	const auditToken = "audit-token-77c1d0" // publishes to audit, reads users
+	srv, err := bridge.New(bridge.Config{Publishers: testPublishers(t,
+		pubEntry{Name: "audit", TokenSHA256: hashToken(auditToken), Streams: []string{"audit"}, Read: []string{"users"}})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +193,7 @@ func TestPresenceAccess(t *testing.T) {
 	}{
 		{"granted", bearer(ordersToken), []string{"orders", "orders.eu"}, codes.OK},
 		{"not granted", bearer(ordersToken), []string{"orders", "users"}, codes.PermissionDenied},
+		{"read patterns", bearer(auditToken), []string{"users", "audit"}, codes.OK},
 		{"no credential", nil, []string{"orders"}, codes.Unauthenticated},
 		{"bad token", bearer("nope"), []string{"orders"}, codes.Unauthenticated},
 		{"no stream", bearer(adminToken), nil, codes.InvalidArgument},
@@ -194,7 +213,10 @@ func TestPresenceAccess(t *testing.T) {
 		if err != nil && (status.Convert(err).Message() == "" || status.Code(err) == codes.Internal) {
 			t.Errorf("%s: Presence = %v, want a message that says what to fix", tc.name, err)
 		}
-		if tc.want == codes.OK && res.GetStreams()[0].GetNodeCount() != 2 {
+		if tc.want == codes.OK && len(res.GetStreams()) != len(tc.streams) {
+			t.Errorf("%s: Presence = %v, want %d streams", tc.name, res, len(tc.streams))
+		}
+		if tc.want == codes.OK && tc.streams[0] == "orders" && res.GetStreams()[0].GetNodeCount() != 2 {
 			t.Errorf("%s: Presence = %v, want orders at 2", tc.name, res)
 		}
 	}
