@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -515,4 +516,29 @@ func TestPresenceEventsNATSOnePublisher(t *testing.T) {
 		}
 	}
 	t.Logf("presence events seen: %v", seen)
+}
+
+// TestPresenceShutdownLeaksNothing: presence's goroutines (reports, the
+// other nodes' table, presence events) end with Serve, on the nats engine.
+func TestPresenceShutdownLeaksNothing(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ns := bridge.StartNATS(t)
+	cfg := presenceNATSConfig(ns.URL, time.Second)
+	cfg.PresenceEvents = []string{"orders"}
+	b := startBridge(t, cfg)
+	other := startBridge(t, cfg)
+	c := subscribe(t, b.baseURL, "stream=orders", "")
+	readPresence(t, c, "orders", 1)
+	waitPresence(t, other, "orders", counts{0, 1})
+	for _, n := range []*testBridge{b, other} {
+		if err := n.stop(); err != nil {
+			t.Fatalf("Serve() = %v, want nil", err)
+		}
+	}
+	for ev := range c.events {
+		t.Errorf("got %+v after shutdown, want the stream to end", ev)
+	}
+	c.close()
+	http.DefaultClient.CloseIdleConnections()
+	ns.Stop()
 }
