@@ -175,8 +175,8 @@ func newFakeClock() *fakeClock {
 	return c
 }
 
-func (c *fakeClock) Now() time.Time              { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration)     { c.ns.Add(int64(d)) }
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // TestIdempotencyWindow: after --dedupe-window a key names a new event;
 // within it, the newest one; with dedupe off (negative window) keys are
