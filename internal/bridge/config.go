@@ -215,7 +215,7 @@ type Config struct {
 	DedupeWindow time.Duration
 	// DedupeKeys bounds the keys the memory engine remembers, all streams
 	// together; when full, the oldest go first (before their window ends).
-	// The table is not part of HistoryMemory: at most about 400 bytes a key
+	// The table is not part of HistoryMemory: at most about 320 bytes a key
 	// (docs/operations.md). Zero means 100,000. The nats engine ignores it
 	// (JetStream keeps its own duplicate window).
 	DedupeKeys int
