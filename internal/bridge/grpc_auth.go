@@ -77,6 +77,9 @@ func (a *grpcAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 // the grant, and the handler never runs for a caller who may not publish
 // there. The price is that this function knows Publish's request type; a
 // future RPC naming a stream must be added to the switch below.
+// PublishBatch and PublishStream name a stream per event: they pass here
+// as any call of a publisher granted some stream does, and check each
+// event with allowEvent.
 func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error {
 	if strings.HasPrefix(method, healthPrefix) {
 		return nil
