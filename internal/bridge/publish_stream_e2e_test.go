@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -295,4 +296,43 @@ func TestPublishStreamLimits(t *testing.T) {
 			t.Errorf("result %d = %v, want %v", i, &r, want)
 		}
 	}
+}
+
+// TestPublishStreamShutdownLeaksNothing: a shutdown with publish streams
+// open, one idle (its reader waiting in Recv) and one sending, ends both
+// with UNAVAILABLE and leaves no goroutine behind.
+func TestPublishStreamShutdownLeaksNothing(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := startBridge(t, bridge.Config{MaxStreamInflight: 4})
+	conn, err := grpc.NewClient(b.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := bridgev1.NewBridgeServiceClient(conn)
+	idle, err := client.PublishStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Send(jsonReq(t, "x", 1.0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	run := runStream(t.Context(), t, client, seqReqs(t, "y", 100_000, 0), func(n int) {
+		if n == 50 {
+			go func() { stopped <- b.stop() }()
+		}
+	})
+	if err := <-stopped; err != nil {
+		t.Errorf("Serve() = %v, want nil", err)
+	}
+	if status.Code(run.end) != codes.Unavailable {
+		t.Errorf("sending stream ended with %v, want Unavailable", run.end)
+	}
+	if _, err := idle.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("idle stream ended with %v, want Unavailable", err)
+	}
+	_ = conn.Close()
 }
