@@ -25,12 +25,14 @@ import (
 // connection of the hub like any browser's (conn.go), registered, replayed,
 // made live and evicted by the same code; only where its frames go differs.
 // A browser's go to its library stream; a gRPC subscriber's go to its sink,
-// a channel of --queue-size items that the RPC's handler goroutine drains
-// into stream.Send. The hub offers to a sink without blocking (hub.trySink),
-// as it offers to a library stream: a full sink evicts its connection, and
-// the RPC ends with RESOURCE_EXHAUSTED. A reader held back by gRPC flow
-// control thus costs the hub nothing, and delays no one: its handler waits
-// in Send, not the hub.
+// a channel of --queue-size items that a goroutine of the RPC's handler
+// drains into stream.Send. The hub offers to a sink without blocking
+// (hub.trySink), as it offers to a library stream: a full sink evicts its
+// connection, and the RPC ends with RESOURCE_EXHAUSTED. A reader held back
+// by gRPC flow control thus costs the hub nothing, and delays no one: its
+// sender waits in Send, not the hub; a Send that waits --write-timeout
+// evicts it too, and the handler, which does not wait for a Send, ends the
+// RPC and gives back its places as soon as its connection ends.
 
 // sink is where a gRPC subscriber's connection gets its frames.
 type sink struct {
