@@ -81,7 +81,7 @@ var serveGroups = []flagGroup{
 	{
 		title: "Limits",
 		about: "Limits that keep the bridge serving everyone while some clients misbehave, per node. Over a connection limit or a connect rate a subscriber is shed: status 200, a retry: of 5 to 30 s, and the end of the stream. For the counts and rates, a negative value turns the limit off.",
-		flags: []string{"max-connections", "max-connections-per-ip", "max-connections-per-subject", "connect-rate", "connect-rate-per-ip", "trusted-proxies", "max-streams-per-connection", "max-stream-name", "max-payload", "max-header-bytes", "read-header-timeout"},
+		flags: []string{"max-connections", "max-connections-per-ip", "max-connections-per-subject", "connect-rate", "connect-rate-per-ip", "trusted-proxies", "max-streams-per-connection", "max-stream-name", "max-payload", "max-grpc-streams", "max-header-bytes", "read-header-timeout"},
 	},
 	{
 		title: "Publishing",
@@ -197,6 +197,7 @@ func newServeFlags() *serveFlags {
 	fs.IntVar(&cfg.MaxPublishStreams, "max-publish-streams", def.MaxPublishStreams, "PublishStream calls one node serves at once (`streams`); one more is ResourceExhausted; negative for no limit")
 	fs.DurationVar(&cfg.DedupeWindow, "dedupe-window", def.DedupeWindow, "how long an idempotency_key names its event on its stream (a `duration`): a publish with a key seen within it stores nothing and returns the first id as a duplicate; negative turns dedupe off")
 	fs.IntVar(&cfg.DedupeKeys, "dedupe-keys", def.DedupeKeys, "idempotency `keys` the memory engine remembers, all streams; when full the oldest go first (memory engine)")
+	fs.IntVar(&cfg.MaxGRPCStreams, "max-grpc-streams", def.MaxGRPCStreams, "`calls` one gRPC connection may have open at once (HTTP/2 max concurrent streams); more wait for one to end")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", def.DrainDelay, "on SIGTERM, how long to keep serving while /readyz reports not ready, before stopping (a `duration`)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
 	fs.StringVar(&cfg.Engine, "engine", def.Engine, "`engine` that keeps ids and history: memory (in this process, lost on restart) or nats (a NATS JetStream stream every bridge shares; see --nats-*)")

@@ -249,6 +249,13 @@ type Config struct {
 	// address accepts, with a burst of one second's worth. Zero means no
 	// limit.
 	ConnectRatePerIP float64
+	// MaxGRPCStreams is how many RPCs one gRPC connection (HTTP/2) may have
+	// open at once: its MaxConcurrentStreams. It bounds, per connection,
+	// the Subscribe calls that ended while their reader was not reading,
+	// whose last messages and status wait for the reader (at most 64 KiB
+	// each) until it reads or its connection closes. A client over it
+	// waits for a call to end before it starts another. Zero means 1000.
+	MaxGRPCStreams int
 	// MaxStreamName is the longest stream name accepted, in bytes, on both
 	// sides: 400 on /events, InvalidArgument on Publish. Zero means 128; at
 	// most 1024.
@@ -378,6 +385,7 @@ const (
 	defaultMaxPublishStreams = 100
 	defaultDedupeWindow      = 2 * time.Minute
 	defaultDedupeKeys        = 100_000
+	defaultMaxGRPCStreams    = 1000
 )
 
 // DefaultConfig returns the configuration a zero [Config] stands for: every
@@ -416,6 +424,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.DedupeKeys, defaultDedupeKeys)
 	setDefault(&c.CloudEventsSource, defaultCloudEventsSource)
 	setDefault(&c.MaxConnections, defaultMaxConnections)
+	setDefault(&c.MaxGRPCStreams, defaultMaxGRPCStreams)
 	setDefault(&c.ConnectRate, defaultConnectRate)
 	setDefault(&c.MaxStreamName, defaultMaxStreamName)
 	setDefault(&c.MaxHeaderBytes, defaultMaxHeaderBytes)
@@ -451,6 +460,7 @@ func (c *Config) Validate() error {
 	positive("write timeout", int64(c.WriteTimeout))
 	positive("queue size", int64(c.QueueSize))
 	positive("max payload", int64(c.MaxPayload))
+	positive("max gRPC streams", int64(c.MaxGRPCStreams))
 	positive("shutdown timeout", int64(c.ShutdownTimeout))
 	positive("drain delay", int64(c.DrainDelay))
 	positive("max batch (--max-batch)", int64(c.MaxBatch))

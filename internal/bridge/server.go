@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -254,6 +255,7 @@ type running struct {
 
 	cancelBase  context.CancelFunc // ends every SSE request's context
 	stopReads   context.CancelFunc // ends every gRPC Subscribe
+	reads       *readService
 	stopRun     context.CancelFunc // ends the dispatcher, heartbeat, TLS poll, readiness
 	closeEngine func()
 	stopJWKS    func()
@@ -301,6 +303,11 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		// InvalidArgument, which says what to do; a request over it is
 		// refused unread (ResourceExhausted).
 		grpc.MaxRecvMsgSize(max(maxGRPCMessage(cfg.MaxPayload), cfg.MaxBatchBytes)),
+		// Each Subscribe takes a place of the connection limits, which it
+		// gives back when its connection ends; a reader that stopped
+		// reading keeps its HTTP/2 stream (and up to 64 KiB queued for it)
+		// until it reads or goes. This bounds those per connection.
+		grpc.MaxConcurrentStreams(uint32(min(cfg.MaxGRPCStreams, math.MaxUint32))), //nolint:gosec // bounded just before
 		// A request that does not decode gets INVALID_ARGUMENT, not
 		// grpc-go's INTERNAL: the codec marks it, the interceptors after
 		// metrics answer it (codec.go). Before auth, as a decode failure
@@ -322,8 +329,10 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	reads := &readService{
 		hub: h, auth: s.auth, pubs: s.pubs, limits: r.events.limits,
 		maxStreams: cfg.MaxStreamsPerConnection, maxName: cfg.MaxStreamName,
-		stop: readStop, metrics: m, log: log,
+		writeTimeout: cfg.WriteTimeout,
+		stop:         readStop, metrics: m, log: log,
 	}
+	r.reads = reads
 	r.stopping = make(chan struct{})
 	r.publish = &publishService{
 		engine:     engine,
@@ -509,6 +518,9 @@ func (r *running) shutdown(ctx context.Context) {
 	}
 	force.Stop()
 	r.publish.streams.wait() // the streams' readers, which end with their streams
+	// Every connection is closed now, so no Send blocks: Subscribe's
+	// senders end at once.
+	r.reads.senders.Wait()
 
 	closed := r.hub.close()
 	r.cancelBase()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,12 +25,14 @@ import (
 // connection of the hub like any browser's (conn.go), registered, replayed,
 // made live and evicted by the same code; only where its frames go differs.
 // A browser's go to its library stream; a gRPC subscriber's go to its sink,
-// a channel of --queue-size items that the RPC's handler goroutine drains
-// into stream.Send. The hub offers to a sink without blocking (hub.trySink),
-// as it offers to a library stream: a full sink evicts its connection, and
-// the RPC ends with RESOURCE_EXHAUSTED. A reader held back by gRPC flow
-// control thus costs the hub nothing, and delays no one: its handler waits
-// in Send, not the hub.
+// a channel of --queue-size items that a goroutine of the RPC's handler
+// drains into stream.Send. The hub offers to a sink without blocking
+// (hub.trySink), as it offers to a library stream: a full sink evicts its
+// connection, and the RPC ends with RESOURCE_EXHAUSTED. A reader held back
+// by gRPC flow control thus costs the hub nothing, and delays no one: its
+// sender waits in Send, not the hub; a Send that waits --write-timeout
+// evicts it too, and the handler, which does not wait for a Send, ends the
+// RPC and gives back its places as soon as its connection ends.
 
 // sink is where a gRPC subscriber's connection gets its frames.
 type sink struct {
@@ -37,6 +40,9 @@ type sink struct {
 	// full is set when the hub found ch full and evicted the connection:
 	// the RPC then ends with RESOURCE_EXHAUSTED.
 	full atomic.Bool
+	// stalled is set when a Send waited --write-timeout and the
+	// connection was evicted for it: RESOURCE_EXHAUSTED too.
+	stalled atomic.Bool
 }
 
 // sinkItem is one frame for a sink: an event, a group of one stream's
@@ -77,6 +83,13 @@ type readService struct {
 	limits     *admission     // the same places as /events'; nil: none
 	maxStreams int            // per subscription; <= 0: no limit
 	maxName    int            // zero means MaxStreamName
+	// writeTimeout bounds each Send (--write-timeout): a reader that does
+	// not take a message for that long is evicted.
+	writeTimeout time.Duration
+	// senders counts the goroutines sending Subscribe's frames; each ends
+	// within moments of its RPC (see Subscribe), and the shutdown waits
+	// for them once the gRPC server stopped.
+	senders sync.WaitGroup
 	// stop ends every Subscribe when the bridge begins to shut down, before
 	// gRPC's graceful stop, which waits for them.
 	stop    context.Context
@@ -140,20 +153,66 @@ func (rs *readService) Subscribe(req *bridgev1.SubscribeRequest, stream grpc.Ser
 		rs.hub.checkResume(ctx, c)
 	}
 	done := rs.hub.subscribed(ctx, c)
-	err = rs.pump(ctx, stream, c, sk)
+
+	// The frames are sent by a goroutine of their own, so that this one
+	// can end the RPC while a Send is blocked: a reader that stops
+	// reading fills its flow-control window, and Send then waits for it
+	// for as long as it likes. Ending the RPC is the only way to unblock
+	// that Send (grpc-go: SendMsg blocks until there is flow control for
+	// the message, or the stream is done; the handler's return makes it
+	// done). So the handler returns as soon as the connection ends
+	// (eviction, shutdown, token expiry) or a Send has waited for
+	// --write-timeout (the stall timer evicts it), and gives back its
+	// places then, not once the reader reads again. See pump for how the
+	// sender keeps to grpc-go's rules.
+	stall := time.AfterFunc(time.Hour, func() {
+		sk.stalled.Store(true)
+		rs.hub.evict(c, evictWriteDeadline)
+	})
+	stall.Stop()
+	defer stall.Stop()
+	sent := make(chan error, 1) // abandonable: the handler may be gone
+	rs.senders.Add(1)
+	go func() { // ends when ctx does, or at a failed Send; joined at shutdown
+		defer rs.senders.Done()
+		sent <- rs.pump(ctx, stream, c, sk, stall)
+	}()
+	select {
+	case err = <-sent:
+	case <-ctx.Done():
+	}
 	cancel()
+	releaseSubject() // before the connection leaves the count, as /events'
+	release()
 	if done != nil {
 		<-done
 	}
-	releaseSubject() // before the connection leaves the count, as /events'
-	release()
 	rs.hub.unregister(c)
-	return err
+	if err != nil {
+		return err // the client went: its own status
+	}
+	return rs.ended(stream.Context(), c, sk)
 }
 
-// pump sends what the hub hands c's sink until c ends, and returns the
-// status the RPC ends with.
-func (rs *readService) pump(ctx context.Context, stream grpc.ServerStreamingServer[bridgev1.SubscribeResponse], c *conn, sk *sink) error {
+// pump sends what the hub hands c's sink until ctx ends, and returns nil
+// then, or the error of a failed Send (the client went). It runs on a
+// goroutine of its own (see Subscribe): the only one that calls Send on
+// this stream, as grpc-go requires. It checks ctx before each Send, and
+// Subscribe cancels ctx before it returns, so a Send starts after the
+// handler returned only when it passed that check first; that Send fails
+// at once (the stream is done), as a Send does when the client resets the
+// stream. Each Send arms stall: a Send that has not completed within
+// --write-timeout evicts the connection.
+func (rs *readService) pump(ctx context.Context, stream grpc.ServerStreamingServer[bridgev1.SubscribeResponse], c *conn, sk *sink, stall *time.Timer) error {
+	send := func(m *bridgev1.SubscribeResponse) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		stall.Reset(rs.writeTimeout)
+		err := stream.Send(m)
+		stall.Stop()
+		return err
+	}
 	for ctx.Err() == nil {
 		var it sinkItem
 		select {
@@ -164,37 +223,47 @@ func (rs *readService) pump(ctx context.Context, stream grpc.ServerStreamingServ
 		var err error
 		switch {
 		case it.event != nil:
-			err = stream.Send(rs.message(c, it.event))
+			err = send(rs.message(c, it.event))
 		case it.group != nil:
 			for _, ev := range it.group {
-				if err = stream.Send(rs.message(c, ev)); err != nil {
+				if err = send(rs.message(c, ev)); err != nil {
 					break
 				}
 			}
 		default:
 			data := resetFrame(it.head, it.reset).Data
-			err = stream.Send(&bridgev1.SubscribeResponse{
+			err = send(&bridgev1.SubscribeResponse{
 				Id: it.head, Type: ResetEvent, Data: string(data),
 				BridgeReset: &bridgev1.Reset{Reason: it.reset, LastEventId: it.head},
 			})
 		}
 		if err != nil {
-			return err // the client went: its own status
+			return err
 		}
 	}
+	return nil
+}
+
+// ended is the status a Subscribe ends with when its connection ended
+// (rpcCtx is the RPC's own context).
+func (rs *readService) ended(rpcCtx context.Context, c *conn, sk *sink) error {
 	switch {
 	case sk.full.Load():
 		return status.Errorf(codes.ResourceExhausted,
 			"this subscriber fell behind: more than %d frames (--queue-size) waited for it; read faster, then subscribe again with after_id set to the id of the last message read",
 			rs.hub.queueSize)
+	case sk.stalled.Load():
+		return status.Errorf(codes.ResourceExhausted,
+			"this subscriber stopped reading: a message waited %s (--write-timeout) for it to read; read continuously, then subscribe again with after_id set to the id of the last message read",
+			rs.writeTimeout)
 	case rs.stop.Err() != nil:
 		return status.Error(codes.Unavailable, "the bridge is shutting down: subscribe again, to another instance or later, with after_id set to the id of the last message read")
 	case c.evicted.Load():
 		return status.Error(codes.Unavailable, "the bridge could not deliver every event in order here: subscribe again with after_id set to the id of the last message read")
-	case c.closeRetry.Load() != 0 && stream.Context().Err() == nil:
+	case c.closeRetry.Load() != 0 && rpcCtx.Err() == nil:
 		return status.Error(codes.Unauthenticated, "the token expires: subscribe again with a fresh token and after_id set to the id of the last message read")
 	}
-	return status.FromContextError(stream.Context().Err()).Err()
+	return status.FromContextError(rpcCtx.Err()).Err()
 }
 
 // message is ev as Subscribe sends it on c.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,6 +237,105 @@ func TestSubscribeSlowReaderEvicted(t *testing.T) {
 	}
 	if err := slow.end(t); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--queue-size") {
 		t.Errorf("slow Subscribe ended with %v, want ResourceExhausted naming --queue-size", err)
+	}
+}
+
+// TestSubscribeStuckReaderGivesBackItsPlace: a Subscribe caller that stops
+// reading for good is ended, whether its queue fills or a message waits
+// --write-timeout for it, and its place under --max-connections-per-ip is
+// free again at once: a new subscriber from the same address gets events
+// while the stuck one still reads nothing. When the stuck one reads again
+// it gets what was sent, then the status that says why it was ended. No
+// goroutine is left behind.
+func TestSubscribeStuckReaderGivesBackItsPlace(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, tc := range []struct {
+		name  string
+		cfg   bridge.Config
+		size  int    // of each event's blob
+		n     int    // events published while it reads nothing
+		cause string // what the status names
+	}{
+		// Big enough to fill gRPC's windows (64 KiB each, fixed below),
+		// then the sink of 8.
+		{"queue full", bridge.Config{QueueSize: 8}, 16 << 10, 64, "--queue-size"},
+		// The sink never fills; a Send waits for flow control instead.
+		{"send stalled", bridge.Config{QueueSize: 1000, WriteTimeout: 200 * time.Millisecond}, 32 << 10, 16, "--write-timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.MaxConnectionsPerIP = 1
+			b := startBridge(t, cfg)
+			// The stuck reader has a connection of its own with fixed
+			// windows (no BDP estimation to grow them).
+			conn, err := grpc.NewClient(b.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+			defer cancel()
+			stuck, err := bridgev1.NewBridgeServiceClient(conn).Subscribe(ctx, &bridgev1.SubscribeRequest{Streams: []string{"big"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stuck.Header(); err != nil {
+				t.Fatalf("stuck Subscribe: %v", err)
+			}
+			// It holds the address's one place.
+			req := &bridgev1.SubscribeRequest{Streams: []string{"big"}}
+			if _, err := tryGRPCSub(t, b.client, req, nil, 1024); status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("second Subscribe from the address = %v, want ResourceExhausted (the limit of 1)", err)
+			}
+
+			blob := strings.Repeat("x", tc.size)
+			for i := range tc.n {
+				b.publish(t, jsonReq(t, "big", map[string]any{"i": i, "blob": blob}))
+			}
+			// Its place is free once it is ended, while it still reads
+			// nothing.
+			var next *grpcSub
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for next == nil {
+				next, err = tryGRPCSub(t, b.client, req, nil, 1024)
+				if err != nil && status.Code(err) != codes.ResourceExhausted {
+					t.Fatalf("Subscribe after the stuck one was ended = %v", err)
+				}
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+					t.Fatalf("the stuck reader's place was not given back within %v", waitLimit)
+				}
+			}
+			live := b.publish(t, jsonReq(t, "big", "live"))
+			if got := next.next(t).GetId(); got != live {
+				t.Errorf("new subscriber got id %d, want the live event %d", got, live)
+			}
+
+			// Reading again, it gets what was sent, in order, then why it
+			// was ended.
+			var ids []uint64
+			for {
+				m, err := stuck.Recv()
+				if err != nil {
+					if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), tc.cause) {
+						t.Errorf("stuck Subscribe ended with %v, want ResourceExhausted naming %s", err, tc.cause)
+					}
+					break
+				}
+				ids = append(ids, m.GetId())
+			}
+			if len(ids) == 0 || len(ids) >= tc.n || !slices.IsSorted(ids) {
+				t.Errorf("stuck reader got ids %v, want some but not all of the %d events, in order", ids, tc.n)
+			}
+			cancel()
+			_ = conn.Close()
+			if err := b.stop(); err != nil {
+				t.Errorf("Serve = %v, want nil", err)
+			}
+		})
 	}
 }
 

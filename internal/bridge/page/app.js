@@ -10,11 +10,16 @@
 // the form: publishers' own types), and each frame shows its type with a
 // link to its schema. Without /types (auth on and no token cookie, an older
 // bridge) the page listens for the names in the form only, and says so.
+//
+// "Show recent history" reads GET /history for each stream, shows those
+// events (marked as history), then subscribes again from where they end,
+// so live events follow with no gap and none twice (see showHistory).
 
 const DEFAULT_STREAMS = ["orders"];
 const RESET = "bridge.reset";
 const UNTYPED = "bridge.json"; // the cloudevents type of a json event
 const MAX_FRAMES = 500;
+const HISTORY_LIMIT = 50; // events per stream "Show recent history" reads
 
 const $ = (id) => document.getElementById(id);
 const split = (s) => s.split(/[\s,]+/).filter(Boolean);
@@ -24,7 +29,8 @@ let source = null;  // the EventSource, null when stopped
 let lastId = "";    // the id of the last frame seen, for a manual reconnect
 let opened = false; // the subscription was open once, so its next open is a reconnect
 let known = new Map(); // event type name -> origin, from GET /types
-const counts = { events: 0, reconnects: 0, resets: 0 };
+let generation = 0; // bumped by each subscribe and history load: a load that was overtaken drops its result
+const counts = { events: 0, history: 0, reconnects: 0, resets: 0 };
 
 function settingsFromURL() {
   const q = new URLSearchParams(location.search);
@@ -95,8 +101,76 @@ function setTypes(count, warning) {
 
 // subscribe loads the types, then connects.
 async function subscribe(from) {
+  const gen = ++generation;
   await loadTypes();
-  connect(from);
+  if (gen === generation) connect(from);
+}
+
+// showHistory replaces the list with the recent history of the page's
+// streams, then subscribes from where that history ends. /history reads
+// one stream at a time, and each answer has its own lastEventId (the
+// newest id when that stream was read, or, for a page cut short, its last
+// event's). Ids increase across all streams, so the page takes the
+// smallest of them, cut: every stream's history is complete up to cut. It
+// shows the history events up to cut, in id order, and subscribes to all
+// the streams after cut; the events after cut that a read returned come
+// again live, in order, and are shown then. So each event shows once, in
+// id order, whatever is published while the page reads. The EventSource
+// is closed first: events of the reads' time come with the new one.
+async function showHistory() {
+  const gen = ++generation;
+  disconnect();
+  startOver();
+  setHistory("loading");
+  let pages;
+  try {
+    pages = await Promise.all(settings.streams.map(readHistory));
+  } catch (err) {
+    if (gen !== generation) return;
+    setHistory("failed");
+    note(`The bridge did not give the history (${err.message}): showing live events only.`);
+    connect(settings.lastEventId);
+    return;
+  }
+  if (gen !== generation) return;
+  let cut = null;
+  for (const p of pages) {
+    const id = BigInt(p.lastEventId);
+    if (cut === null || id < cut) cut = id;
+  }
+  const events = pages.flatMap((p) => p.events).filter((ev) => BigInt(ev.id) <= cut);
+  events.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  for (const ev of events) {
+    // As the EventSource would see the frame: in the data format its
+    // event name is its type, if it has one.
+    const type = settings.format === "data" && ev.type ? ev.type : "message";
+    if (listensFor(type)) show({ type, lastEventId: ev.id, data: JSON.stringify(ev.data), stream: ev.stream }, true);
+  }
+  lastId = String(cut);
+  $("last-id").textContent = lastId;
+  setHistory("shown");
+  connect(lastId);
+}
+
+// readHistory reads the recent history of one stream. The page's cookies
+// go with it, as with the EventSource: with subscriber auth on, a token
+// cookie opens /history as it opens /events.
+async function readHistory(stream) {
+  const q = new URLSearchParams({ stream, limit: String(HISTORY_LIMIT) });
+  if (settings.format !== "data") q.set("format", settings.format);
+  const res = await fetch("/history?" + q, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  if (!res.ok) throw new Error(`${stream}: HTTP ${res.status}: ${(await res.text()).trim()}`);
+  return res.json();
+}
+
+function setHistory(state) {
+  $("status").dataset.historyState = state;
+}
+
+// listensFor tells whether the EventSource shows frames of this event name.
+function listensFor(type) {
+  if (type === "message" || type === RESET || settings.format !== "data") return true;
+  return known.has(type) || settings.types.includes(type);
 }
 
 // connect opens an EventSource for the settings, resuming after the id from
@@ -162,9 +236,11 @@ async function explain(url) {
   }
 }
 
-function show(e) {
+// show adds a frame to the list: e is an EventSource's event, or one made
+// from a history event (fromHistory).
+function show(e, fromHistory = false) {
   const reset = e.type === RESET;
-  bump(reset ? "resets" : "events");
+  bump(reset ? "resets" : fromHistory ? "history" : "events");
   if (e.lastEventId) {
     lastId = e.lastEventId;
     $("last-id").textContent = lastId;
@@ -181,16 +257,21 @@ function show(e) {
   li.dataset.eventId = e.lastEventId;
   li.dataset.eventType = e.type;
   if (reset) li.className = "reset";
+  if (fromHistory) {
+    li.className = "history";
+    li.dataset.history = "1";
+  }
   const meta = document.createElement("div");
   meta.className = "meta";
   const name = document.createElement("span");
   name.className = "name";
   name.textContent = e.type === "message" ? "message (no event name)" : e.type;
   meta.append(name, field("id", e.lastEventId || "none"));
+  if (fromHistory) meta.append(field("from", "history"));
   if (!reset) meta.append(typeField(li, typeOf(e, data)));
-  const stream = reset ? "" : streamOf(data);
+  const stream = reset ? "" : e.stream || streamOf(data); // a history event knows its stream
   if (stream) meta.append(field("stream", stream));
-  meta.append(field("received", new Date().toLocaleTimeString()));
+  if (!fromHistory) meta.append(field("received", new Date().toLocaleTimeString()));
   li.append(meta);
   if (reset) {
     const p = document.createElement("p");
@@ -305,9 +386,17 @@ $("format").addEventListener("change", () => {
 });
 $("reconnect").addEventListener("click", () => {
   note("");
+  generation++;
   connect(lastId || settings.lastEventId);
 });
-$("stop").addEventListener("click", disconnect);
+$("history").addEventListener("click", () => {
+  note("");
+  showHistory();
+});
+$("stop").addEventListener("click", () => {
+  generation++; // a history load in progress does not reconnect
+  disconnect();
+});
 $("clear").addEventListener("click", () => $("events").replaceChildren());
 
 settings = settingsFromURL();
