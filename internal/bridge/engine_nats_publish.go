@@ -131,7 +131,7 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 	defer e.track(cancel)()
 	if err := e.connected(); err != nil {
 		for i := range res {
-			res[i] = Stored{Err: err}
+			res[i] = Stored{Err: fmt.Errorf("%w: %w", errNotSent, err)}
 		}
 		return
 	}
@@ -308,20 +308,23 @@ func (e *NATSEngine) publishConflicted(ctx context.Context, ev *Event) (*jetstre
 // publishError maps a failed publish: the caller's own deadline or
 // cancellation stays what it is; anything that a retry later may fix wraps
 // ErrUnavailable. sent says whether the event went out: then it may be
-// stored although its ack never came.
+// stored although its ack never came; otherwise the error wraps
+// errNotSent.
 func (e *NATSEngine) publishError(ctx, pctx context.Context, err error, sent bool) error {
-	maybe := ""
-	if sent {
-		maybe = " (it may or may not be stored)"
+	if !sent {
+		return fmt.Errorf("%w: %w", errNotSent, e.mapPublishError(ctx, pctx, err, ""))
 	}
+	return e.mapPublishError(ctx, pctx, err, " (it may or may not be stored)")
+}
+
+// mapPublishError is publishError's mapping; maybe ends the messages that
+// cannot tell whether the event is stored.
+func (e *NATSEngine) mapPublishError(ctx, pctx context.Context, err error, maybe string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("publish to NATS%s: %w", maybe, ctx.Err())
 	}
 	if errors.Is(context.Cause(pctx), errConnLost) || errors.Is(err, errConnLost) ||
 		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrReconnectBufExceeded) {
-		if !sent {
-			return fmt.Errorf("%w: %w: the event was not sent", ErrUnavailable, errConnLost)
-		}
 		return fmt.Errorf("%w: %w before JetStream acknowledged the event%s", ErrUnavailable, errConnLost, maybe)
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
