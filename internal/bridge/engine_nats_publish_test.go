@@ -391,3 +391,43 @@ func TestNATSEngineBatchOutage(t *testing.T) {
 	}
 	check(again, true)
 }
+
+// TestNATSEngineClusterIdempotency publishes keys at the same time on two
+// engines connected to different servers of a cluster with three replicas,
+// where a duplicate may arrive while the first event is still being
+// replicated (JetStream then answers that its id is in process): each key is
+// stored once, and every publish of it gets that id.
+func TestNATSEngineClusterIdempotency(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a NATS cluster")
+	}
+	urls := urlsOf(startNATSCluster(t, 3)...)
+	cfg := NATSConfig{URLs: urls[:1], Replicas: 3, ConnectTimeout: suiteWait}
+	a := newTestNATSEngine(t, cfg, 100, time.Hour)
+	cfg.URLs = urls[2:]
+	b := newTestNATSEngine(t, cfg, 100, time.Hour)
+	for k := range 20 {
+		key := "k" + strconv.Itoa(k)
+		var wg sync.WaitGroup
+		res := make([]Stored, 8)
+		for i := range res {
+			wg.Go(func() {
+				res[i] = publishBatch(t, []*NATSEngine{a, b}[i%2], []*Event{{Stream: "a", Key: key, Data: []byte(`{}`)}})[0]
+			})
+		}
+		wg.Wait()
+		fresh := 0
+		for _, r := range res {
+			if r.Err != nil || r.ID != res[0].ID {
+				t.Fatalf("%s published 8 times at once: %+v, want one id", key, res)
+			}
+			if !r.Duplicate {
+				fresh++
+			}
+		}
+		if fresh != 1 {
+			t.Fatalf("%s published 8 times at once: stored %d times, want once (%+v)", key, fresh, res)
+		}
+	}
+}
