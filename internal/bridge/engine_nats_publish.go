@@ -123,6 +123,7 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 	if len(evs) == 0 {
 		return
 	}
+	res = res[:len(evs)] // as long, by contract
 	// Register for cancellation first, then check the connection: nats.go
 	// sets the status before it runs the disconnect handler, so either the
 	// check sees the connection down or the handler cancels this batch.
@@ -148,7 +149,7 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 		delivered: e.delivered.Load(),
 	}
 	next := 0 // the first event whose ack was not collected
-	for i := range evs {
+	for i := range res {
 		for i-next >= natsBatchWindow {
 			p.collect(next)
 			next++
@@ -187,6 +188,7 @@ type batchPublish struct {
 	evs       []*Event
 	res       []Stored
 	sent      []jetstream.PubAckFuture // of the events awaiting their acks
+	opts      []jetstream.PublishOpt   // of every publish, set at the first
 	delivered uint64
 	stop      error // why no more events are sent; nil while they are
 }
@@ -197,9 +199,13 @@ func (p *batchPublish) send(i int) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	f, err := p.e.js.PublishMsgAsync(p.e.message(ev),
-		jetstream.WithRetryAttempts(0), // a resend could land after later events
-		jetstream.WithStallWait(p.stallWait()))
+	if p.opts == nil {
+		p.opts = []jetstream.PublishOpt{
+			jetstream.WithRetryAttempts(0), // a resend could land after later events
+			jetstream.WithStallWait(p.stallWait()),
+		}
+	}
+	f, err := p.e.js.PublishMsgAsync(p.e.message(ev), p.opts...)
 	if err != nil {
 		p.fail(i, err, false)
 		return
@@ -208,7 +214,8 @@ func (p *batchPublish) send(i int) {
 }
 
 // stallWait is how long a publish may wait for a slot of natsMaxPending:
-// until ctx's deadline, at most natsRequestTimeout.
+// until ctx's deadline, at most natsRequestTimeout (from the batch's first
+// publish: a batch that waits so long fails anyway).
 func (p *batchPublish) stallWait() time.Duration {
 	d := natsRequestTimeout
 	if dl, ok := p.ctx.Deadline(); ok {
