@@ -123,7 +123,6 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 	if len(evs) == 0 {
 		return
 	}
-	res = res[:len(evs)] // as long, by contract
 	// Register for cancellation first, then check the connection: nats.go
 	// sets the status before it runs the disconnect handler, so either the
 	// check sees the connection down or the handler cancels this batch.
@@ -149,13 +148,13 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 		delivered: e.delivered.Load(),
 	}
 	next := 0 // the first event whose ack was not collected
-	for i := range res {
+	for i := range evs {
 		for i-next >= natsBatchWindow {
 			p.collect(next)
 			next++
 		}
 		if p.stop != nil {
-			res[i] = Stored{Err: fmt.Errorf("%w: an earlier event of the batch failed: %w", errNotSent, p.stop)}
+			p.res[i] = Stored{Err: fmt.Errorf("%w: an earlier event of the batch failed: %w", errNotSent, p.stop)}
 			continue
 		}
 		p.send(i)
