@@ -51,6 +51,10 @@ type conn struct {
 	after   uint64 // that id; meaningless without resume
 	format  Format
 	cancel  context.CancelFunc
+	// sink, when set, takes the connection's frames instead of a library
+	// stream: a gRPC subscriber (subscribe.go). Set before the hub sees
+	// the connection, never changed.
+	sink *sink
 
 	// Set by checkResume, on the connection's own goroutine before the
 	// library or a replay sees the connection (so without mu): caughtUp,
