@@ -194,6 +194,10 @@ type batchPublish struct {
 
 // send publishes event i, or sets its result when that fails at once.
 func (p *batchPublish) send(i int) {
+	if p.pctx.Err() != nil { // the deadline passed, or the connection dropped
+		p.fail(i, context.Cause(p.pctx), false)
+		return
+	}
 	ev := p.evs[i]
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
