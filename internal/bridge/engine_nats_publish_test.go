@@ -396,9 +396,10 @@ func TestNATSEngineBatchOutage(t *testing.T) {
 // engines connected to different servers of a cluster with three replicas,
 // where a duplicate may arrive while the first event is still being
 // replicated (JetStream then answers that its id is in process): each key is
-// stored once, and every publish of it gets that id.
+// stored once, and every publish of it gets that id. Not parallel: the
+// cluster's ports are chosen free, then released for its servers, and the
+// connections of tests running meanwhile may take them.
 func TestNATSEngineClusterIdempotency(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a NATS cluster")
 	}
