@@ -665,6 +665,12 @@ type NATSConfig struct {
 	// ConnectTimeout bounds the start: connecting to NATS and creating or
 	// updating the stream. Zero means 5s.
 	ConnectTimeout time.Duration
+	// DedupeWindow is how long JetStream remembers an event's idempotency
+	// key (the stream's duplicate window, kept in the NATS servers'
+	// memory): a key published again within it stores nothing. At most
+	// the history age (JetStream's limit); zero means 2 minutes. A Server
+	// sets it from Config.DedupeWindow.
+	DedupeWindow time.Duration
 }
 
 // The storages [NATSConfig.Storage] names.
@@ -683,6 +689,7 @@ func (n *NATSConfig) setDefaults() {
 	setDefault(&n.Replicas, defaultNATSReplicas)
 	setDefault(&n.Storage, defaultNATSStorage)
 	setDefault(&n.ConnectTimeout, defaultNATSConnectTimeout)
+	setDefault(&n.DedupeWindow, defaultDedupeWindow)
 }
 
 func (n *NATSConfig) validate() []error {
@@ -711,6 +718,9 @@ func (n *NATSConfig) validate() []error {
 	}
 	if n.ConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("NATS connect timeout must not be negative, got %v", n.ConnectTimeout))
+	}
+	if n.DedupeWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedupe window must not be negative, got %v", n.DedupeWindow))
 	}
 	if n.Password != "" && n.User == "" {
 		errs = append(errs, errors.New("a NATS password needs a NATS user"))

@@ -604,7 +604,14 @@ func (s *Server) openEngine(ctx context.Context) (engine Engine, closeEngine fun
 			DedupeWindow: cfg.DedupeWindow, DedupeKeys: cfg.DedupeKeys, dedupeClock: cfg.dedupeClock,
 		}), func() {}, nil
 	}
-	n, err := NewNATSEngine(ctx, cfg.NATS, cfg.HistorySize, cfg.HistoryAge, cfg.MaxPayload, cfg.Logger)
+	// JetStream's duplicate window is --dedupe-window: the same keys, the
+	// same window, on every node. With dedupe off the service drops keys,
+	// and the stream keeps its default window, unused.
+	natsCfg := cfg.NATS
+	if cfg.DedupeWindow > 0 {
+		natsCfg.DedupeWindow = cfg.DedupeWindow
+	}
+	n, err := NewNATSEngine(ctx, natsCfg, cfg.HistorySize, cfg.HistoryAge, cfg.MaxPayload, cfg.Logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats engine: %w", err)
 	}
