@@ -222,6 +222,13 @@ func (l *lane) send(batch []*item) {
 			return
 		case err != nil && retryable(status.Code(err)):
 			lastErr = err
+		case status.Code(err) == codes.ResourceExhausted && len(pending) > 1:
+			// Over the bridge's message limit (its --max-payload sets it):
+			// halves, in order, each split again if need be.
+			h := len(pending) / 2
+			l.send(pending[:h])
+			l.send(pending[h:])
+			return
 		case err != nil:
 			for _, it := range pending {
 				l.finish(it, 0, false, err)

@@ -394,3 +394,30 @@ func TestSettingsErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitsACallTooLarge: a batch over the bridge's gRPC message limit
+// (its --max-payload plus 64 KiB) is refused as a whole with
+// RESOURCE_EXHAUSTED; the Publisher splits it and every event is stored,
+// in order.
+func TestSplitsACallTooLarge(t *testing.T) {
+	t.Parallel()
+	b := startBridge(t, bridge.Config{MaxPayload: 2048}, "127.0.0.1:0")
+	conn, calls := dial(t, b.grpcAddr)
+	p := newPublisher(t, conn, publisher.Settings{MaxEvents: 100, MaxBytes: 1 << 20, MaxDelay: time.Hour})
+	big := strings.Repeat("x", 1500)
+	var rs []*publisher.Result
+	for i := range 100 { // about 150 KB in one call: over the 66 KiB limit
+		rs = append(rs, p.Publish(t.Context(), jsonEvent(t, "big", fmt.Sprint(i, big))))
+	}
+	var ids []uint64
+	for _, r := range rs {
+		id, _ := get(t, r)
+		ids = append(ids, id)
+	}
+	if !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
+		t.Errorf("ids %v, want them increasing in Publish order", ids)
+	}
+	if got := calls.count(publishBatch); got < 3 {
+		t.Errorf("PublishBatch calls = %d, want at least 3 (refused, then the halves)", got)
+	}
+}

@@ -15,9 +15,10 @@ const (
 	// its call: short next to a browser's notice, long enough to gather a
 	// burst.
 	DefaultMaxDelay = 10 * time.Millisecond
-	// DefaultMaxBytes keeps a call far under gRPC's default message limit
-	// (4 MiB) however large the events.
-	DefaultMaxBytes = 1 << 20
+	// DefaultMaxBytes keeps a call within the largest gRPC message a bridge
+	// reads with its default --max-payload (64 KiB of event plus 64 KiB for
+	// the rest); a call the bridge still finds too large is split.
+	DefaultMaxBytes = 64 << 10
 	// DefaultMaxOutstandingEvents and DefaultMaxOutstandingBytes bound what
 	// waits for a bridge that does not answer.
 	DefaultMaxOutstandingEvents = 10_000
@@ -53,7 +54,9 @@ type Settings struct {
 	// flight).
 	MaxDelay time.Duration
 	// MaxBytes bounds the encoded size of a call's events. Zero means
-	// DefaultMaxBytes (1 MiB). A larger event is sent in a call of its own.
+	// DefaultMaxBytes (64 KiB). A larger event is sent in a call of its
+	// own. A call the bridge refuses as too large (RESOURCE_EXHAUSTED for
+	// the whole call) is split in two, and so on down to single events.
 	MaxBytes int
 	// MaxOutstandingEvents bounds the events published and without a result
 	// yet; Publish blocks beyond it. Zero means DefaultMaxOutstandingEvents
