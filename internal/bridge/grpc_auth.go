@@ -114,6 +114,15 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 		}
 		return nil
 	}
+	return a.allowEvent(ctx, method, p, stream)
+}
+
+// allowEvent decides whether publisher p may publish one event to stream,
+// a valid stream name: its grants, then its rate (spending one token). The
+// error is PermissionDenied or ResourceExhausted, as for authorize. A
+// PublishBatch or PublishStream, which authorize lets through for a
+// publisher granted any stream, calls it for each event.
+func (a *grpcAuth) allowEvent(ctx context.Context, method string, p *publisher, stream string) error {
 	if !p.streams.allows(stream) {
 		return a.refuse(ctx, method, reasonNotGranted, status.Errorf(codes.PermissionDenied,
 			"%s may not publish to stream %q: publish to a stream its grants cover, or add a pattern covering %q to its streams",
@@ -124,6 +133,21 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 			"%s is over its rate of %g events/s (burst %d): slow down, and retry this event later", p.describe(), float64(p.rate), p.burst))
 	}
 	return nil
+}
+
+// caller returns the publisher of a call authorize let through, for the
+// checks of each of its events (allowEvent); nil when publisher auth is
+// off (protected mode decided for the whole call). The error is
+// identify's, should the publishers file have changed since.
+func (a *grpcAuth) caller(ctx context.Context, method string) (*publisher, error) {
+	if a == nil || !a.configured() {
+		return nil, nil
+	}
+	p, reason, err := a.identify(ctx)
+	if err != nil {
+		return nil, a.refuse(ctx, method, reason, err)
+	}
+	return p, nil
 }
 
 // refuse counts and logs a refusal (never a credential) and returns err.
