@@ -250,8 +250,8 @@ func TestRetryUntilBridgeStarts(t *testing.T) {
 // ErrClosed afterwards, and no goroutine of the Publisher is left. Not
 // parallel: goleak sees every goroutine of the test binary.
 func TestCloseFlushes(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
 	b := startBridge(t, bridge.Config{}, "127.0.0.1:0")
-	ignore := goleak.IgnoreCurrent() // the bridge's
 	conn, _ := dial(t, b.grpcAddr)
 	p, err := publisher.New(conn, publisher.Settings{MaxDelay: time.Hour, Concurrency: 3})
 	if err != nil {
@@ -281,6 +281,7 @@ func TestCloseFlushes(t *testing.T) {
 		t.Errorf("second Close = %v, want nil", err)
 	}
 	_ = conn.Close()
+	b.stop()
 	goleak.VerifyNone(t, ignore)
 }
 
@@ -290,10 +291,10 @@ func TestCloseFlushes(t *testing.T) {
 // context that ends gives up the retries, the events get ErrClosed, and
 // every goroutine exits. Not parallel: goleak.
 func TestContextCancel(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
 	b := startBridge(t, bridge.Config{}, "127.0.0.1:0")
 	addr := b.grpcAddr
 	b.stop() // nothing listens: every call fails with UNAVAILABLE
-	ignore := goleak.IgnoreCurrent()
 	conn, _ := dial(t, addr)
 	p, err := publisher.New(conn, publisher.Settings{MaxEvents: 1, MaxOutstandingEvents: 1, MaxDelay: -1})
 	if err != nil {
@@ -396,12 +397,12 @@ func TestSettingsErrors(t *testing.T) {
 }
 
 // TestSplitsACallTooLarge: a batch over the bridge's gRPC message limit
-// (its --max-payload plus 64 KiB) is refused as a whole with
+// (here its --max-payload plus 64 KiB, --max-batch-bytes being less) is refused as a whole with
 // RESOURCE_EXHAUSTED; the Publisher splits it and every event is stored,
 // in order.
 func TestSplitsACallTooLarge(t *testing.T) {
 	t.Parallel()
-	b := startBridge(t, bridge.Config{MaxPayload: 2048}, "127.0.0.1:0")
+	b := startBridge(t, bridge.Config{MaxPayload: 2048, MaxBatchBytes: 1024}, "127.0.0.1:0")
 	conn, calls := dial(t, b.grpcAddr)
 	p := newPublisher(t, conn, publisher.Settings{MaxEvents: 100, MaxBytes: 1 << 20, MaxDelay: time.Hour})
 	big := strings.Repeat("x", 1500)

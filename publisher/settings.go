@@ -15,10 +15,10 @@ const (
 	// its call: short next to a browser's notice, long enough to gather a
 	// burst.
 	DefaultMaxDelay = 10 * time.Millisecond
-	// DefaultMaxBytes keeps a call within the largest gRPC message a bridge
-	// reads with its default --max-payload (64 KiB of event plus 64 KiB for
-	// the rest); a call the bridge still finds too large is split.
-	DefaultMaxBytes = 64 << 10
+	// DefaultMaxBytes keeps a call at a quarter of the largest request a
+	// bridge reads by default (--max-batch-bytes, 4 MiB); a call the bridge
+	// still finds too large is split.
+	DefaultMaxBytes = 1 << 20
 	// DefaultMaxOutstandingEvents and DefaultMaxOutstandingBytes bound what
 	// waits for a bridge that does not answer.
 	DefaultMaxOutstandingEvents = 10_000
@@ -54,7 +54,7 @@ type Settings struct {
 	// flight).
 	MaxDelay time.Duration
 	// MaxBytes bounds the encoded size of a call's events. Zero means
-	// DefaultMaxBytes (64 KiB). A larger event is sent in a call of its
+	// DefaultMaxBytes (1 MiB). A larger event is sent in a call of its
 	// own. A call the bridge refuses as too large (RESOURCE_EXHAUSTED for
 	// the whole call) is split in two, and so on down to single events.
 	MaxBytes int
