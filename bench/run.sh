@@ -10,22 +10,31 @@
 #   LOAD_FLAGS="--duration 20s" bench/run.sh
 #   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
 #
-# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4, then three
-# supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
+# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4 W5, then
+# four supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
 # sustains, for latency; W4-stall6s is W4 with a stall of 6 s, short enough
 # for history to fill the gap; W4-nostall is W4 without the stalled client,
-# the rate W4's healthy subscribers should keep), REPEAT (rounds, default 3; the table shows
+# the rate W4's healthy subscribers should keep; W5-nostall is W5 without
+# the 2,000 that never read, its idle publish latency. W5 and W5-nostall run
+# against the bridge only: the baseline has no eviction, and would freeze
+# for good), REPEAT (rounds, default 3; the table shows
 # medians), OUT (results directory, default bench/results/<UTC time>),
 # LOAD_FLAGS (extra bridge-load flags), BRIDGE_FLAGS (extra bridge flags),
-# RUN_TIMEOUT (seconds per run, default 120).
+# RUN_TIMEOUT (seconds per run, default 120), BRIDGE_BIN (a bridge binary to
+# measure instead of building cmd/bridge: a build of another commit; set
+# COMMIT to name it), MAX_LOAD (before each run, wait up to five minutes
+# for the 1-minute load average to drop below it; each run's load average
+# is written to its .loadavg file either way).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W1-r50 W4-stall6s W4-nostall"}
+WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W5 W1-r50 W4-stall6s W4-nostall W5-nostall"}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=bench/bin
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+BRIDGE_BIN=${BRIDGE_BIN:-}
+MAX_LOAD=${MAX_LOAD:-}
 LOAD_FLAGS=${LOAD_FLAGS:-}
 BRIDGE_FLAGS=${BRIDGE_FLAGS:-}
 BRIDGE_HTTP=127.0.0.1:18080
@@ -38,6 +47,7 @@ ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT" "$BIN"
 echo "building into $BIN" >&2
 go build -o "$BIN/" ./cmd/bridge ./cmd/baseline ./cmd/bridge-load
+bridge_bin=${BRIDGE_BIN:-$BIN/bridge}
 
 {
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -49,6 +59,7 @@ go build -o "$BIN/" ./cmd/bridge ./cmd/baseline ./cmd/bridge-load
 	echo "open files: $(ulimit -n)"
 	echo "load flags: ${LOAD_FLAGS:-none}"
 	echo "bridge flags: ${BRIDGE_FLAGS:-none}"
+	echo "bridge binary: ${BRIDGE_BIN:-built from the tree}"
 } | tee "$OUT/machine.txt" >&2
 
 # A server left over on one of the ports would be measured instead.
@@ -65,7 +76,16 @@ workload_flags() {
 	W1-r50) echo "--workload W1 --rate 50 --label W1-r50" ;;
 	W4-stall6s) echo "--workload W4 --stall-for 6s --label W4-stall6s" ;;
 	W4-nostall) echo "--workload W4 --stalled 0 --label W4-nostall" ;;
+	W5-nostall) echo "--workload W5 --stalled 0 --label W5-nostall" ;;
 	*) echo "--workload $1" ;;
+	esac
+}
+
+# targets prints the servers a name of WORKLOADS runs against.
+targets() {
+	case $1 in
+	W5 | W5-*) echo bridge ;;
+	*) echo bridge baseline ;;
 	esac
 }
 
@@ -87,6 +107,21 @@ wait_quiet() {
 	echo "   the machine stays busy with something else: measuring anyway" >&2
 }
 
+# wait_load waits, at most five minutes, until the 1-minute load average is
+# below MAX_LOAD (when set).
+wait_load() {
+	[[ -n $MAX_LOAD ]] || return 0
+	local load
+	for _ in $(seq 300); do
+		read -r load _ </proc/loadavg
+		if awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }'; then
+			return 0
+		fi
+		sleep 1
+	done
+	echo "   the load average stays at $load, over $MAX_LOAD: measuring anyway" >&2
+}
+
 server_pid=""
 stop_server() {
 	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
@@ -105,16 +140,18 @@ trap 'exit 130' INT TERM
 
 for round in $(seq "$REPEAT"); do
 	for w in $WORKLOADS; do
-		for target in bridge baseline; do
+		for target in $(targets "$w"); do
 			log="$OUT/$w-$target-$round"
+			wait_load
 			wait_quiet
+			cut -d' ' -f1-3 /proc/loadavg >"$log.loadavg"
 			if [[ $target == bridge ]]; then
 				# The admission limits are off: the workloads connect 10,000
 				# subscribers in about a second, which --connect-rate would
 				# shed, and the baseline has no such limits. BRIDGE_FLAGS
 				# come after, so a run can turn them back on.
 				# shellcheck disable=SC2086 # BRIDGE_FLAGS are words
-				"$BIN/bridge" --http-addr "$BRIDGE_HTTP" --grpc-addr "$BRIDGE_GRPC" --log-level warn \
+				"$bridge_bin" --http-addr "$BRIDGE_HTTP" --grpc-addr "$BRIDGE_GRPC" --log-level warn \
 					--max-connections -1 --connect-rate -1 $BRIDGE_FLAGS \
 					>"$log.server.log" 2>&1 &
 				url="http://$BRIDGE_HTTP"

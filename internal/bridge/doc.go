@@ -14,8 +14,10 @@
 // consecutive events of one stream and offers each group to every connection
 // subscribed to that stream as one write, without ever blocking: a connection
 // whose queue is full is evicted (closed), and its browser reconnects with
-// Last-Event-ID and catches up from history. A connection's writer flushes
-// only when nothing more is queued for it, so a burst costs few system calls.
+// Last-Event-ID and catches up from history; connections evicted together
+// finish a few at a time, so a crowd of dead browsers never crowds out
+// publishers. A connection's writer flushes only when nothing more is
+// queued for it, so a burst costs few system calls.
 //
 // Admission (limits.go, clientip.go): GET /events checks the request itself,
 // then the connect rates and connection counts, then the token; a connect a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,13 @@ type hub struct {
 	conns  map[string]*conn   // library stream id -> connection
 	closed bool
 
+	// dying holds a token for each connection that is finishing after it
+	// was evicted or a write failed: they finish a few at a time (see
+	// deadlineWriter.die). died counts those that finished since the last
+	// time none was left (finishedDying).
+	dying chan struct{}
+	died  atomic.Int64
+
 	stats hubStats
 }
 
@@ -97,6 +105,7 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		ceSource:    defaultCloudEventsSource,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
+		dying:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	lib := sse.New()
 	lib.AutoReplay = false // it would keep every event forever and rewrite our ids
@@ -385,20 +394,35 @@ func resetFrame(head uint64, reason string) *sse.Event {
 // the write it becomes) modest.
 const maxGroup = 64
 
+// maxGroupBytes bounds the size of one frame group. The library formats
+// every write of every connection into a buffer of package fmt's, which fmt
+// reuses only up to 64 KiB: a larger group would cost each connection a
+// new copy of it per write, garbage at once, or held for as long as a
+// stalled peer blocks the write (2,000 stalled connections held 130 MiB of
+// such copies of one group), and each write again when they are evicted.
+// Groups stay under half that, so a buffer that grows for one (it doubles)
+// stays reusable; a single larger event is still sent alone.
+const maxGroupBytes = 32 << 10
+
+// groupFrameBytes bounds the bytes ev adds to a group's frame in any
+// format: its data, and its id, type and stream, which the envelope formats
+// wrap with their field names (about 150 bytes).
+func groupFrameBytes(ev *Event) int {
+	return len(ev.Data) + len(ev.Type) + len(ev.Stream) + 200
+}
+
 // deliver offers a batch of events to the connections subscribed to their
-// streams. Consecutive events of one stream form a group, handed to each
-// connection as one library event (one TryPublish, one wake-up of its
-// writer, one write); groups never span streams, so a connection subscribed
-// to several streams still sees every frame in id order. It never blocks: a
-// connection whose queue is full is evicted.
+// streams. Consecutive events of one stream form a group (at most maxGroup
+// events and maxGroupBytes), handed to each connection as one library event
+// (one TryPublish, one wake-up of its writer, one write); groups never span
+// streams, so a connection subscribed to several streams still sees every
+// frame in id order. It never blocks: a connection whose queue is full is
+// evicted.
 func (h *hub) deliver(batch []*Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for len(batch) > 0 {
-		n := 1
-		for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
-			n++
-		}
+		n := groupLen(batch)
 		conns := h.subs[batch[0].Stream]
 		if h.tracer != nil {
 			h.tracer.start(batch[:n], len(conns))
@@ -414,6 +438,20 @@ func (h *hub) deliver(batch []*Event) {
 		}
 		batch = batch[n:]
 	}
+}
+
+// groupLen returns how many events at the start of batch (not empty) form
+// its first group: consecutive events of one stream, at most maxGroup of
+// them and maxGroupBytes (groupFrameBytes), and always the first one.
+func groupLen(batch []*Event) int {
+	n, size := 1, groupFrameBytes(batch[0])
+	for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
+		if size += groupFrameBytes(batch[n]); size > maxGroupBytes {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // group is a run of consecutive events of one stream, with its frame in each
@@ -557,6 +595,32 @@ func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 			}
 			h.mu.RUnlock()
 		}
+	}
+}
+
+// collectAfter is how many connections must have died in one wave (see
+// finishedDying) for its end to be worth a garbage collection.
+const collectAfter = 256
+
+// finishedDying is called by a dying connection once it ended and gave its
+// token back (deadlineWriter.die). When it was the last of a wave of at
+// least collectAfter connections, it runs the garbage collector twice:
+// what they held (a write in progress each, when a peer stopped reading)
+// was live at the collection before, the collector's next goal is a
+// multiple of that, and, left to itself, it would let the heap grow that
+// large again before reclaiming any of it. Twice, because the library's
+// buffers of their last writes went back to package fmt's pool, which a
+// collection only moves aside and the next one frees. Collected now, their
+// memory is free at once and goes back to the system as the runtime
+// returns what it does not need.
+func (h *hub) finishedDying() {
+	n := h.died.Add(1)
+	if len(h.dying) > 0 {
+		return // the wave goes on: another connection holds a token
+	}
+	if h.died.CompareAndSwap(n, 0) && n >= collectAfter {
+		runtime.GC()
+		runtime.GC()
 	}
 }
 
