@@ -199,6 +199,10 @@ type lossyProxy struct {
 	conns map[net.Conn]struct{}
 }
 
+// A reply is lost when lose is set as the forwarder reads it; restore
+// closes the connections before clearing lose, so a reply read before
+// then is either dropped or fails to be written.
+
 // startLossyProxy listens on loopback and forwards to target until the
 // test ends.
 func startLossyProxy(t *testing.T, target string) *lossyProxy {
@@ -222,6 +226,17 @@ func (p *lossyProxy) cut() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
+}
+
+// restore closes every connection in flight, then stops losing replies:
+// no reply sent before it reaches a client, whatever the timing.
+func (p *lossyProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.lose.Store(false)
 }
 
 func (p *lossyProxy) close() {
