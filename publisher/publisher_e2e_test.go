@@ -167,7 +167,7 @@ func TestRetryAfterLostReply(t *testing.T) {
 	proxy.lose.Store(true)
 	r := p.Publish(t.Context(), jsonEvent(t, "lossy", "lost"))
 	stored := readFrames(t, b.baseURL, "lossy", before, 1)[0] // the bridge has it
-	proxy.restore() // the call fails (UNAVAILABLE): the Publisher retries
+	proxy.restore()                                           // the call fails (UNAVAILABLE): the Publisher retries
 
 	id, dup := get(t, r)
 	if id != stored.id || !dup {
@@ -197,7 +197,7 @@ func TestRetryAcrossBridgeRestartNATS(t *testing.T) {
 	proxy.lose.Store(true)
 	r := p.Publish(t.Context(), jsonEvent(t, "restart", "lost"))
 	stored := readFrames(t, a.baseURL, "restart", before, 1)[0] // in JetStream
-	a.stop() // the Publisher's connection breaks; its retries fail until b is up
+	a.stop()                                                    // the Publisher's connection breaks; its retries fail until b is up
 	b := startBridge(t, cfg, a.grpcAddr)
 	proxy.restore() // any reply of b lost so far is retried again
 
