@@ -271,6 +271,13 @@ type Config struct {
 
 	// Logger receives the bridge's logs. Nil means discard.
 	Logger *slog.Logger
+	// TuneMemoryLimit, with the memory engine, keeps Go's soft memory limit
+	// just above what is live plus the collector's headroom for everything
+	// but history, so that a full --history-memory is not multiplied by
+	// GOGC (memtune.go); a limit already set stays the ceiling. Off by
+	// default, since it sets a process-wide value: the bridge command turns
+	// it on unless GOMEMLIMIT is set.
+	TuneMemoryLimit bool
 	// TracerProvider, when set, turns tracing on: spans of every publish
 	// and delivery, and the traceparent of traced publishes in the frames
 	// (tracing.go). Nil (the default) means off. The caller owns it (and

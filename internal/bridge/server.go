@@ -378,6 +378,9 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	r.wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	r.wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
 	r.wg.Go(func() { s.tls.Watch(runCtx, cfg.TLSReloadInterval) })
+	if me, ok := engine.(*MemoryEngine); ok && cfg.TuneMemoryLimit {
+		r.wg.Go(func() { tuneMemoryLimit(runCtx, func() int64 { return me.HistoryStats().Bytes }) })
+	}
 	if rd, ok := engine.(readiness); ok {
 		r.wg.Go(func() { reportReadiness(runCtx, rd, r.health, log) })
 	}
