@@ -32,6 +32,7 @@ import (
 )
 
 const publishUsage = `Usage: bridge publish [flags] --stream NAME PAYLOAD
+       bridge publish [flags] [--stream NAME] < events.ndjson
 
 Publishes one event and prints its id. PAYLOAD is JSON (or - to read it from
 stdin): a JSON value is sent as a json event; an object with "@type" is a typed
@@ -40,12 +41,22 @@ event in protojson form, for example
 Its type is looked up in the bridge's own types, then through the bridge's
 server reflection, so types loaded from descriptor sets work too.
 
+Without PAYLOAD it reads events from stdin, one per line, and sends them
+through one PublishStream: with --stream each line is a PAYLOAD as above;
+without, each line is a PublishRequest in its JSON form, for example
+  {"stream":"orders","type":"note","json":{"n":1},"idempotencyKey":"k-1"}
+It prints one line per event, in input order: the id (and " duplicate"
+when the idempotency key named an event already stored), or "line N: "
+and why it failed; blank lines are skipped. --timeout bounds the wait
+for each event's result.
+
 A bridge with publisher auth wants a token (--token-file, --token, or the
 environment variable BRIDGE_TOKEN) or a client certificate (--cert, --key);
 --ca, --cert or --key connect with TLS.
 
-Exit status: 0 published; 1 bad flags or payload; 2 the bridge could not be
-reached; 3 the bridge refused the event (its message says why: a missing or
+Exit status: 0 published (every line); 1 bad flags or payload (a line that
+is not an event); 2 the bridge could not be reached (or the stream broke);
+3 the bridge refused the event (a line; its message says why: a missing or
 bad credential, a stream not granted, over the publisher's rate, ...).
 `
 
@@ -61,9 +72,9 @@ type publishArgs struct {
 func newPublishCmdLine(a *publishArgs) *cmdLine {
 	fs := flag.NewFlagSet("bridge publish", flag.ContinueOnError)
 	fs.StringVar(&a.addr, "addr", "localhost:50051", "gRPC `address` of the bridge")
-	fs.StringVar(&a.stream, "stream", "", "`stream` to publish to (required)")
+	fs.StringVar(&a.stream, "stream", "", "`stream` to publish to (required with PAYLOAD; reading stdin, each line is then a payload for it)")
 	fs.StringVar(&a.typ, "type", "", "SSE event `name`; none means a typed event's message name, and no event: line for json")
-	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole call (a `duration`)")
+	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole call (a `duration`); reading stdin, of each event's result")
 	fs.IntVar(&a.maxPayload, "max-payload", bridge.DefaultConfig().MaxPayload, "the bridge's --max-payload, in `bytes`: a larger payload is refused here, before it is sent")
 	a.auth.register(fs)
 	return clientCmdLine("bridge publish", publishUsage, fs,
@@ -82,8 +93,11 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	fs := cmd.fs
+	if fs.NArg() == 0 {
+		return runPublishLines(ctx, &a, stdin, stdout, stderr)
+	}
 	if fs.NArg() != 1 || a.stream == "" {
-		return cmd.mistake("give --stream and exactly one PAYLOAD argument", "")
+		return cmd.mistake("give --stream and exactly one PAYLOAD argument (or none, to read one event per line from stdin)", "")
 	}
 	payload := []byte(fs.Arg(0))
 	if fs.Arg(0) == "-" {
@@ -112,6 +126,31 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	fmt.Fprintln(stdout, id)
+	return nil
+}
+
+// runPublishLines is `bridge publish` without a PAYLOAD: events from
+// stdin, one per line (publishLines). Its error says how many lines
+// failed; its exit status is 2 when the bridge could not be reached or the
+// stream broke, else 3 when the bridge refused a line, else 1 when a line
+// was not an event.
+func runPublishLines(ctx context.Context, a *publishArgs, stdin io.Reader, stdout, stderr io.Writer) error {
+	conn, anonymous, err := dialBridge(a.addr, &a.auth, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	out, err := publishLines(ctx, conn, a, stdin, stdout)
+	switch {
+	case err != nil && anonymous && status.Code(err) == codes.Unauthenticated:
+		return exitf(exitRefused, "%w; %w", err, errNoToken)
+	case err != nil:
+		return err
+	case out.refused > 0:
+		return exitf(exitRefused, "%d of %d lines refused by the bridge, %d not events", out.refused, out.total, out.bad)
+	case out.bad > 0:
+		return exitf(exitUsage, "%d of %d lines not events", out.bad, out.total)
+	}
 	return nil
 }
 

@@ -294,7 +294,7 @@ func TestCommandLineMistakes(t *testing.T) {
 			name: "publish: no stream",
 			args: []string{"publish", "1"},
 			code: exitUsage,
-			want: "bridge: give --stream and exactly one PAYLOAD argument\nbridge: see bridge publish --help\n",
+			want: "bridge: give --stream and exactly one PAYLOAD argument (or none, to read one event per line from stdin)\nbridge: see bridge publish --help\n",
 		},
 		{
 			name: "tail: unknown flag",
