@@ -11,6 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // latencyShards spreads the subscribers' latency records over several
@@ -446,6 +449,9 @@ func (r *runner) publishBatchLoop(ctx context.Context, stop <-chan struct{}, sta
 				continue
 			}
 			r.done(idx[i], ev.seq, res[i].id, res[i].err)
+		}
+		if status.Code(err) == codes.Unimplemented {
+			return // a bridge without PublishBatch: no call will do
 		}
 	}
 }
