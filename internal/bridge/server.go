@@ -315,7 +315,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		// Tracing (when on) before all: its span covers refused calls too.
 		grpc.ChainUnaryInterceptor(append(tr.unaryInterceptors(), m.unaryInterceptor, rejectUndecodable(gauth.unary, func(method string) {
 			if method == bridgev1.BridgeService_Publish_FullMethodName {
-				m.published.WithLabelValues(publishInvalid).Inc()
+				m.countPublish(publishInvalid)
 			}
 		}))...),
 		grpc.ChainStreamInterceptor(rejectUndecodableStream, gauth.stream),
