@@ -386,6 +386,7 @@ func TestRunBridgeIngest(t *testing.T) {
 	url, grpcAddr := startBridge(t)
 	for _, mode := range []string{ModeUnary, ModeBatch, ModeStream} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel() // each on streams of its own
 			cfg := smallRun(TargetBridge, url, grpcAddr)
 			cfg.Subscribers, cfg.Streams, cfg.Events, cfg.Publishers = 10, 10, 200, 4
 			cfg.Mode, cfg.BatchSize, cfg.CheckIDs, cfg.StreamPrefix = mode, 30, true, "ingest-"+mode
