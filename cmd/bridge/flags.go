@@ -84,6 +84,11 @@ var serveGroups = []flagGroup{
 		flags: []string{"max-connections", "max-connections-per-ip", "max-connections-per-subject", "connect-rate", "connect-rate-per-ip", "trusted-proxies", "max-streams-per-connection", "max-stream-name", "max-payload", "max-header-bytes", "read-header-timeout"},
 	},
 	{
+		title: "Publishing",
+		about: "Batches, publish streams and idempotency keys: how much one call may carry, how much one stream may have in flight, and how long a key names its event.",
+		flags: []string{"max-batch", "max-batch-bytes", "max-stream-inflight", "max-publish-streams", "dedupe-window", "dedupe-keys"},
+	},
+	{
 		title: "TLS",
 		about: "TLS of the two listeners, and client certificates of publishers. The files are reloaded on SIGHUP and when they change.",
 		flags: []string{"tls-cert", "tls-key", "grpc-tls-cert", "grpc-tls-key", "grpc-client-ca", "tls-reload-interval"},
@@ -175,6 +180,12 @@ func newServeFlags() *serveFlags {
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", def.JSONEmitDefaults, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.StringVar(&cfg.CloudEventsSource, "cloudevents-source", def.CloudEventsSource, "`URI` reference sent as the source of every event in the cloudevents format (a path such as /sse-bridge, or https://acme.example/bridge)")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", def.MaxPayload, "largest event data accepted, in `bytes` of JSON")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", def.MaxBatch, "most `events` one PublishBatch may carry; more is InvalidArgument")
+	fs.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", def.MaxBatchBytes, "largest gRPC request read, so the largest PublishBatch, in `bytes` (at least --max-payload + 64 KiB is read); larger is refused unread (ResourceExhausted)")
+	fs.IntVar(&cfg.MaxStreamInflight, "max-stream-inflight", def.MaxStreamInflight, "`events` one PublishStream may have received and not yet answered; past it the bridge stops reading it (gRPC flow control holds the publisher back)")
+	fs.IntVar(&cfg.MaxPublishStreams, "max-publish-streams", def.MaxPublishStreams, "PublishStream calls one node serves at once (`streams`); one more is ResourceExhausted; negative for no limit")
+	fs.DurationVar(&cfg.DedupeWindow, "dedupe-window", def.DedupeWindow, "how long an idempotency_key names its event on its stream (a `duration`): a publish with a key seen within it stores nothing and returns the first id as a duplicate; negative turns dedupe off")
+	fs.IntVar(&cfg.DedupeKeys, "dedupe-keys", def.DedupeKeys, "idempotency `keys` the memory engine remembers, all streams; when full the oldest go first (memory engine)")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", def.DrainDelay, "on SIGTERM, how long to keep serving while /readyz reports not ready, before stopping (a `duration`)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long shutdown waits for in-flight publishes and connections (a `duration`)")
 	fs.StringVar(&cfg.Engine, "engine", def.Engine, "`engine` that keeps ids and history: memory (in this process, lost on restart) or nats (a NATS JetStream stream every bridge shares; see --nats-*)")

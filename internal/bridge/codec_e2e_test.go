@@ -227,3 +227,67 @@ func FuzzPublishRawBytes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPublishBatchAndStream sends any bytes as a PublishBatch request and,
+// split in two, as two messages of a PublishStream, through a real gRPC
+// connection to a real bridge with small limits: no answer, of the call
+// or of any event, is INTERNAL or UNKNOWN, and the stream answers both
+// messages (one that does not decode gets its own InvalidArgument) and
+// ends OK.
+func FuzzPublishBatchAndStream(f *testing.F) {
+	for _, tc := range rawRequests {
+		f.Add(tc.raw, 1)
+		f.Add(append(field(1, tc.raw), field(1, tc.raw)...), len(tc.raw))
+	}
+	b := startBridge(f, bridge.Config{MaxBatch: 8, MaxStreamInflight: 2, DedupeKeys: 4})
+	bad := func(c codes.Code) bool { return c == codes.Internal || c == codes.Unknown }
+	f.Fuzz(func(t *testing.T, raw []byte, cut int) {
+		ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+		defer cancel()
+		var reply []byte
+		err := b.conn.Invoke(ctx, bridgev1.BridgeService_PublishBatch_FullMethodName, &raw, &reply, grpc.ForceCodecV2(rawCodec{}))
+		if bad(status.Code(err)) {
+			t.Fatalf("PublishBatch(%x) = %v", raw, err)
+		}
+		var res bridgev1.PublishBatchResponse
+		if err == nil {
+			if err := proto.Unmarshal(reply, &res); err != nil {
+				t.Fatalf("PublishBatch(%x) reply does not decode: %v", raw, err)
+			}
+		}
+		for i, r := range res.GetResults() {
+			if bad(codes.Code(r.GetStatus().GetCode())) {
+				t.Fatalf("PublishBatch(%x) result %d = %v", raw, i, r)
+			}
+		}
+
+		cut = min(max(cut, 0), len(raw))
+		desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+		s, err := b.conn.NewStream(ctx, desc, bridgev1.BridgeService_PublishStream_FullMethodName, grpc.ForceCodecV2(rawCodec{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range [][]byte{raw[:cut], raw[cut:]} {
+			if s.SendMsg(&m) != nil {
+				break
+			}
+		}
+		_ = s.CloseSend()
+		n := 0
+		for {
+			var out []byte
+			err := s.RecvMsg(&out)
+			if err != nil {
+				if !errors.Is(err, io.EOF) || n != 2 {
+					t.Fatalf("PublishStream(%x | %x) ended with %v after %d results, want 2 results and OK", raw[:cut], raw[cut:], err, n)
+				}
+				break
+			}
+			n++
+			var r bridgev1.PublishResult
+			if err := proto.Unmarshal(out, &r); err != nil || bad(codes.Code(r.GetStatus().GetCode())) {
+				t.Fatalf("PublishStream(%x | %x) result %d = %v (%v)", raw[:cut], raw[cut:], n, &r, err)
+			}
+		}
+	})
+}

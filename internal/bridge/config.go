@@ -184,9 +184,41 @@ type Config struct {
 	CloudEventsSource string
 
 	// MaxPayload is the largest event data (the JSON, in bytes) accepted.
-	// Zero means 64 KiB. gRPC messages larger than MaxPayload + 64 KiB are
-	// refused by the transport (ResourceExhausted).
+	// Zero means 64 KiB. gRPC messages larger than MaxPayload + 64 KiB, or
+	// MaxBatchBytes when that is more, are refused by the transport
+	// (ResourceExhausted).
 	MaxPayload int
+
+	// Publishing at scale: batches, publish streams and idempotency keys
+	// (docs/contract.md).
+
+	// MaxBatch is the most events one PublishBatch may carry; more is
+	// InvalidArgument. Zero means 1000.
+	MaxBatch int
+	// MaxBatchBytes is the largest gRPC request the bridge reads, in bytes,
+	// so the largest PublishBatch: the server's receive limit is the larger
+	// of it and MaxPayload + 64 KiB. A larger request is refused unread by
+	// gRPC (ResourceExhausted). Zero means 4 MiB, gRPC's own default.
+	MaxBatchBytes int
+	// MaxStreamInflight bounds the events one PublishStream has received
+	// and not yet answered; past it the bridge stops reading the stream,
+	// and gRPC flow control holds the publisher back. Zero means 128.
+	MaxStreamInflight int
+	// MaxPublishStreams is how many PublishStream calls one node serves at
+	// once; one more is refused with ResourceExhausted. Zero means 100;
+	// negative means no limit.
+	MaxPublishStreams int
+	// DedupeWindow is how long an idempotency key names its event: a
+	// publish with a key seen on the same stream within it stores nothing
+	// and returns the first event's id as a duplicate. Zero means 2m;
+	// negative turns dedupe off (keys are checked, then ignored).
+	DedupeWindow time.Duration
+	// DedupeKeys bounds the keys the memory engine remembers, all streams
+	// together; when full, the oldest go first (before their window ends).
+	// The table is not part of HistoryMemory: at most about 320 bytes a key
+	// (docs/operations.md). Zero means 100,000. The nats engine ignores it
+	// (JetStream keeps its own duplicate window).
+	DedupeKeys int
 
 	// Limits: for the counts and rates below, zero means the default and a
 	// negative value turns the limit off. Over a connection limit or a
@@ -249,6 +281,9 @@ type Config struct {
 	// caused by unknown key ids. Zero means jwksUnknownKIDEvery; tests
 	// shorten it (export_test.go) to see a recovery without waiting.
 	jwksUnknownKIDEvery time.Duration
+	// dedupeClock, when set, is the memory engine's dedupe table's clock:
+	// tests move it past DedupeWindow without waiting (export_test.go).
+	dedupeClock func() time.Time
 }
 
 // Defaults: the value each zero field of [Config] takes. They exist here
@@ -274,8 +309,18 @@ const (
 	defaultAuthCookie              = "__Secure-bridge_token"
 	// defaultTLSReloadInterval: a renewed certificate is served within
 	// seconds, for the cost of reading a few small files.
-	defaultTLSReloadInterval  = 5 * time.Second
-	defaultMaxPayload         = 64 << 10
+	defaultTLSReloadInterval = 5 * time.Second
+	defaultMaxPayload        = 64 << 10
+	defaultMaxBatch          = 1000
+	defaultMaxBatchBytes     = 4 << 20
+	// defaultMaxStreamInflight: enough to keep a publish stream's store
+	// calls full (each takes what has arrived, up to this many) while
+	// bounding what one stream holds: 128 requests of at most
+	// --max-payload + 64 KiB.
+	defaultMaxStreamInflight  = 128
+	defaultMaxPublishStreams  = 100
+	defaultDedupeWindow       = 2 * time.Minute
+	defaultDedupeKeys         = 100_000
 	defaultCloudEventsSource  = "/sse-bridge"
 	defaultMaxConnections     = 10_000
 	defaultConnectRate        = 1000
@@ -320,6 +365,12 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.AuthCookie, defaultAuthCookie)
 	setDefault(&c.TLSReloadInterval, defaultTLSReloadInterval)
 	setDefault(&c.MaxPayload, defaultMaxPayload)
+	setDefault(&c.MaxBatch, defaultMaxBatch)
+	setDefault(&c.MaxBatchBytes, defaultMaxBatchBytes)
+	setDefault(&c.MaxStreamInflight, defaultMaxStreamInflight)
+	setDefault(&c.MaxPublishStreams, defaultMaxPublishStreams)
+	setDefault(&c.DedupeWindow, defaultDedupeWindow)
+	setDefault(&c.DedupeKeys, defaultDedupeKeys)
 	setDefault(&c.CloudEventsSource, defaultCloudEventsSource)
 	setDefault(&c.MaxConnections, defaultMaxConnections)
 	setDefault(&c.ConnectRate, defaultConnectRate)
@@ -355,6 +406,10 @@ func (c *Config) Validate() error {
 	positive("max payload", int64(c.MaxPayload))
 	positive("shutdown timeout", int64(c.ShutdownTimeout))
 	positive("drain delay", int64(c.DrainDelay))
+	positive("max batch (--max-batch)", int64(c.MaxBatch))
+	positive("max batch bytes (--max-batch-bytes)", int64(c.MaxBatchBytes))
+	positive("max stream in-flight (--max-stream-inflight)", int64(c.MaxStreamInflight))
+	positive("dedupe keys (--dedupe-keys)", int64(c.DedupeKeys))
 	switch c.Engine {
 	case EngineMemory:
 		errs = append(errs, c.validateHistoryMemory()...)

@@ -17,6 +17,16 @@
 // Last-Event-ID and catches up from history. A connection's writer flushes
 // only when nothing more is queued for it, so a burst costs few system calls.
 //
+// Publishing at scale (publish_batch.go, publish_stream.go, publish_key.go):
+// PublishBatch and PublishStream check each event as Publish checks one
+// alone (grants and rate per event, then validation and encoding), and
+// store the accepted ones of a batch, or what a stream received together,
+// with one [Engine.PublishBatch] call. A publish stream has a reader
+// goroutine (bounded by its in-flight slots) and a writer goroutine, both
+// ended by the handler or by the stream's end. Idempotency keys are kept
+// by the engine (engine_memory_dedupe.go), checked under the same lock as
+// the store, so of concurrent publishes with one key exactly one stores.
+//
 // Admission (limits.go, clientip.go): GET /events checks the request itself,
 // then the connect rates and connection counts, then the token; a connect a
 // retry later would serve is shed with status 200, a jittered retry: and the
@@ -39,8 +49,9 @@
 // Lifecycle (server.go): [Server.Serve] owns every goroutine it starts and returns only
 // after all of them ended. Shutdown order, when the context is cancelled: the
 // bridge reports not ready (/readyz and gRPC health NOT_SERVING) and keeps
-// serving for the drain delay; Publish answers Unavailable; gRPC GracefulStop
-// (forced after a timeout);
+// serving for the drain delay; Publish answers Unavailable, and each
+// publish stream answers what it stored and ends; gRPC GracefulStop
+// (forced after a timeout), then the publish streams' readers are joined;
 // every SSE connection is sent a retry: spread to match the connect rate, then
 // cancelled; [net/http.Server.Shutdown], then the taken-over streams end; the
 // engine's dispatcher and the heartbeat ticker stop; the r3labs server is closed; the

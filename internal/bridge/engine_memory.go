@@ -103,6 +103,10 @@ type MemoryEngine struct {
 	// built outside the lock (Event.frame), so the count is atomic.
 	frameBytes atomic.Int64
 
+	// dedupe is the table of idempotency keys; nil when dedupe is off
+	// (engine_memory_dedupe.go).
+	dedupe *dedupeTable
+
 	queue   []*Event      // stored, not yet delivered, in id order
 	spare   []*Event      // the dispatcher's previous batch, reused
 	wake    chan struct{} // capacity 1: the queue is not empty
@@ -139,6 +143,49 @@ func NewMemoryEngineBudget(size int, age time.Duration, budget int64) *MemoryEng
 	return newMemoryEngine(size, age, budget, time.Now)
 }
 
+// MemoryConfig configures [NewMemoryEngineConfig]. Zero fields mean the
+// defaults of the [Config] fields of the same names.
+type MemoryConfig struct {
+	HistorySize   int
+	HistoryAge    time.Duration
+	HistoryMemory int64
+	// DedupeWindow is how long an idempotency key names its event;
+	// negative turns dedupe off (Event.Key is ignored).
+	DedupeWindow time.Duration
+	// DedupeKeys bounds the keys remembered, all streams together.
+	DedupeKeys int
+
+	// dedupeClock, when set, is the dedupe table's clock (tests).
+	dedupeClock func() time.Time
+}
+
+// NewMemoryEngineConfig returns a memory engine configured by c.
+func NewMemoryEngineConfig(c MemoryConfig) *MemoryEngine {
+	e := newMemoryEngine(c.HistorySize, c.HistoryAge, c.HistoryMemory, time.Now)
+	e.setDedupe(c.DedupeWindow, c.DedupeKeys, c.dedupeClock)
+	return e
+}
+
+// setDedupe turns the dedupe table on (window zero means the default, and
+// negative off). now nil means the engine's clock. Call it before the
+// engine is used.
+func (e *MemoryEngine) setDedupe(window time.Duration, keys int, now func() time.Time) {
+	if window < 0 {
+		e.dedupe = nil
+		return
+	}
+	if window == 0 {
+		window = defaultDedupeWindow
+	}
+	if keys <= 0 {
+		keys = defaultDedupeKeys
+	}
+	if now == nil {
+		now = e.now
+	}
+	e.dedupe = newDedupeTable(window, keys, now)
+}
+
 func newMemoryEngine(size int, age time.Duration, budget int64, now func() time.Time) *MemoryEngine {
 	if size <= 0 {
 		size = defaultHistorySize
@@ -150,7 +197,7 @@ func newMemoryEngine(size int, age time.Duration, budget int64, now func() time.
 		budget = defaultHistoryMemory
 	}
 	start := uint64(now().UnixMicro())
-	return &MemoryEngine{
+	e := &MemoryEngine{
 		size:    size,
 		age:     age,
 		budget:  budget,
@@ -162,6 +209,8 @@ func newMemoryEngine(size int, age time.Duration, budget int64, now func() time.
 		wake:    make(chan struct{}, 1),
 		drained: make(chan struct{}),
 	}
+	e.setDedupe(0, 0, nil)
+	return e
 }
 
 // watch tells e whether a connection subscribes to a stream: the hub's
@@ -175,8 +224,87 @@ func (e *MemoryEngine) watch(watched func(stream string) bool) {
 }
 
 // Publish implements [Engine]. It waits only while the dispatcher is more than
-// 65,536 events behind, and returns ctx's error if ctx ends first.
+// 65,536 events behind, and returns ctx's error if ctx ends first. An event
+// with a Key that names one already stored is not stored: Publish returns
+// that event's id (PublishBatch also says it was a duplicate).
 func (e *MemoryEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
+	if ev.Key != "" && e.dedupe != nil {
+		var res [1]Stored
+		e.PublishBatch(ctx, []*Event{ev}, res[:])
+		return res[0].ID, res[0].Err
+	}
+	if err := e.lockRoom(ctx); err != nil {
+		return 0, err
+	}
+	now := e.now()
+	e.add(ev, now)
+	if e.over() {
+		e.enforce()
+	}
+	e.mu.Unlock()
+	e.wakeDispatcher()
+	return ev.ID, nil
+}
+
+// PublishBatch implements [Engine]: the whole batch is stored under one
+// acquisition of the lock, and joins the dispatch queue at once, so the hub
+// hands each stream's events of the batch to a connection as one group.
+// It waits, before storing anything, only while the dispatcher is more than
+// 65,536 events behind (a batch may take the queue past that by its own
+// size, which --max-batch bounds); if ctx ends first, every result has
+// ctx's error.
+//
+// An event whose Key names one stored on its stream within the dedupe
+// window (earlier in the same batch included) is not stored: its result is
+// that event's id with Duplicate set. Keys are checked and recorded under
+// the same lock as the store, so of concurrent publishes with one key
+// exactly one stores.
+func (e *MemoryEngine) PublishBatch(ctx context.Context, evs []*Event, res []Stored) {
+	if len(evs) == 0 {
+		return
+	}
+	res = res[:len(evs)] // the contract; and the bound is checked once
+	if err := e.lockRoom(ctx); err != nil {
+		for i := range res {
+			res[i] = Stored{Err: err}
+		}
+		return
+	}
+	now := e.now()
+	var dedupeNow time.Time
+	if e.dedupe != nil {
+		dedupeNow = e.dedupe.now()
+	}
+	stored := 0
+	for i, ev := range evs {
+		if ev.Key != "" && e.dedupe != nil {
+			k := dedupeKey{stream: ev.Stream, key: ev.Key}
+			if id, ok := e.dedupe.lookup(k, dedupeNow); ok {
+				res[i] = Stored{ID: id, Duplicate: true}
+				continue
+			}
+			e.add(ev, now)
+			k.stream = ev.Stream // the history's copy of the name
+			e.dedupe.add(k, ev.ID, dedupeNow)
+		} else {
+			e.add(ev, now)
+		}
+		res[i] = Stored{ID: ev.ID} //nolint:gosec // G602: res was sliced to len(evs) above
+		stored++
+	}
+	if e.over() {
+		e.enforce()
+	}
+	e.mu.Unlock()
+	if stored > 0 {
+		e.wakeDispatcher()
+	}
+}
+
+// lockRoom takes the lock once the dispatch queue has room (fewer than
+// maxDispatchQueue events), and returns with it held; or, when ctx ends
+// first, returns ctx's error without it.
+func (e *MemoryEngine) lockRoom(ctx context.Context) error {
 	e.mu.Lock()
 	for len(e.queue) >= maxDispatchQueue {
 		drained := e.drained
@@ -184,11 +312,17 @@ func (e *MemoryEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
 		select {
 		case <-drained:
 		case <-ctx.Done():
-			return 0, fmt.Errorf("wait for fan-out: %w", ctx.Err())
+			return fmt.Errorf("wait for fan-out: %w", ctx.Err())
 		}
 		e.mu.Lock()
 	}
-	now := e.now()
+	return nil
+}
+
+// add assigns ev its id (and time), stores it in its stream's history and
+// queues it for the dispatcher. Called under the lock; the caller enforces
+// the budget and wakes the dispatcher.
+func (e *MemoryEngine) add(ev *Event, now time.Time) {
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
@@ -202,16 +336,14 @@ func (e *MemoryEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
 	}
 	e.store(h, ev)
 	e.queue = append(e.queue, ev)
-	if e.over() {
-		e.enforce()
-	}
-	e.mu.Unlock()
+}
 
+// wakeDispatcher tells Run the queue is not empty.
+func (e *MemoryEngine) wakeDispatcher() {
 	select {
 	case e.wake <- struct{}{}:
 	default: // already woken
 	}
-	return ev.ID, nil
 }
 
 // history returns the entry of stream, making one if there is none, and
@@ -529,6 +661,13 @@ type HistoryStats struct {
 	// they were older than --history-age, and because they were the oldest
 	// of all when history was over --history-memory.
 	EvictedSize, EvictedAge, EvictedMemory int64
+	// DedupeKeys is how many idempotency keys the dedupe table holds,
+	// DedupeBytes what it costs (beside Bytes, not in it), and
+	// DedupeEvicted how many keys left it because it was full
+	// (--dedupe-keys) before their window ended.
+	DedupeKeys    int
+	DedupeBytes   int64
+	DedupeEvicted int64
 }
 
 // HistoryStats returns the engine's figures. They are kept as history
@@ -536,7 +675,15 @@ type HistoryStats struct {
 func (e *MemoryEngine) HistoryStats() HistoryStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var keys int
+	var keyBytes, keysEvicted int64
+	if d := e.dedupe; d != nil {
+		keys, keyBytes, keysEvicted = len(d.keys), d.cost(), d.evicted
+	}
 	return HistoryStats{
+		DedupeKeys:    keys,
+		DedupeBytes:   keyBytes,
+		DedupeEvicted: keysEvicted,
 		Events:        e.events,
 		Streams:       len(e.streams),
 		Bytes:         e.bytes + e.frameBytes.Load(),
@@ -610,6 +757,9 @@ func (e *MemoryEngine) sweep() {
 		if h := e.tombs[i]; e.watched == nil || !e.watched(h.name) {
 			e.forget(h)
 		}
+	}
+	if e.dedupe != nil {
+		e.dedupe.expire(e.dedupe.now())
 	}
 	if e.over() {
 		e.enforce()
@@ -691,14 +841,4 @@ func (r *ring) after(id uint64) []*Event {
 		out = append(out, r.at(i))
 	}
 	return out
-}
-
-// PublishBatch stores evs in order; see [Engine.PublishBatch].
-//
-// TODO(batch): one lock for the batch, and the dedupe table for Key.
-func (e *MemoryEngine) PublishBatch(ctx context.Context, evs []*Event, res []Stored) {
-	for i, ev := range evs {
-		id, err := e.Publish(ctx, ev)
-		res[i] = Stored{ID: id, Err: err}
-	}
 }

@@ -15,3 +15,10 @@ type SSEEvent = sseEvent
 
 // ParseSSE parses a response body as a browser does and returns its events.
 func ParseSSE(b []byte) []SSEEvent { return parseSSE(b).Events }
+
+// WithDedupeClock returns cfg with the memory engine's dedupe table reading
+// the time from now, so a test can move past the dedupe window at once.
+func WithDedupeClock(cfg Config, now func() time.Time) Config {
+	cfg.dedupeClock = now
+	return cfg
+}

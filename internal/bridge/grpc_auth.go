@@ -77,6 +77,9 @@ func (a *grpcAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 // the grant, and the handler never runs for a caller who may not publish
 // there. The price is that this function knows Publish's request type; a
 // future RPC naming a stream must be added to the switch below.
+// PublishBatch and PublishStream name a stream per event: they pass here
+// as any call of a publisher granted some stream does, and check each
+// event with allowEvent.
 func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error {
 	if strings.HasPrefix(method, healthPrefix) {
 		return nil
@@ -114,6 +117,15 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 		}
 		return nil
 	}
+	return a.allowEvent(ctx, method, p, stream)
+}
+
+// allowEvent decides whether publisher p may publish one event to stream,
+// a valid stream name: its grants, then its rate (spending one token). The
+// error is PermissionDenied or ResourceExhausted, as for authorize. A
+// PublishBatch or PublishStream, which authorize lets through for a
+// publisher granted any stream, calls it for each event.
+func (a *grpcAuth) allowEvent(ctx context.Context, method string, p *publisher, stream string) error {
 	if !p.streams.allows(stream) {
 		return a.refuse(ctx, method, reasonNotGranted, status.Errorf(codes.PermissionDenied,
 			"%s may not publish to stream %q: publish to a stream its grants cover, or add a pattern covering %q to its streams",
@@ -124,6 +136,21 @@ func (a *grpcAuth) authorize(ctx context.Context, method string, req any) error 
 			"%s is over its rate of %g events/s (burst %d): slow down, and retry this event later", p.describe(), float64(p.rate), p.burst))
 	}
 	return nil
+}
+
+// caller returns the publisher of a call authorize let through, for the
+// checks of each of its events (allowEvent); nil when publisher auth is
+// off (protected mode decided for the whole call). The error is
+// identify's, should the publishers file have changed since.
+func (a *grpcAuth) caller(ctx context.Context, method string) (*publisher, error) {
+	if a == nil || !a.configured() {
+		return nil, nil
+	}
+	p, reason, err := a.identify(ctx)
+	if err != nil {
+		return nil, a.refuse(ctx, method, reason, err)
+	}
+	return p, nil
 }
 
 // refuse counts and logs a refusal (never a credential) and returns err.

@@ -22,6 +22,9 @@ const (
 	publishInvalid     = "invalid"
 	publishUnavailable = "unavailable"
 	publishError       = "error"
+	// publishDuplicate: the event's idempotency_key named one already
+	// stored; nothing was stored.
+	publishDuplicate = "duplicate"
 )
 
 // natsReporter is implemented by the nats engine: its delivery figures.
@@ -42,6 +45,10 @@ type metrics struct {
 	reg            *prometheus.Registry
 	published      *prometheus.CounterVec
 	publishSeconds prometheus.Histogram
+	// batchSize is the events of each PublishBatch; publishStreams the
+	// open PublishStream calls.
+	batchSize      prometheus.Histogram
+	publishStreams prometheus.Gauge
 	grpcHandled    *prometheus.CounterVec
 	grpcSeconds    *prometheus.HistogramVec
 	// authFailures counts refused credentials by side (subscriber,
@@ -54,8 +61,9 @@ type metrics struct {
 	// The children of published by result, and of the gRPC metrics by
 	// method (see unaryInterceptor), looked up once: WithLabelValues
 	// hashes its labels and takes a lock on every call.
-	publishedOK, publishedInvalid, publishedUnavailable, publishedError prometheus.Counter
-	methods                                                             sync.Map // full method name → *methodMetrics
+	publishedOK, publishedDuplicate, publishedInvalid prometheus.Counter
+	publishedUnavailable, publishedError              prometheus.Counter
+	methods                                           sync.Map // full method name → *methodMetrics
 }
 
 // methodMetrics are the gRPC metrics of one method. The handled counter of
@@ -72,8 +80,17 @@ func newMetrics(h *hub, engine Engine) *metrics {
 		reg: prometheus.NewRegistry(),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_events_published_total",
-			Help: "Publish calls, by result: ok, invalid (the caller's fault), unavailable (shutting down or engine down), error.",
+			Help: "Events published (by Publish, PublishBatch and PublishStream), by result: ok, duplicate (its idempotency_key named an event already stored: nothing stored), invalid (the caller's fault), unavailable (shutting down or engine down), error. Events refused by publisher auth or rate are in bridge_auth_failures_total.",
 		}, []string{"result"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bridge_publish_batch_size",
+			Help:    "Events per PublishBatch call.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
+		}),
+		publishStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bridge_publish_streams",
+			Help: "Open PublishStream calls (at most --max-publish-streams).",
+		}),
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "bridge_publish_duration_seconds",
 			Help:    "Time from receiving a Publish to the event being in history.",
@@ -99,11 +116,12 @@ func newMetrics(h *hub, engine Engine) *metrics {
 	}
 	// Every result is exported from the start.
 	m.publishedOK = m.published.WithLabelValues(publishOK)
+	m.publishedDuplicate = m.published.WithLabelValues(publishDuplicate)
 	m.publishedInvalid = m.published.WithLabelValues(publishInvalid)
 	m.publishedUnavailable = m.published.WithLabelValues(publishUnavailable)
 	m.publishedError = m.published.WithLabelValues(publishError)
 	m.reg.MustRegister(
-		m.published, m.publishSeconds, m.grpcHandled, m.grpcSeconds, m.authFailures, m.rejections,
+		m.published, m.publishSeconds, m.batchSize, m.publishStreams, m.grpcHandled, m.grpcSeconds, m.authFailures, m.rejections,
 		&hubCollector{hub: h, engine: engine},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -178,6 +196,8 @@ func (m *metrics) countPublish(result string) {
 	switch result {
 	case publishOK:
 		m.publishedOK.Inc()
+	case publishDuplicate:
+		m.publishedDuplicate.Inc()
 	case publishInvalid:
 		m.publishedInvalid.Inc()
 	case publishUnavailable:
@@ -210,6 +230,9 @@ var (
 	descHistoryBytes   = prometheus.NewDesc("bridge_history_bytes", "Memory history takes, as counted against --history-memory: events, their data and frames, and each stream's bookkeeping.", nil, nil)
 	descHistoryLimit   = prometheus.NewDesc("bridge_history_limit_bytes", "The memory history may take, --history-memory; over it the oldest events of all are evicted.", nil, nil)
 	descHistoryStreams = prometheus.NewDesc("bridge_history_streams", "Streams history keeps an entry for: those with events, and those with subscribers but no events left.", nil, nil)
+	descDedupeKeys     = prometheus.NewDesc("bridge_dedupe_keys", "Idempotency keys the memory engine remembers (at most --dedupe-keys).", nil, nil)
+	descDedupeBytes    = prometheus.NewDesc("bridge_dedupe_bytes", "Memory the idempotency keys take (beside --history-memory, not in it).", nil, nil)
+	descDedupeEvicted  = prometheus.NewDesc("bridge_dedupe_evicted_keys_total", "Idempotency keys forgotten before their --dedupe-window ended, because the table held --dedupe-keys keys.", nil, nil)
 	descHistoryEvicted = prometheus.NewDesc("bridge_history_evicted_events_total", "Events that left history, by reason: size (--history-size on their stream), age (--history-age), memory (the oldest of all, over --history-memory).", []string{"reason"}, nil)
 
 	descNATSLag      = prometheus.NewDesc("bridge_nats_delivery_lag_events", "The JetStream stream's last sequence minus the last one this node delivered, at the last look (every second).", nil, nil)
@@ -224,7 +247,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if _, ok := c.engine.(historyReporter); ok {
-		for _, d := range []*prometheus.Desc{descHistoryEvents, descHistoryBytes, descHistoryLimit, descHistoryStreams, descHistoryEvicted} {
+		for _, d := range []*prometheus.Desc{descHistoryEvents, descHistoryBytes, descHistoryLimit, descHistoryStreams, descHistoryEvicted, descDedupeKeys, descDedupeBytes, descDedupeEvicted} {
 			ch <- d
 		}
 	}
@@ -254,6 +277,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHistoryBytes, prometheus.GaugeValue, float64(s.Bytes))
 		ch <- prometheus.MustNewConstMetric(descHistoryLimit, prometheus.GaugeValue, float64(s.Limit))
 		ch <- prometheus.MustNewConstMetric(descHistoryStreams, prometheus.GaugeValue, float64(s.Streams))
+		ch <- prometheus.MustNewConstMetric(descDedupeKeys, prometheus.GaugeValue, float64(s.DedupeKeys))
+		ch <- prometheus.MustNewConstMetric(descDedupeBytes, prometheus.GaugeValue, float64(s.DedupeBytes))
+		ch <- prometheus.MustNewConstMetric(descDedupeEvicted, prometheus.CounterValue, float64(s.DedupeEvicted))
 		for i, n := range [numTrimReasons]int64{trimSize: s.EvictedSize, trimAge: s.EvictedAge, trimMemory: s.EvictedMemory} {
 			ch <- prometheus.MustNewConstMetric(descHistoryEvicted, prometheus.CounterValue, float64(n), trimReasons[i])
 		}

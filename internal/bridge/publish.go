@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -26,6 +25,13 @@ type publishService struct {
 	closing    *atomic.Bool // set when shutdown starts
 	metrics    *metrics
 	tracing    *tracing // nil: tracing off
+
+	// Batches, publish streams and idempotency keys (publish_batch.go,
+	// publish_stream.go, publish_key.go).
+	auth     *grpcAuth // each event's grants and rate
+	maxBatch int
+	dedupe   bool // idempotency keys are honoured
+	streams  publishStreams
 }
 
 var _ bridgev1.BridgeServiceServer = (*publishService)(nil)
@@ -41,6 +47,9 @@ func (p *publishService) Publish(ctx context.Context, req *bridgev1.PublishReque
 	switch status.Code(err) {
 	case codes.OK:
 		p.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+		if res.GetDuplicate() {
+			result = publishDuplicate
+		}
 	case codes.InvalidArgument:
 		result = publishInvalid
 	case codes.Unavailable:
@@ -54,7 +63,7 @@ func (p *publishService) Publish(ctx context.Context, req *bridgev1.PublishReque
 
 func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishRequest) (*bridgev1.PublishResponse, error) {
 	if p.closing.Load() {
-		return nil, status.Error(codes.Unavailable, "the bridge is shutting down: retry against another instance or later")
+		return nil, errShuttingDown
 	}
 	span := p.tracing.startStep(ctx, spanValidate)
 	err := p.validate(req)
@@ -68,24 +77,23 @@ func (p *publishService) publish(ctx context.Context, req *bridgev1.PublishReque
 	if err != nil {
 		return nil, err
 	}
-	ev := &Event{Stream: req.GetStream(), Type: name, Data: data}
+	ev := &Event{Stream: req.GetStream(), Type: name, Data: data, Key: p.key(req)}
 	ev.Trace = p.tracing.eventTrace(ctx)
 	p.tracing.annotate(ctx, ev)
 	span = p.tracing.startStep(ctx, spanStore)
-	id, err := p.engine.Publish(ctx, ev)
-	endStep(span, err)
-	switch {
-	case err == nil:
-		p.tracing.annotateID(ctx, id)
-		return &bridgev1.PublishResponse{Id: id}, nil
-	case errors.Is(err, ErrUnavailable):
-		return nil, status.Error(codes.Unavailable, "event store unavailable: retry later")
-	case ctx.Err() != nil:
-		return nil, status.FromContextError(ctx.Err()).Err()
-	default:
-		p.log.Error("publish", "stream", req.GetStream(), "err", err)
-		return nil, status.Error(codes.Internal, "the event could not be stored")
+	var id uint64
+	var dup bool
+	if ev.Key == "" {
+		id, err = p.engine.Publish(ctx, ev)
+	} else {
+		id, dup, err = p.storeKeyed(ctx, ev)
 	}
+	endStep(span, err)
+	if err != nil {
+		return nil, p.storeError(ctx, req.GetStream(), err)
+	}
+	p.tracing.annotateID(ctx, id)
+	return &bridgev1.PublishResponse{Id: id, Duplicate: dup}, nil
 }
 
 // validate checks the stream name and the type of req.
@@ -94,6 +102,9 @@ func (p *publishService) validate(req *bridgev1.PublishRequest) error {
 		return status.Error(codes.InvalidArgument, streamNameError(req.GetStream(), p.maxName).Error())
 	}
 	if err := typeNameError(req.GetType()); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := keyError(req.GetIdempotencyKey()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return nil

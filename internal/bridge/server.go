@@ -251,6 +251,10 @@ type running struct {
 	// closing makes Publish answer Unavailable; draining makes /readyz
 	// report not ready.
 	closing, draining atomic.Bool
+	// stopping is closed with closing set: publish streams answer what
+	// they stored and end (publish_stream.go).
+	stopping chan struct{}
+	publish  *publishService
 
 	wg   sync.WaitGroup
 	errc chan error // a listener's failure: one slot per listener, so no sender blocks (three)
@@ -294,10 +298,12 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	gauth := s.grpcAuth(m)
 	r.gs = grpc.NewServer(
 		s.tls.GRPCServerOption(), // TLS when configured, else plaintext
-		// MaxPayload and room for the rest of the request: an event a little
-		// over MaxPayload gets Publish's InvalidArgument, which says what to
-		// do; one far over it is refused unread (ResourceExhausted).
-		grpc.MaxRecvMsgSize(maxGRPCMessage(cfg.MaxPayload)),
+		// MaxPayload and room for the rest of the request, or, when
+		// larger, --max-batch-bytes (a PublishBatch carries many events):
+		// an event over MaxPayload within it gets Publish's
+		// InvalidArgument, which says what to do; a request over it is
+		// refused unread (ResourceExhausted).
+		grpc.MaxRecvMsgSize(max(maxGRPCMessage(cfg.MaxPayload), cfg.MaxBatchBytes)),
 		// A request that does not decode gets INVALID_ARGUMENT, not
 		// grpc-go's INTERNAL: the codec marks it, the interceptors after
 		// metrics answer it (codec.go). Before auth, as a decode failure
@@ -320,7 +326,8 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		}))...),
 		grpc.ChainStreamInterceptor(rejectUndecodableStream, gauth.stream),
 	)
-	bridgev1.RegisterBridgeServiceServer(r.gs, &publishService{
+	r.stopping = make(chan struct{})
+	r.publish = &publishService{
 		engine:     engine,
 		enc:        payload.NewEncoder(s.types, cfg.JSONProtoNames, cfg.JSONEmitDefaults),
 		maxPayload: cfg.MaxPayload,
@@ -329,7 +336,12 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		closing:    &r.closing,
 		metrics:    m,
 		tracing:    tr,
-	})
+		auth:       gauth,
+		maxBatch:   cfg.MaxBatch,
+		dedupe:     cfg.DedupeWindow >= 0,
+		streams:    publishStreams{max: cfg.MaxPublishStreams, inflight: cfg.MaxStreamInflight, stopping: r.stopping},
+	}
+	bridgev1.RegisterBridgeServiceServer(r.gs, r.publish)
 	r.health = health.NewServer()
 	r.health.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(r.gs, r.health)
@@ -465,6 +477,7 @@ func (r *running) shutdown(ctx context.Context) {
 	log.Info("bridge shutting down")
 	began := time.Now()
 	r.closing.Store(true)
+	close(r.stopping)
 	stopped := make(chan struct{})
 	go func() { // ends when GracefulStop or the forced Stop below returns
 		r.gs.GracefulStop()
@@ -479,6 +492,7 @@ func (r *running) shutdown(ctx context.Context) {
 		<-stopped
 	}
 	force.Stop()
+	r.publish.streams.wait() // the streams' readers, which end with their streams
 
 	closed := r.hub.close()
 	r.cancelBase()
@@ -531,7 +545,10 @@ func buildVersion() string {
 func (s *Server) openEngine(ctx context.Context) (engine Engine, closeEngine func(), err error) {
 	cfg := s.cfg
 	if cfg.Engine != EngineNATS {
-		return NewMemoryEngineBudget(cfg.HistorySize, cfg.HistoryAge, cfg.HistoryMemory), func() {}, nil
+		return NewMemoryEngineConfig(MemoryConfig{
+			HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge, HistoryMemory: cfg.HistoryMemory,
+			DedupeWindow: cfg.DedupeWindow, DedupeKeys: cfg.DedupeKeys, dedupeClock: cfg.dedupeClock,
+		}), func() {}, nil
 	}
 	n, err := NewNATSEngine(ctx, cfg.NATS, cfg.HistorySize, cfg.HistoryAge, cfg.MaxPayload, cfg.Logger)
 	if err != nil {

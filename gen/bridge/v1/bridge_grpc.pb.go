@@ -49,15 +49,18 @@ type BridgeServiceClient interface {
 	// each with its id in its result.
 	//
 	// Errors of the call itself: INVALID_ARGUMENT for more than --max-batch
-	// events (or a request over the gRPC message limit); UNAVAILABLE while the
-	// bridge shuts down.
+	// events; RESOURCE_EXHAUSTED, from gRPC, for a request over the gRPC
+	// message limit (--max-batch-bytes, default 4 MiB), refused unread;
+	// UNAVAILABLE while the bridge shuts down.
 	PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error)
 	// PublishStream is for services that publish continuously: each request is
 	// one event, as for Publish, and each gets one result, in request order.
-	// The bridge bounds what one stream has in flight (gRPC flow control holds
-	// the rest back). Auth, grants and rate limits apply per event. At shutdown
-	// the bridge acknowledges every event it stored, then ends the stream with
-	// UNAVAILABLE.
+	// The bridge bounds what one stream has in flight (--max-stream-inflight;
+	// gRPC flow control holds the rest back) and how many streams are open
+	// (--max-publish-streams; one more gets RESOURCE_EXHAUSTED). Auth, grants
+	// and rate limits apply per event. At shutdown the bridge acknowledges
+	// every event it stored, then ends the stream with UNAVAILABLE: an event
+	// without a result was not stored.
 	//
 	// It takes PublishRequest and returns PublishResult, the messages of
 	// Publish and PublishBatch, rather than wrappers of its own, so that a line
@@ -134,15 +137,18 @@ type BridgeServiceServer interface {
 	// each with its id in its result.
 	//
 	// Errors of the call itself: INVALID_ARGUMENT for more than --max-batch
-	// events (or a request over the gRPC message limit); UNAVAILABLE while the
-	// bridge shuts down.
+	// events; RESOURCE_EXHAUSTED, from gRPC, for a request over the gRPC
+	// message limit (--max-batch-bytes, default 4 MiB), refused unread;
+	// UNAVAILABLE while the bridge shuts down.
 	PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error)
 	// PublishStream is for services that publish continuously: each request is
 	// one event, as for Publish, and each gets one result, in request order.
-	// The bridge bounds what one stream has in flight (gRPC flow control holds
-	// the rest back). Auth, grants and rate limits apply per event. At shutdown
-	// the bridge acknowledges every event it stored, then ends the stream with
-	// UNAVAILABLE.
+	// The bridge bounds what one stream has in flight (--max-stream-inflight;
+	// gRPC flow control holds the rest back) and how many streams are open
+	// (--max-publish-streams; one more gets RESOURCE_EXHAUSTED). Auth, grants
+	// and rate limits apply per event. At shutdown the bridge acknowledges
+	// every event it stored, then ends the stream with UNAVAILABLE: an event
+	// without a result was not stored.
 	//
 	// It takes PublishRequest and returns PublishResult, the messages of
 	// Publish and PublishBatch, rather than wrappers of its own, so that a line
