@@ -10,43 +10,46 @@
 #   LOAD_FLAGS="--duration 20s" bench/run.sh
 #   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
 #   WORKLOADS="W6 W6-batch W6-stream W6-nats" bench/run.sh   # ingest
-#   BRIDGE_BIN=/tmp/bridge-old WORKLOADS=W6 bench/run.sh      # another build
 #
-# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4, then three
-# supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
+# Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4 W5, then
+# four supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
 # sustains, for latency; W4-stall6s is W4 with a stall of 6 s, short enough
 # for history to fill the gap; W4-nostall is W4 without the stalled client,
-# the rate W4's healthy subscribers should keep; then W6, ingest: unary
-# Publish against the baseline's POST /publish. Bridge-only variants of W6,
-# not in the default list: W6-batch (PublishBatch of 100), W6-stream
-# (PublishStream), and W6-nats, W6-nats-batch, W6-nats-stream: two bridges
-# on one nats-server (JetStream, file storage), publishing on one and
-# reading on the other), REPEAT (rounds, default 3; the table shows
+# the rate W4's healthy subscribers should keep; W5-nostall is W5 without
+# the 2,000 that never read, its idle publish latency. W5 and W5-nostall run
+# against the bridge only: the baseline has no eviction, and would freeze
+# for good. Then W6, ingest: unary Publish against the baseline's POST
+# /publish. Bridge-only variants of W6, not in the default list: W6-batch
+# (PublishBatch of 100), W6-stream (PublishStream), and W6-nats,
+# W6-nats-batch, W6-nats-stream: two bridges on one nats-server (JetStream,
+# file storage), publishing on one and reading on the other; the report
+# compares them with the baseline's W6), REPEAT (rounds, default 3; the table shows
 # medians), OUT (results directory, default bench/results/<UTC time>),
 # LOAD_FLAGS (extra bridge-load flags), BRIDGE_FLAGS (extra bridge flags),
-# BRIDGE_BIN (a bridge binary to measure instead of building cmd/bridge: a
-# build of another commit), NATS_BIN (a nats-server binary; default: built
-# from the module this repository requires), MAX_LOAD (the machine's busy
-# percentage below which a run starts, default 10), RUN_TIMEOUT (seconds per
-# run, default 120).
+# RUN_TIMEOUT (seconds per run, default 120), BRIDGE_BIN (a bridge binary to
+# measure instead of building cmd/bridge: a build of another commit; set
+# COMMIT to name it), MAX_LOAD (before each run, wait up to five minutes
+# for the 1-minute load average to drop below it; each run's load average
+# is written to its .loadavg file either way), NATS_BIN (the nats-server of
+# the W6-nats workloads; default: built from the module go.mod requires).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W1-r50 W4-stall6s W4-nostall W6"}
+WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W5 W1-r50 W4-stall6s W4-nostall W5-nostall W6"}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=bench/bin
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+BRIDGE_BIN=${BRIDGE_BIN:-}
+MAX_LOAD=${MAX_LOAD:-}
 LOAD_FLAGS=${LOAD_FLAGS:-}
 BRIDGE_FLAGS=${BRIDGE_FLAGS:-}
-BRIDGE_BIN=${BRIDGE_BIN:-}
-NATS_BIN=${NATS_BIN:-}
-MAX_LOAD=${MAX_LOAD:-10}
 BRIDGE_HTTP=127.0.0.1:18080
 BRIDGE_GRPC=127.0.0.1:18051
 BASELINE_HTTP=127.0.0.1:18090
 # The NATS workloads: the second bridge, which the subscribers read, and the
 # nats-server both bridges use.
+NATS_BIN=${NATS_BIN:-}
 READER_HTTP=127.0.0.1:18081
 READER_GRPC=127.0.0.1:18052
 NATS_ADDR=127.0.0.1:18222
@@ -67,9 +70,6 @@ fi
 {
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "commit: ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown) ($(git status --porcelain 2>/dev/null | wc -l) files changed or new)}"
-	if [[ -n $BRIDGE_BIN ]]; then
-		echo "bridge binary: $BRIDGE_BIN ($(go version -m "$BRIDGE_BIN" 2>/dev/null | awk '$2 == "vcs.revision" {print $3}' || true))"
-	fi
 	echo "nproc: $(nproc)"
 	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 	echo "kernel: $(uname -sr)"
@@ -77,6 +77,7 @@ fi
 	echo "open files: $(ulimit -n)"
 	echo "load flags: ${LOAD_FLAGS:-none}"
 	echo "bridge flags: ${BRIDGE_FLAGS:-none}"
+	echo "bridge binary: ${BRIDGE_BIN:-built from the tree}"
 } | tee "$OUT/machine.txt" >&2
 
 # A server left over on one of the ports would be measured instead.
@@ -93,6 +94,7 @@ workload_flags() {
 	W1-r50) echo "--workload W1 --rate 50 --label W1-r50" ;;
 	W4-stall6s) echo "--workload W4 --stall-for 6s --label W4-stall6s" ;;
 	W4-nostall) echo "--workload W4 --stalled 0 --label W4-nostall" ;;
+	W5-nostall) echo "--workload W5 --stalled 0 --label W5-nostall" ;;
 	W6-batch | W6-nats-batch) echo "--workload W6 --mode batch --batch-size 100 --label $1" ;;
 	W6-stream | W6-nats-stream) echo "--workload W6 --mode stream --label $1" ;;
 	W6-nats) echo "--workload W6 --label $1" ;;
@@ -100,18 +102,16 @@ workload_flags() {
 	esac
 }
 
-# workload_targets prints the targets a workload runs against: the bridge's
-# batch, stream and NATS variants have no baseline counterpart (the report
-# compares them with the baseline's W6).
-workload_targets() {
+# targets prints the servers a name of WORKLOADS runs against.
+targets() {
 	case $1 in
-	W6-*) echo bridge ;;
+	W5 | W5-* | W6-*) echo bridge ;;
 	*) echo bridge baseline ;;
 	esac
 }
 
-# wait_quiet waits, at most two minutes, until the machine was less than
-# MAX_LOAD % busy for a second: bridge-load shares two cores with the server, and anything
+# wait_quiet waits, at most two minutes, until the machine was less than 10 %
+# busy for a second: bridge-load shares two cores with the server, and anything
 # else running skews both (each result's other_cpu_window_s shows how much).
 wait_quiet() {
 	local u n s i w q sq b1 t1 b2 t2
@@ -121,11 +121,26 @@ wait_quiet() {
 		sleep 1
 		read -r _ u n s i w q sq _ </proc/stat
 		b2=$((u + n + s + q + sq)) t2=$((u + n + s + i + w + q + sq))
-		if (((b2 - b1) * 100 < MAX_LOAD * (t2 - t1))); then
+		if (((b2 - b1) * 100 < 10 * (t2 - t1))); then
 			return 0
 		fi
 	done
 	echo "   the machine stays busy with something else: measuring anyway" >&2
+}
+
+# wait_load waits, at most five minutes, until the 1-minute load average is
+# below MAX_LOAD (when set).
+wait_load() {
+	[[ -n $MAX_LOAD ]] || return 0
+	local load
+	for _ in $(seq 300); do
+		read -r load _ </proc/loadavg
+		if awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }'; then
+			return 0
+		fi
+		sleep 1
+	done
+	echo "   the load average stays at $load, over $MAX_LOAD: measuring anyway" >&2
 }
 
 # server_pid is the measured server; helper_pids are the NATS workloads'
@@ -173,10 +188,13 @@ trap 'exit 130' INT TERM
 
 for round in $(seq "$REPEAT"); do
 	for w in $WORKLOADS; do
-		for target in $(workload_targets "$w"); do
+		for target in $(targets "$w"); do
 			log="$OUT/$w-$target-$round"
+			wait_load
 			wait_quiet
+			cut -d' ' -f1-3 /proc/loadavg >"$log.loadavg"
 			engine_flags=()
+			url=""
 			if [[ $w == W6-nats* ]]; then
 				# A nats-server and a second bridge, whose /events the
 				# subscribers read; the events are published to the first,
@@ -192,6 +210,7 @@ for round in $(seq "$REPEAT"); do
 					>"$log.reader.log" 2>&1 &
 				helper_pids=("$!" "${helper_pids[@]}")
 				wait_port "$READER_HTTP"
+				url="http://$READER_HTTP"
 			fi
 			if [[ $target == bridge ]]; then
 				# The admission limits are off: the workloads connect 10,000
@@ -202,10 +221,7 @@ for round in $(seq "$REPEAT"); do
 				"$bridge_bin" --http-addr "$BRIDGE_HTTP" --grpc-addr "$BRIDGE_GRPC" --log-level warn \
 					--max-connections -1 --connect-rate -1 "${engine_flags[@]}" $BRIDGE_FLAGS \
 					>"$log.server.log" 2>&1 &
-				url="http://$BRIDGE_HTTP"
-				if [[ $w == W6-nats* ]]; then
-					url="http://$READER_HTTP"
-				fi
+				url=${url:-http://$BRIDGE_HTTP}
 			else
 				"$BIN/baseline" --addr "$BASELINE_HTTP" >"$log.server.log" 2>&1 &
 				url="http://$BASELINE_HTTP"

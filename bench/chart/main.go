@@ -14,12 +14,18 @@
 // directory. The same input gives the same bytes.
 //
 // bench/ratios.svg, the chart in BENCHMARKS.md, is drawn from the series
-// on this file's go:generate line:
+// on this file's first go:generate line:
 //
 //	go generate ./bench/chart
+//
+// With -soak it draws a soak run instead (bench/soak.sh's CSV): a line
+// chart per resource over time, with the trend that judges it. The second
+// generate directive draws bench/soak.svg from the soak run that
+// BENCHMARKS.md shows.
 package main
 
 //go:generate go run . -o ../ratios.svg ../reference/6ec5482 ../reference/ba25bb1-w3x6 ../reference/ba25bb1-w3x6-eager ../reference/98e8213-w3x8
+//go:generate go run . -soak ../reference/soak-f9d20e3/soak.csv -warmup 2m -max-growth 10 -o ../soak.svg
 
 import (
 	"bufio"
@@ -38,11 +44,25 @@ import (
 
 func main() {
 	out := flag.String("o", "ratios.svg", "the SVG file to write")
+	soak := flag.String("soak", "", "draw the soak run of this CSV (bench/soak.sh) instead")
+	warmup := flag.Duration("warmup", 2*time.Minute, "with -soak: the warm-up")
+	maxGrowth := flag.Float64("max-growth", 10, "with -soak: the growth that fails, in percent")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: chart [-o file.svg] results-dir [results-dir...]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: chart [-o file.svg] results-dir [results-dir...]\n       chart -soak soak.csv [-warmup 2m] [-max-growth PCT] [-o file.svg]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *soak != "" {
+		svg, err := soakChart(*soak, warmup.Minutes(), *maxGrowth)
+		if err == nil {
+			err = writeFile(*out, svg)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chart:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.NArg() == 0 {
 		flag.Usage()
 		os.Exit(2)
@@ -137,15 +157,23 @@ func readSeries(dir string) (*series, error) {
 		s.runs[k] = append(s.runs[k], r)
 	}
 	slices.SortFunc(s.order, byWorkload)
+	s.machine = readMachine(fsys)
+	return s, nil
+}
+
+// readMachine reads the machine.txt of a results directory, "key: value"
+// per line; none gives an empty map.
+func readMachine(fsys fs.FS) map[string]string {
+	m := map[string]string{}
 	if b, err := fs.ReadFile(fsys, "machine.txt"); err == nil {
 		sc := bufio.NewScanner(strings.NewReader(string(b)))
 		for sc.Scan() {
 			if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
-				s.machine[k] = v
+				m[k] = v
 			}
 		}
 	}
-	return s, nil
+	return m
 }
 
 // workloadOrder is the order of the tables: the presets of internal/load,

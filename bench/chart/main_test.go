@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // generateArgs returns the output file and the series that main.go's
@@ -181,4 +183,73 @@ func TestNoResults(t *testing.T) {
 	if _, err := chart([]string{t.TempDir()}); err == nil {
 		t.Error("chart of a directory without results: no error")
 	}
+}
+
+func TestSoakChart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	csv := "minutes,rss_kib,open_files,goroutines,heap_inuse_bytes,heap_alloc_bytes,connections,evictions,published,connects,events\n"
+	for m := 1; m <= 6; m++ {
+		// Goroutines leak 100 a minute; the rest is steady.
+		csv += fmt.Sprintf("%d.000,90000,300,%d,40000000,25000000,300,%d,%d,%d,%d\n", m, 900+100*m, 10*m, 1000*m, 100*m, 10000*m)
+	}
+	path := filepath.Join(dir, "soak.csv")
+	if err := os.WriteFile(path, []byte(csv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := soakChart(path, 2, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(texts(t, svg), "\n")
+	for _, want := range []string{"FAIL: a resource trends up", "goroutines: +100.00/min", "trends up", "RSS: +0.00 MiB/min", "open files"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the soak chart says nothing of %q:\n%s", want, got)
+		}
+	}
+	if _, err := soakChart(filepath.Join(dir, "none.csv"), 2, 10); err == nil {
+		t.Error("soak chart of a missing file: no error")
+	}
+}
+
+// TestCommittedSoakChartIsFresh checks that the committed soak chart is
+// what the soak directive of main.go draws now.
+func TestCommittedSoakChartIsFresh(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(src)) {
+		rest, ok := strings.CutPrefix(line, "//go:generate go run . -soak ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		// CSV -warmup D -max-growth P -o OUT
+		if len(f) != 7 || f[1] != "-warmup" || f[3] != "-max-growth" || f[5] != "-o" {
+			t.Fatalf("soak directive %q: want -soak CSV -warmup D -max-growth P -o OUT", line)
+		}
+		warmup, err := time.ParseDuration(f[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		growth, err := strconv.ParseFloat(f[4], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svg, err := soakChart(f[0], warmup.Minutes(), growth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed, err := os.ReadFile(f[6])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(svg, committed) {
+			t.Errorf("%s is stale: run go generate ./bench/chart", f[6])
+		}
+		return
+	}
+	t.Fatal("main.go has no soak directive")
 }

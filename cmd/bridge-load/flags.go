@@ -32,7 +32,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q (the only subcommand is report)", fs.Args())
+		return nil, fmt.Errorf("unexpected arguments %q (the subcommands are report and soak)", fs.Args())
 	}
 	opts := &options{cfg: defaults()}
 	var preset load.Config
@@ -66,7 +66,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bridge-load", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: bridge-load [flags]\n       bridge-load report RESULT.json...\n\n"+
+		fmt.Fprintf(out, "Usage: bridge-load [flags]\n       bridge-load report RESULT.json...\n       bridge-load soak --pid PID [flags]\n\n"+
 			"Drives a bridge (or the baseline server) on loopback and reports throughput,\n"+
 			"loss, latency and the server's CPU and memory. --workload sets the numbers of a\n"+
 			"workload of BENCHMARKS.md (%s); other flags override them.\n\n", strings.Join(load.Workloads, ", "))
@@ -92,11 +92,13 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.Drain, "drain", c.Drain, "longest wait for deliveries after publishing")
 	fs.IntVar(&c.Stalled, "stalled", c.Stalled, "extra subscribers that connect and stop reading")
 	fs.DurationVar(&c.StallFor, "stall-for", c.StallFor, "how long stalled subscribers stop reading (0 = until publishing ends)")
+	fs.BoolVar(&c.StallForever, "stall-forever", c.StallForever, "stalled subscribers never read nor reconnect (their evictions show only in the bridge's metrics)")
 	fs.IntVar(&c.StalledRecvBuffer, "stalled-rcvbuf", c.StalledRecvBuffer, "SO_RCVBUF of stalled subscribers in bytes (0 = system default)")
 	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", c.ConnectConcurrency, "connections opened at once")
 	fs.DurationVar(&c.ReconnectDelay, "reconnect-delay", c.ReconnectDelay, "wait before reconnecting after the server ended a stream")
 	fs.DurationVar(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "deadline of each publish call")
 	fs.IntVar(&c.PID, "pid", c.PID, "the server's process id, for RSS and CPU from /proc (0 = none)")
+	fs.BoolVar(&c.Timeline, "timeline", c.Timeline, "sample the server while publishing (RSS; the bridge's /metrics) and split publish latency and memory into before, during and after its evictions")
 	fs.StringVar(&c.StreamPrefix, "stream-prefix", c.StreamPrefix, "stream names are PREFIX-0, PREFIX-1, ...")
 	fs.Func("source-ips", "local source addresses: auto (one 127.0.0.x per 2,000 connections), a count N (127.0.0.1 to 127.0.0.N) or a comma-separated list", func(s string) error {
 		ips, err := parseSourceIPs(s)

@@ -6,6 +6,7 @@
 //	bridge-load --workload W1 --pid 1234 --json > w1.json
 //	bridge-load --target baseline --url http://127.0.0.1:8090 --workload W1
 //	bridge-load report results/*.json
+//	bridge-load soak --pid 1234 --duration 10m --csv soak.csv
 package main
 
 import (
@@ -36,6 +37,11 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "report" {
 		return report(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "soak" {
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return soak(ctx, args[1:], stdout, stderr)
 	}
 	opts, err := parseFlags(args, stderr)
 	if err != nil {

@@ -88,7 +88,11 @@ func configMarkdown() string {
 		"`memory.limit_in_bytes`), it sets the Go memory limit to %d%% of it, unless `GOMEMLIMIT`\n"+
 		"is set, and logs it: near the limit the collector works harder rather than let the\n"+
 		"kernel kill the process. History (`--history-memory`) is part of that heap; it warns\n"+
-		"when the history budget is more than half the limit. Sizing:\n"+
+		"when the history budget is more than half the limit.\n\n"+
+		"With the memory engine and no `GOMEMLIMIT`, it also keeps the Go memory limit just\n"+
+		"above what is live, history counted once and everything else with `GOGC`'s headroom\n"+
+		"(under the cgroup's limit, when there is one), so that a full history is not tripled\n"+
+		"by `GOGC`. `GOMEMLIMIT=off` turns that off. Sizing and figures:\n"+
 		"[operations](operations.md#memory).\n", serveGCPercent, memoryLimitPercent)
 	return b.String()
 }

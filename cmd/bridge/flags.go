@@ -96,7 +96,7 @@ var serveGroups = []flagGroup{
 	{
 		title: "Typed events and JSON",
 		about: "The protobuf types the bridge renders as JSON, besides the compiled-in ones, and how it renders them.",
-		flags: []string{"descriptor-set", "json-names", "emit-defaults", "cloudevents-source"},
+		flags: []string{"descriptor-set", "json-names", "emit-defaults", "cloudevents-source", "public-url"},
 	},
 	{
 		title: "Logs",
@@ -179,6 +179,7 @@ func newServeFlags() *serveFlags {
 	fs.Var(newChoiceFlag(&s.jsonNames, defaultJSONNames, jsonNamesCamel, jsonNamesProto), "json-names", "field `names` of typed events in JSON: camel (orderId) or proto (order_id)")
 	fs.BoolVar(&cfg.JSONEmitDefaults, "emit-defaults", def.JSONEmitDefaults, "render fields at their default value (0, \"\", false, [], null) instead of leaving them out")
 	fs.StringVar(&cfg.CloudEventsSource, "cloudevents-source", def.CloudEventsSource, "`URI` reference sent as the source of every event in the cloudevents format (a path such as /sse-bridge, or https://acme.example/bridge)")
+	fs.StringVar(&cfg.PublicURL, "public-url", def.PublicURL, "base `URL` browsers reach the HTTP listener at (https://events.acme.example); cloudevents frames of known types then carry dataschema URL/types/TYPE (CloudEvents wants an absolute URI: none when empty)")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", def.MaxPayload, "largest event data accepted, in `bytes` of JSON")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", def.MaxBatch, "most `events` one PublishBatch may carry; more is InvalidArgument")
 	fs.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", def.MaxBatchBytes, "largest gRPC request read, so the largest PublishBatch, in `bytes` (at least --max-payload + 64 KiB is read); larger is refused unread (ResourceExhausted)")

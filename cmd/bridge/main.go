@@ -152,12 +152,12 @@ func serve(ctx context.Context, args []string, s stdio) error {
 	}
 	defer stopTracing()
 	cfg.TracerProvider = tp
+	setGCPercent(s.lookupEnv)
+	setMemoryLimit(s.lookupEnv, s.root, &cfg) // sets cfg.TuneMemoryLimit: before New
 	srv, err := bridge.New(cfg)
 	if err != nil {
 		return err
 	}
-	setGCPercent(s.lookupEnv)
-	setMemoryLimit(s.lookupEnv, s.root, &cfg)
 	// SIGHUP reloads the descriptor sets, the TLS files, the publishers file
 	// and the JWKS file; whatever fails to load keeps what was loaded before.
 	hup := make(chan os.Signal, 1)

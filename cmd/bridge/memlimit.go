@@ -33,7 +33,8 @@ const noCgroupLimit = math.MaxInt64 / 2
 // the rest.
 func setMemoryLimit(lookup func(string) (string, bool), root fs.FS, cfg *bridge.Config) {
 	log := cfg.Logger
-	if _, set := lookup("GOMEMLIMIT"); set {
+	_, userLimit := lookup("GOMEMLIMIT")
+	if userLimit {
 		log.Info("Go memory limit set by GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
 	} else if root != nil {
 		if limit, file, ok := cgroupMemoryLimit(root); ok {
@@ -42,6 +43,10 @@ func setMemoryLimit(lookup func(string) (string, bool), root fs.FS, cfg *bridge.
 			log.Info("Go memory limit set to 90% of the cgroup's (set GOMEMLIMIT to choose another)", "bytes", goLimit, "cgroup_bytes", limit, "file", "/"+file)
 		}
 	}
+	// Without a limit of the operator's, the memory engine's bridge keeps
+	// Go's limit just above what is live, so that GOGC does not multiply a
+	// full history (Config.TuneMemoryLimit); the cgroup's stays the ceiling.
+	cfg.TuneMemoryLimit = !userLimit && (cfg.Engine == bridge.EngineMemory || cfg.Engine == "")
 	if warning := historyMemoryWarning(cfg, debug.SetMemoryLimit(-1)); warning != "" {
 		log.Warn(warning)
 	}

@@ -115,25 +115,31 @@ func TestSetMemoryLimit(t *testing.T) {
 		name    string
 		env     map[string]string
 		root    fstest.MapFS
+		engine  string
 		history int64
 		want    int64 // the Go memory limit after
+		tune    bool  // Config.TuneMemoryLimit after
 		logs    []string
 	}{
 		{
 			name: "90% of the cgroup's", root: cgroup, history: 256 << 20,
-			want: 1 << 30 / 100 * 90, logs: []string{"Go memory limit set to 90% of the cgroup's", "bytes=966367620", "file=/sys/fs/cgroup/memory.max"},
+			want: 1 << 30 / 100 * 90, tune: true, logs: []string{"Go memory limit set to 90% of the cgroup's", "bytes=966367620", "file=/sys/fs/cgroup/memory.max"},
 		},
 		{
 			name: "GOMEMLIMIT wins", env: map[string]string{"GOMEMLIMIT": "512MiB"}, root: cgroup, history: 256 << 20,
 			want: math.MaxInt64, logs: []string{"Go memory limit set by GOMEMLIMIT"},
 		},
 		{
-			name: "no cgroup limit: nothing set", root: fstest.MapFS{}, history: 256 << 20,
+			name: "no cgroup limit: nothing set, the bridge tunes it", root: fstest.MapFS{}, history: 256 << 20,
+			want: math.MaxInt64, tune: true,
+		},
+		{
+			name: "NATS: no history to tune for", engine: bridge.EngineNATS, root: fstest.MapFS{}, history: 256 << 20,
 			want: math.MaxInt64,
 		},
 		{
 			name: "history over half the limit", root: cgroup, history: 600 << 20,
-			want: 1 << 30 / 100 * 90, logs: []string{"level=WARN", "--history-memory (629145600 bytes) is more than half the Go memory limit (966367620 bytes)"},
+			want: 1 << 30 / 100 * 90, tune: true, logs: []string{"level=WARN", "--history-memory (629145600 bytes) is more than half the Go memory limit (966367620 bytes)"},
 		},
 	}
 	for _, tt := range tests {
@@ -142,11 +148,17 @@ func TestSetMemoryLimit(t *testing.T) {
 			var logs bytes.Buffer
 			cfg := bridge.DefaultConfig()
 			cfg.HistoryMemory = tt.history
+			if tt.engine != "" {
+				cfg.Engine = tt.engine
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
 			setMemoryLimit(lookup, tt.root, &cfg)
 			if got := debug.SetMemoryLimit(-1); got != tt.want {
 				t.Errorf("Go memory limit = %d, want %d", got, tt.want)
+			}
+			if cfg.TuneMemoryLimit != tt.tune {
+				t.Errorf("TuneMemoryLimit = %t, want %t", cfg.TuneMemoryLimit, tt.tune)
 			}
 			for _, want := range tt.logs {
 				if !strings.Contains(logs.String(), want) {

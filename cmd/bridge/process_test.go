@@ -162,7 +162,8 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 }
 
 // TestSIGHUPReloadsDescriptorSets: after the set file changes, SIGHUP makes
-// its new types publishable, with no restart.
+// its new types publishable, with no restart, and bridge types --url (the
+// schemas of /types, and the TypeScript module) lists them.
 func TestSIGHUPReloadsDescriptorSets(t *testing.T) {
 	t.Parallel()
 	set := filepath.Join(t.TempDir(), "events.binpb")
@@ -180,6 +181,21 @@ func TestSIGHUPReloadsDescriptorSets(t *testing.T) {
 	invoice := `{"@type":"type.googleapis.com/acme.billing.v1.InvoicePaid","invoiceId":"inv-9"}`
 	if _, err := publishCLI(t, "--addr", p.grpcAddr, "--stream", "billing", invoice); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "unknown") {
 		t.Fatalf("publish before reload = %v, want the type unknown", err)
+	}
+
+	listed := func() (schemas, module string) {
+		t.Helper()
+		var err error
+		if schemas, err = typesCLI(t, "--url", p.baseURL); err != nil {
+			t.Fatalf("bridge types --url: %v", err)
+		}
+		if module, err = typesCLI(t, "--format", "ts", "--url", p.baseURL, "--addr", p.grpcAddr); err != nil {
+			t.Fatalf("bridge types --format ts --url: %v", err)
+		}
+		return schemas, module
+	}
+	if schemas, module := listed(); strings.Contains(schemas, "acme.billing.v1.InvoicePaid") || strings.Contains(module, "acme_billing_v1_InvoicePaid") {
+		t.Fatalf("bridge types lists acme before the reload")
 	}
 
 	acme, err := os.ReadFile("../../examples/acme/acme.binpb")
@@ -203,6 +219,11 @@ func TestSIGHUPReloadsDescriptorSets(t *testing.T) {
 			t.Fatalf("publish after SIGHUP = %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// /types and bridge types follow the reload.
+	schemas, module := listed()
+	if !strings.Contains(schemas, `"name": "acme.billing.v1.InvoicePaid"`) || !strings.Contains(module, `"acme.billing.v1.InvoicePaid": acme_billing_v1_InvoicePaid;`) {
+		t.Errorf("after SIGHUP, bridge types (--format ts) --url does not list acme.billing.v1.InvoicePaid")
 	}
 	// The process is still the same one, serving.
 	select {

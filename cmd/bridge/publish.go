@@ -257,6 +257,48 @@ func typedEvent(ctx context.Context, conn *grpc.ClientConn, typeURL string, payl
 	return &event, nil
 }
 
+// reflectFiles asks the bridge's reflection service, on one stream, for the
+// files defining names (and their imports) and returns their types. The
+// service sends each file once per stream, so the answers together hold
+// every file.
+func reflectFiles(ctx context.Context, conn *grpc.ClientConn, names []protoreflect.FullName) (*payload.Registry, error) {
+	stream, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		return nil, rpcError(conn.Target(), err)
+	}
+	defer func() { _ = stream.CloseSend() }()
+	set := &descriptorpb.FileDescriptorSet{}
+	for _, name := range names {
+		if err := stream.Send(&reflectionv1.ServerReflectionRequest{
+			MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: string(name)},
+		}); err != nil {
+			if errors.Is(err, io.EOF) {
+				_, err = stream.Recv() // the status, as in reflectTypes
+			}
+			return nil, rpcError(conn.Target(), err)
+		}
+		res, err := stream.Recv()
+		if err != nil {
+			return nil, rpcError(conn.Target(), err)
+		}
+		if e := res.GetErrorResponse(); e != nil {
+			return nil, exitf(exitRefused, "type %s is unknown to the reflection of the bridge at %s (%s)", name, conn.Target(), e.GetErrorMessage())
+		}
+		for _, raw := range res.GetFileDescriptorResponse().GetFileDescriptorProto() {
+			fdp := &descriptorpb.FileDescriptorProto{}
+			if err := proto.Unmarshal(raw, fdp); err != nil {
+				return nil, exitf(exitConnect, "bridge at %s sent a bad descriptor: %w", conn.Target(), err)
+			}
+			set.File = append(set.File, fdp)
+		}
+	}
+	types, err := payload.NewRegistryFromSet("from the reflection of "+conn.Target(), set)
+	if err != nil {
+		return nil, exitf(exitConnect, "descriptors from the reflection of %s: %w", conn.Target(), err)
+	}
+	return types, nil
+}
+
 // reflectTypes asks the bridge's reflection service for the file defining
 // name (and its imports) and returns their types.
 func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.FullName) (*payload.Registry, error) {

@@ -11,10 +11,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	gosse "github.com/tmaxmax/go-sse"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 )
 
 const tailUsage = `Usage: bridge tail [flags] --stream NAME [--stream NAME...]
@@ -23,7 +28,8 @@ Subscribes to streams and prints each frame as it arrives, one line per
 frame: the id, the event name ("message" when the frame has none) and the
 data, separated by tabs (--raw prints the frames as the bridge sends them).
 When the bridge ends the stream, tail reconnects with the last id it saw, as a
-browser does, unless --reconnect=false.
+browser does, unless --reconnect=false. --grpc reads with the gRPC Subscribe
+call at --addr instead of /events (the same frames, in the same lines).
 
 A bridge with subscriber auth wants a token (--token-file, --token, or the
 environment variable BRIDGE_TOKEN), sent as Authorization: Bearer. --ca,
@@ -37,6 +43,8 @@ message says why); 4 the bridge ended the stream (with --reconnect=false).
 // tailArgs are the settings of `bridge tail`, from its flags.
 type tailArgs struct {
 	base, lastID, format string
+	addr                 string
+	grpc                 bool
 	streams              []string
 	raw, reconnect       bool
 	count                int
@@ -52,12 +60,14 @@ func newTailCmdLine(a *tailArgs) *cmdLine {
 	fs.StringVar(&a.format, "format", "", "frame `format`: data, envelope or cloudevents; none means the bridge's default, data")
 	fs.BoolVar(&a.raw, "raw", false, "print frames in SSE form instead of one line each")
 	fs.IntVar(&a.count, "count", 0, "exit after this many `frames` (0: never)")
+	fs.BoolVar(&a.grpc, "grpc", false, "subscribe with the gRPC Subscribe call at --addr instead of /events")
+	fs.StringVar(&a.addr, "addr", "localhost:50051", "gRPC `address` of the bridge, with --grpc")
 	fs.BoolVar(&a.reconnect, "reconnect", true, "reconnect with the last id when the bridge ends the stream (--reconnect=false to exit instead)")
 	a.auth.register(fs)
 	return clientCmdLine("bridge tail", tailUsage, fs,
 		flagGroup{title: "Subscription", flags: []string{"stream", "last-event-id", "format"}},
 		flagGroup{title: "Output", flags: []string{"raw", "count"}},
-		flagGroup{title: "Connection", flags: []string{"url", "reconnect"}})
+		flagGroup{title: "Connection", flags: []string{"url", "grpc", "addr", "reconnect"}})
 }
 
 // runTail is `bridge tail`.
@@ -103,6 +113,18 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	t := &tailer{url: u.String(), client: client, token: token, lastID: a.lastID, raw: a.raw, count: a.count, out: stdout}
+	if a.grpc {
+		if a.raw {
+			return cmd.mistake("--raw prints SSE as the bridge sends it: it does not go with --grpc", "")
+		}
+		conn, _, err := dialBridge(a.addr, &a.auth, stderr)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = conn.Close() }()
+		t.sub = bridgev1.NewBridgeServiceClient(conn)
+		t.streams, t.format = a.streams, a.format
+	}
 	for attempt := 0; ; attempt++ {
 		err := t.once(ctx)
 		switch {
@@ -139,11 +161,19 @@ type tailer struct {
 	count   int
 	printed int
 	out     io.Writer
+	// sub, with --grpc, is the bridge's gRPC client: once subscribes with
+	// Subscribe to streams in format instead of GET url.
+	sub     bridgev1.BridgeServiceClient
+	streams []string
+	format  string
 }
 
 // once runs one subscription until the stream ends. It returns nil when the
 // bridge ended the stream, errEnough after --count frames.
 func (t *tailer) once(ctx context.Context) error {
+	if t.sub != nil {
+		return t.onceGRPC(ctx)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
 	if err != nil {
 		return exitf(exitUsage, "%w", err)
@@ -231,4 +261,38 @@ func (t *tailer) print(ev gosse.Event) {
 		name = "message"
 	}
 	fmt.Fprintf(t.out, "%s\t%s\t%s\n", ev.LastEventID, name, ev.Data)
+}
+
+// onceGRPC is once with the gRPC Subscribe call.
+func (t *tailer) onceGRPC(ctx context.Context) error {
+	req := &bridgev1.SubscribeRequest{Streams: t.streams, Format: t.format}
+	if t.lastID != "" {
+		after, err := strconv.ParseUint(t.lastID, 10, 64)
+		if err != nil {
+			return exitf(exitUsage, "--last-event-id %q: give an event id", t.lastID)
+		}
+		req.AfterId = &after
+	}
+	stream, err := t.sub.Subscribe(ctx, req)
+	if err != nil {
+		return exitf(exitConnect, "connect: %w", err)
+	}
+	for {
+		m, err := stream.Recv()
+		switch {
+		case errors.Is(err, io.EOF), ctx.Err() != nil:
+			return nil
+		case err != nil:
+			code := exitConnect
+			switch status.Code(err) {
+			case codes.InvalidArgument, codes.Unauthenticated, codes.PermissionDenied:
+				code = exitRefused
+			}
+			return exitf(code, "the bridge ended the subscription: %w", err)
+		}
+		t.print(gosse.Event{LastEventID: strconv.FormatUint(m.GetId(), 10), Type: m.GetType(), Data: m.GetData()})
+		if t.count > 0 && t.printed >= t.count {
+			return errEnough
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -40,9 +41,12 @@ NAMEs keep only those types: a message's full name, or a package followed by
 --format ts prints instead one self-contained TypeScript module: an interface
 per message in its JSON form, an EventMap from every event name to its type,
 the envelope and CloudEvents frames, the bridge.reset data and BridgeEvents, a
-typed wrapper over the browser's EventSource (docs/typed-events.md). It reads
-the types offline only (the compiled-in ones and the --descriptor-set files):
-not with --url, whose /types gives JSON Schema.
+typed wrapper over the browser's EventSource (docs/typed-events.md). With
+--url, the names of the types and the mapping come from the bridge's /types,
+and their definitions from its server reflection at --addr (the host of --url,
+port 50051, unless given; the same --token and TLS flags), so the module is
+the one the offline command prints with the bridge's own descriptor sets and
+flags.
 
 Exit status: 0 printed; 1 bad flags, a descriptor set that does not load, or
 a NAME no type matches; 2 the bridge could not be reached; 3 the bridge
@@ -51,22 +55,23 @@ refused the request (its message says why).
 
 // typesArgs are the settings of `bridge types`, from its flags.
 type typesArgs struct {
-	format, jsonNames, base string
-	sets                    []string
-	emitDefaults            bool
-	auth                    clientAuth
+	format, jsonNames, base, addr string
+	sets                          []string
+	emitDefaults                  bool
+	auth                          clientAuth
 }
 
 func newTypesCmdLine(a *typesArgs) *cmdLine {
 	fs := flag.NewFlagSet("bridge types", flag.ContinueOnError)
-	fs.StringVar(&a.format, "format", "jsonschema", "output `format`: jsonschema (the JSON Schema list of GET /types) or ts (a TypeScript module; offline only)")
+	fs.StringVar(&a.format, "format", "jsonschema", "output `format`: jsonschema (the JSON Schema list of GET /types) or ts (a TypeScript module)")
 	fs.Var(newListFlag(&a.sets, nil), "descriptor-set", "descriptor set `file` to load, as bridge --descriptor-set; repeat or separate with commas")
 	fs.StringVar(&a.jsonNames, "json-names", "camel", "field `names` of the mapping: camel (the json_name) or proto, as bridge --json-names")
 	fs.BoolVar(&a.emitDefaults, "emit-defaults", false, "the mapping renders fields at their defaults, as bridge --emit-defaults")
 	fs.StringVar(&a.base, "url", "", "base `URL` of a running bridge's HTTP listener to read /types from, instead of loading the types here")
+	fs.StringVar(&a.addr, "addr", "", "with --url and --format ts, gRPC `address` of the bridge, whose server reflection gives the types' definitions (default: the host of --url, port 50051)")
 	a.auth.register(fs)
 	return clientCmdLine("bridge types", typesUsage, fs,
-		flagGroup{title: "Types", flags: []string{"descriptor-set", "json-names", "emit-defaults", "url"}},
+		flagGroup{title: "Types", flags: []string{"descriptor-set", "json-names", "emit-defaults", "url", "addr"}},
 		flagGroup{title: "Output", flags: []string{"format"}})
 }
 
@@ -94,11 +99,14 @@ func runTypes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if set["descriptor-set"] || set["json-names"] || set["emit-defaults"] {
 			return cmd.mistake("with --url the bridge's types and mapping are printed: give no --descriptor-set, --json-names or --emit-defaults", "")
 		}
-		if a.format == "ts" {
-			return cmd.mistake("--format ts reads the types offline: give the bridge's --descriptor-set files (and its --json-names and --emit-defaults) instead of --url", "")
-		}
 		list, err = fetchTypes(ctx, a, stderr)
+		if err == nil && a.format == "ts" {
+			return fetchTS(ctx, a, list, cmd.fs.Args(), stdout)
+		}
 	} else {
+		if a.addr != "" {
+			return cmd.mistake("--addr goes with --url: offline the types come from --descriptor-set", "")
+		}
 		if a.format == "ts" {
 			return printTS(a, cmd.fs.Args(), stdout)
 		}
@@ -163,6 +171,57 @@ func printTS(a typesArgs, names []string, stdout io.Writer) error {
 		mds = append(mds, byName[name])
 	}
 	module, err := tsgen.Generate(mds, schema.Options{ProtoNames: a.jsonNames == "proto", EmitDefaults: a.emitDefaults, Extensions: types})
+	if err != nil {
+		return exitf(exitUsage, "%w", err)
+	}
+	_, err = stdout.Write(module)
+	return err
+}
+
+// fetchTS prints the TypeScript module of the types names keep of list, a
+// running bridge's /types: their definitions come from the bridge's server
+// reflection, the mapping from list.
+func fetchTS(ctx context.Context, a typesArgs, list map[string]any, names []string, stdout io.Writer) error {
+	all, _ := list["types"].([]any)
+	every := make([]protoreflect.FullName, 0, len(all))
+	for _, e := range all {
+		name, _ := e.(map[string]any)["name"].(string)
+		every = append(every, protoreflect.FullName(name))
+	}
+	if err := keepTypes(list, names); err != nil {
+		return err
+	}
+	addr := a.addr
+	if addr == "" {
+		u, err := url.Parse(a.base)
+		if err != nil {
+			return exitf(exitUsage, "--url %q: %w", a.base, err)
+		}
+		addr = net.JoinHostPort(u.Hostname(), "50051")
+	}
+	conn, _, err := dialBridge(addr, &a.auth, io.Discard) // fetchTypes warned of a plaintext token
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	// Every type's file, not only the kept ones': extensions of the kept
+	// types may be defined anywhere, as offline.
+	types, err := reflectFiles(ctx, conn, every)
+	if err != nil {
+		return err
+	}
+	kept, _ := list["types"].([]any)
+	mds := make([]protoreflect.MessageDescriptor, 0, len(kept))
+	for _, e := range kept {
+		name, _ := e.(map[string]any)["name"].(string)
+		mt, err := types.FindMessageByName(protoreflect.FullName(name))
+		if err != nil {
+			return exitf(exitRefused, "the bridge at %s lists %s at /types, but its reflection at %s does not define it: %w", a.base, name, addr, err)
+		}
+		mds = append(mds, mt.Descriptor())
+	}
+	emitDefaults, _ := list["emitDefaults"].(bool)
+	module, err := tsgen.Generate(mds, schema.Options{ProtoNames: list["jsonNames"] == "proto", EmitDefaults: emitDefaults, Extensions: types})
 	if err != nil {
 		return exitf(exitUsage, "%w", err)
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/sse-bridge/bridge/internal/bridge"
 )
 
 // TestTypesTS: --format ts prints the TypeScript module of the types kept,
-// deterministic, in the mapping of the flags; not with --url.
+// deterministic, in the mapping of the flags.
 func TestTypesTS(t *testing.T) {
 	t.Parallel()
 	out, err := typesCLI(t, "--format", "ts", "--descriptor-set", acmeSet, "acme.billing.v1.*", "shop.v1.OrderCreated")
@@ -40,13 +42,42 @@ func TestTypesTS(t *testing.T) {
 		t.Errorf("--json-names proto --emit-defaults: the module is not in that mapping:\n%s", out)
 	}
 
-	if _, err := typesCLI(t, "--format", "ts", "--url", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--format ts reads the types offline") {
-		t.Errorf("--format ts --url: %v, want the offline-only mistake", err)
+	if _, err := typesCLI(t, "--format", "ts", "--addr", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--addr goes with --url") {
+		t.Errorf("--format ts --addr without --url: %v, want the mistake", err)
 	}
 	if _, err := typesCLI(t, "--format", "ts", "nope.v1.*"); err == nil || !strings.Contains(err.Error(), `no type matches "nope.v1.*"`) {
 		t.Errorf("--format ts nope.v1.*: %v, want no type matches", err)
 	}
 	if _, err := typesCLI(t, "--format", "yaml"); err == nil || !strings.Contains(err.Error(), "give jsonschema or ts") {
 		t.Errorf("--format yaml: %v", err)
+	}
+}
+
+// TestTypesTSFromARunningBridge: --url --format ts prints, from a running
+// bridge's /types (names, mapping) and its reflection (definitions), the
+// module the offline command prints with the bridge's set and flags; a
+// reflection that cannot be reached is an error that says so.
+func TestTypesTSFromARunningBridge(t *testing.T) {
+	t.Parallel()
+	grpcAddr, url, _ := startBridge(t, bridge.Config{DescriptorSets: []string{acmeSet}, JSONProtoNames: true, JSONEmitDefaults: true})
+	for _, names := range [][]string{{"acme.billing.v1.*", "shop.v1.OrderCreated"}, nil} {
+		online, err := typesCLI(t, append([]string{"--format", "ts", "--url", url, "--addr", grpcAddr}, names...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offline, err := typesCLI(t, append([]string{"--format", "ts", "--descriptor-set", acmeSet, "--json-names", "proto", "--emit-defaults"}, names...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if online != offline {
+			t.Errorf("bridge types --format ts --url and offline (%v) differ:\n%.600s\n---\n%.600s", names, online, offline)
+		}
+		if !strings.Contains(online, `"acme.billing.v1.InvoicePaid": acme_billing_v1_InvoicePaid;`) || !strings.Contains(online, "  invoice_id: string;\n") {
+			t.Errorf("the module from the bridge lacks InvoicePaid in the bridge's mapping")
+		}
+	}
+	_, err := typesCLI(t, "--format", "ts", "--url", url, "--addr", "127.0.0.1:1")
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("--format ts --url with an unreachable --addr: %v, want an error naming the address", err)
 	}
 }

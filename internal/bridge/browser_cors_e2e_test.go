@@ -201,11 +201,17 @@ func waitProbe(tab context.Context, t *testing.T, what, cond string) {
 // would set it: for the bridge's host, HttpOnly, SameSite=Lax.
 func setCookie(tab context.Context, t *testing.T, name, bridgeURL, value string) {
 	t.Helper()
+	setCookiePath(tab, t, name, bridgeURL, "/events", value)
+}
+
+// setCookiePath is setCookie for the paths under path.
+func setCookiePath(tab context.Context, t *testing.T, name, bridgeURL, path, value string) {
+	t.Helper()
 	yes := true
 	ctx, cancel := context.WithTimeout(tab, waitLimit)
 	defer cancel()
 	if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
-		Name: name, Value: value, URL: bridgeURL, Path: "/events",
+		Name: name, Value: value, URL: bridgeURL, Path: path,
 		Secure: &yes, HTTPOnly: &yes, SameSite: network.CookieSameSiteLax,
 	}); err != nil {
 		t.Fatalf("set cookie %s: %v", name, err)

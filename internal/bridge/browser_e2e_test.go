@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -21,6 +22,7 @@ import (
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 	shopv1 "github.com/sse-bridge/bridge/gen/shop/v1"
 	"github.com/sse-bridge/bridge/internal/bridge"
+	"github.com/sse-bridge/bridge/internal/payload/payloadtest"
 )
 
 // pageCSP is the Content-Security-Policy the page is served with: its own
@@ -279,6 +281,110 @@ func TestPageInBrowser(t *testing.T) {
 	})
 }
 
+// TestPageListensForTheTypesInBrowser: the page reads /types and, in the
+// data format, listens for every type the bridge renders, a type loaded
+// from a descriptor set included, without being told its name; each frame
+// shows its type, linked to its schema, in every format. With subscriber
+// auth on and a token cookie only for /events, the page says it has no
+// types and listens for the names it was given; a cookie for / opens both.
+func TestPageListensForTheTypesInBrowser(t *testing.T) {
+	t.Parallel()
+	newTab := startBrowser(t)
+
+	t.Run("every known type, with its schema", func(t *testing.T) {
+		t.Parallel()
+		set := filepath.Join(t.TempDir(), "page.binpb")
+		writeSetFile(t, set, payloadtest.PingFile("page"))
+		b := startBridge(t, bridge.Config{DescriptorSets: []string{set}})
+		data, envelope := newTab(t), newTab(t)
+		do(data, t, "open the page", chromedp.Navigate(b.baseURL+"/?stream=orders"),
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-state="open"]:not([data-types="loading"])`)))
+		do(envelope, t, "open the page", chromedp.Navigate(b.baseURL+"/?stream=orders&format=envelope"),
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-state="open"]:not([data-types="loading"])`)))
+		if n := run(data, t, chromedp.Attributes(chromedp.CSS("#status")))["data-types"]; n == "unavailable" || n == "0" {
+			t.Fatalf("the page knows %s types, want the bridge's", n)
+		}
+
+		ping := b.publish(t, &bridgev1.PublishRequest{Stream: "orders", Payload: &bridgev1.PublishRequest_Event{Event: pingAny(t, "page", "hi", 7)}})
+		changed := b.publish(t, orderStatusChanged(t, "o-3"))
+		note := jsonReq(t, "orders", "a note")
+		note.Type = "order.note" // a publisher's name: no type of /types, not in the form
+		named := b.publish(t, note)
+		last := b.publish(t, jsonReq(t, "orders", "last"))
+
+		waitFrame(data, t, last)
+		want := []shownFrame{{id(ping), "test.page.v1.Ping"}, {id(changed), "shop.v1.OrderStatusChanged"}, {id(last), "message"}}
+		if diff := cmp.Diff(want, shownFrames(data, t)); diff != "" {
+			t.Errorf("data format: frames (-want +got):\n%s", diff)
+		}
+		for _, tc := range []struct {
+			tab            context.Context
+			n              uint64
+			schema, origin string
+		}{
+			{data, ping, "test.page.v1.Ping", set},
+			{data, changed, "shop.v1.OrderStatusChanged", "compiled in"},
+			{data, last, "", "json, untyped"},
+			{envelope, ping, "test.page.v1.Ping", set},
+			{envelope, named, "", "order.note (the publisher's name: no schema)"},
+		} {
+			waitFrame(tc.tab, t, tc.n)
+			attrs := run(tc.tab, t, chromedp.Attributes(chromedp.CSS(frameSel(tc.n))))
+			text := run(tc.tab, t, chromedp.TextContent(chromedp.CSS(frameSel(tc.n)+" .type")))
+			if attrs["data-schema"] != tc.schema || !strings.Contains(text, tc.origin) {
+				t.Errorf("event %d shows type %q (schema %q), want schema %q and %q", tc.n, text, attrs["data-schema"], tc.schema, tc.origin)
+			}
+			if tc.schema != "" {
+				href := run(tc.tab, t, chromedp.Attributes(chromedp.CSS(frameSel(tc.n)+" .type a")))["href"]
+				if href != "/types/"+tc.schema {
+					t.Errorf("event %d links its type to %q, want /types/%s", tc.n, href, tc.schema)
+				}
+			}
+		}
+	})
+
+	t.Run("without the types it listens for the names given", func(t *testing.T) {
+		t.Parallel()
+		b := startBridge(t, bridge.Config{JWTKey: writeKeyFile(t, testHMACKey)})
+		// localhost: a secure context for the cookie's Secure attribute.
+		base := strings.Replace(b.baseURL, "127.0.0.1", "localhost", 1)
+		tok := mint(t, jwt.SigningMethodHS256, testHMACKey, claimsFor("orders"))
+		tab := newTab(t)
+		// The cookie as the security docs set it: for /events only.
+		setCookie(tab, t, "__Secure-bridge_token", base+"/events", tok)
+		do(tab, t, "open the page", chromedp.Navigate(base+"/?stream=orders&types=shop.v1.OrderCreated"),
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-state="open"][data-types="unavailable"]`)),
+			chromedp.WaitVisible(chromedp.ID("types-note")))
+		if got := run(tab, t, chromedp.TextContent(chromedp.ID("types-note"))); !strings.Contains(got, "HTTP 401") || !strings.Contains(got, "only for the event names in the form") {
+			t.Errorf("types note %q, want the 401 and what the page does instead", got)
+		}
+		typed := b.publish(t, orderCreated(t, "o-4"))
+		b.publish(t, orderStatusChanged(t, "o-4")) // a name the page was not given
+		last := b.publish(t, jsonReq(t, "orders", "last"))
+		waitFrame(tab, t, last)
+		if diff := cmp.Diff([]shownFrame{{id(typed), "shop.v1.OrderCreated"}, {id(last), "message"}}, shownFrames(tab, t)); diff != "" {
+			t.Errorf("frames without /types (-want +got):\n%s", diff)
+		}
+		if text := run(tab, t, chromedp.TextContent(chromedp.CSS(frameSel(typed)+" .type"))); !strings.Contains(text, "types unavailable") {
+			t.Errorf("type shown %q, want it to say the types are unavailable", text)
+		}
+
+		// A cookie for the whole origin reaches /types too.
+		other := newTab(t)
+		setCookiePath(other, t, "__Secure-bridge_token", base+"/", "/", tok)
+		do(other, t, "open the page with a cookie for /", chromedp.Navigate(base+"/?stream=orders"),
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-state="open"]:not([data-types="loading"])`)))
+		if n := run(other, t, chromedp.Attributes(chromedp.CSS("#status")))["data-types"]; n == "unavailable" {
+			t.Errorf("with a cookie for /, the page still has no types")
+		}
+		again := b.publish(t, orderStatusChanged(t, "o-5"))
+		waitFrame(other, t, again)
+		if a := run(other, t, chromedp.Attributes(chromedp.CSS(frameSel(again)))); a["data-schema"] != "shop.v1.OrderStatusChanged" {
+			t.Errorf("event %d: data-schema %q, want shop.v1.OrderStatusChanged", again, a["data-schema"])
+		}
+	})
+}
+
 // startBrowser starts a headless chromium for the test, and returns a func
 // that opens a tab in it. Without chromium the test is skipped, or fails in
 // CI.
@@ -412,6 +518,15 @@ func screenshot(tab context.Context, t *testing.T) {
 	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "page.png"), png, 0o600); err != nil {
 		t.Errorf("save screenshot: %v", err)
 	}
+}
+
+func orderStatusChanged(t *testing.T, orderID string) *bridgev1.PublishRequest {
+	t.Helper()
+	ev, err := anypb.New(&shopv1.OrderStatusChanged{OrderId: orderID, Current: shopv1.OrderStatus_ORDER_STATUS_SHIPPED})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bridgev1.PublishRequest{Stream: "orders", Payload: &bridgev1.PublishRequest_Event{Event: ev}}
 }
 
 func orderCreated(t *testing.T, orderID string) *bridgev1.PublishRequest {

@@ -182,6 +182,14 @@ type Config struct {
 	// system it serves), such as "/sse-bridge", "//events.acme.example" or
 	// "https://acme.example/bridge". Zero means "/sse-bridge".
 	CloudEventsSource string
+	// PublicURL is the base URL browsers reach this bridge's HTTP listener
+	// at (https://events.acme.example, or with a path prefix a proxy
+	// adds). When set, each cloudevents frame whose type names a message
+	// the bridge renders carries `dataschema`: PublicURL + /types/ + the
+	// type. CloudEvents wants an absolute URI there, and only the operator
+	// knows the public one (behind a proxy the request's Host is not it),
+	// so empty, the default, means no dataschema.
+	PublicURL string
 
 	// MaxPayload is the largest event data (the JSON, in bytes) accepted.
 	// Zero means 64 KiB. gRPC messages larger than MaxPayload + 64 KiB, or
@@ -271,6 +279,13 @@ type Config struct {
 
 	// Logger receives the bridge's logs. Nil means discard.
 	Logger *slog.Logger
+	// TuneMemoryLimit, with the memory engine, keeps Go's soft memory limit
+	// just above what is live plus the collector's headroom for everything
+	// but history, so that a full --history-memory is not multiplied by
+	// GOGC (memtune.go); a limit already set stays the ceiling. Off by
+	// default, since it sets a process-wide value: the bridge command turns
+	// it on unless GOMEMLIMIT is set.
+	TuneMemoryLimit bool
 	// TracerProvider, when set, turns tracing on: spans of every publish
 	// and delivery, and the traceparent of traced publishes in the frames
 	// (tracing.go). Nil (the default) means off. The caller owns it (and
@@ -428,6 +443,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkURIReference(c.CloudEventsSource); err != nil {
 		errs = append(errs, fmt.Errorf("CloudEvents source (--cloudevents-source) %q: %w", c.CloudEventsSource, err))
+	}
+	if err := checkPublicURL(c.PublicURL); err != nil {
+		errs = append(errs, fmt.Errorf("public URL (--public-url) %q: %w", c.PublicURL, err))
 	}
 	errs = append(errs, c.validateAuth()...)
 	errs = append(errs, c.validateLimits()...)
@@ -657,6 +675,30 @@ func checkURIReference(s string) error {
 	}
 	if _, err := url.Parse(s); err != nil {
 		return fmt.Errorf("not a URI reference: %w", err)
+	}
+	return nil
+}
+
+// checkPublicURL checks --public-url: empty, or an absolute http or https
+// URL with a host and neither query nor fragment, since /types/NAME is
+// appended to it.
+func checkPublicURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	if err := checkURIReference(s); err != nil {
+		return err
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return errors.New("give an absolute http or https URL, such as https://events.acme.example")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#"):
+		return errors.New("give it without a query or fragment: /types/NAME is appended to it")
+	case u.User != nil:
+		return errors.New("give it without user information")
 	}
 	return nil
 }

@@ -27,7 +27,11 @@ import (
 //     live: pending is sent, and from then on deliver offers every group
 //     straight to the library stream (hub.offer, TryPublish).
 //   - evicted (hub.evict, at most once, from any goroutine): its context
-//     is cancelled and its write deadline set to now; the handler returns.
+//     is cancelled and its write deadline set to now; the handler returns,
+//     once the writer got its turn to finish (deadlineWriter.die: dying
+//     connections finish a few at a time). A connection whose write failed
+//     because the peer went is over the same way, without counting as an
+//     eviction.
 //   - finished: the handler returned; out is not used any more, and the
 //     hub unregisters the connection.
 //
@@ -47,6 +51,10 @@ type conn struct {
 	after   uint64 // that id; meaningless without resume
 	format  Format
 	cancel  context.CancelFunc
+	// sink, when set, takes the connection's frames instead of a library
+	// stream: a gRPC subscriber (subscribe.go). Set before the hub sees
+	// the connection, never changed.
+	sink *sink
 
 	// Set by checkResume, on the connection's own goroutine before the
 	// library or a replay sees the connection (so without mu): caughtUp,
@@ -71,6 +79,9 @@ type conn struct {
 	sleeper dozer
 	wakeFor uint8
 
+	// evicted: the hub sends the connection nothing more. Set once, by an
+	// eviction (hub.evict, counted) or a write that failed because the
+	// peer went (deadlineWriter.failed).
 	evicted atomic.Bool
 	// queued counts frames handed to the library and not yet flushed; the
 	// writer flushes for real only when it drops to zero, so a connection
@@ -146,6 +157,9 @@ type deadlineWriter struct {
 	// broken: a write or flush failed or was refused, so a frame may have
 	// been cut short.
 	broken bool
+	// dying: the connection is over and its writer holds one of the hub's
+	// dying tokens, which serve gives back when the connection ended.
+	dying bool
 }
 
 // WriteHeader sends the status, and, on a 200, the connection's retry: as
@@ -182,7 +196,13 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 // to the library waits behind this one (conn.queued), coalescing a burst
 // into few writes. The bufio buffer under the ResponseWriter still spills
 // to the socket when full, so nothing waits on a flush that never comes.
+// On a connection that is over it flushes nothing and waits for its turn
+// to finish (die).
 func (w *deadlineWriter) Flush() {
+	if w.broken || w.c.evicted.Load() {
+		w.die()
+		return
+	}
 	if w.started && w.c.queued.Add(-1) > 0 {
 		return
 	}
@@ -204,6 +224,23 @@ func (w *deadlineWriter) Flush() {
 	}
 	if err := w.c.out.Flush(); err != nil {
 		w.failed(err)
+	}
+}
+
+// die waits, once, until the connection, which is over (evicted, or a
+// write failed), may finish: it takes one of the hub's dying tokens, which
+// serve gives back once the connection ended. The library's handler returns
+// only once it has gone through every frame queued for the connection (up
+// to twice the queue size), each formatted (a copy) and refused by Write;
+// thousands of connections evicted at once would all do that at once, and
+// the goroutines of a publish call would wait behind them for the CPU. So
+// they finish a few at a time (one per two processors), and the others wait
+// here, between frames: the library's buffer of the last one is back in its
+// pool, and a waiting connection holds no copy of any frame.
+func (w *deadlineWriter) die() {
+	if !w.dying {
+		w.dying = true
+		w.hub.dying <- struct{}{}
 	}
 }
 
@@ -233,13 +270,16 @@ func (w *deadlineWriter) arm() error {
 }
 
 // failed handles a write error. A deadline means the peer stopped reading;
-// anything else means it went away. Either way the connection is over.
+// anything else means it went away. Either way the connection is over, and
+// the hub sends it nothing more: one that went is not evicted later for the
+// queue it leaves unread (while it waits for its turn to finish, see die).
 func (w *deadlineWriter) failed(err error) {
 	w.broken = true
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		w.hub.evict(w.c, evictWriteDeadline)
 		return
 	}
+	w.c.evicted.Store(true)
 	w.c.cancel()
 }
 

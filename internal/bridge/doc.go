@@ -14,8 +14,10 @@
 // consecutive events of one stream and offers each group to every connection
 // subscribed to that stream as one write, without ever blocking: a connection
 // whose queue is full is evicted (closed), and its browser reconnects with
-// Last-Event-ID and catches up from history. A connection's writer flushes
-// only when nothing more is queued for it, so a burst costs few system calls.
+// Last-Event-ID and catches up from history; connections evicted together
+// finish a few at a time, so a crowd of dead browsers never crowds out
+// publishers. A connection's writer flushes only when nothing more is
+// queued for it, so a burst costs few system calls.
 //
 // Publishing at scale (publish_batch.go, publish_stream.go, publish_key.go):
 // PublishBatch and PublishStream check each event as Publish checks one

@@ -49,6 +49,13 @@ type Engine interface {
 	// delivered, so a Replay that starts after a connection was registered
 	// misses nothing.
 	Run(ctx context.Context, deliver func([]*Event)) error
+
+	// Latest returns the last n events (n > 0) of stream that history
+	// holds, oldest first (fewer when it holds fewer), and Head, the last id
+	// assigned when it read them: history covered every event of stream up
+	// to Head, so a client that resumes after Head misses none and gets
+	// none twice. Reset is always empty.
+	Latest(ctx context.Context, stream string, n int) (Replay, error)
 }
 
 // Stored is what an engine did with one event of [Engine.PublishBatch].

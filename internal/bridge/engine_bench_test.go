@@ -91,7 +91,7 @@ func BenchmarkHistoryBudget(b *testing.B) {
 		wg.Go(func() {
 			_ = e.Run(ctx, func(batch []*Event) {
 				for _, ev := range batch {
-					ev.frame(FormatData, defaultCloudEventsSource)
+					ev.frame(FormatData, defaultCloudEvents)
 				}
 				delivered.Add(int64(len(batch)))
 			})

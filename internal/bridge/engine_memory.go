@@ -634,6 +634,29 @@ func (e *MemoryEngine) Replay(_ context.Context, streams []string, after uint64,
 	return r, nil
 }
 
+// Latest implements [Engine]: the last n events of stream in its ring, read
+// under the lock that Publish holds while it assigns an id and stores the
+// event, so Head covers them all.
+func (e *MemoryEngine) Latest(_ context.Context, stream string, n int) (Replay, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := Replay{Head: e.last}
+	h := e.streams[stream]
+	if h == nil {
+		return r, nil
+	}
+	h.trimAge(e, e.now().Add(-e.age))
+	k := min(n, h.ring.len())
+	r.Events = make([]*Event, 0, k)
+	for i := h.ring.len() - k; i < h.ring.len(); i++ {
+		r.Events = append(r.Events, h.ring.at(i))
+	}
+	if h.ring.len() == 0 {
+		e.settle(h)
+	}
+	return r, nil
+}
+
 func compareIDs(a, b uint64) int {
 	switch {
 	case a < b:

@@ -375,8 +375,8 @@ func TestMemoryEngineBudgetCountsFrames(t *testing.T) {
 			before := e.HistoryStats().Bytes
 			var want int64
 			for _, f := range tt.formats {
-				want += frameCost(f, ev.frame(f, defaultCloudEventsSource))
-				ev.frame(f, defaultCloudEventsSource) // built once: asking again charges nothing
+				want += frameCost(f, ev.frame(f, defaultCloudEvents))
+				ev.frame(f, defaultCloudEvents) // built once: asking again charges nothing
 			}
 			if got := e.HistoryStats().Bytes - before; got != want {
 				t.Errorf("building frames %v added %d bytes, want %d", tt.formats, got, want)
@@ -389,7 +389,7 @@ func TestMemoryEngineBudgetCountsFrames(t *testing.T) {
 			}
 			checkBooks(t, e)
 			after := e.HistoryStats().Bytes
-			ev.frame(FormatCloudEvents, defaultCloudEventsSource)
+			ev.frame(FormatCloudEvents, defaultCloudEvents)
 			if got := e.HistoryStats().Bytes; got != after {
 				t.Errorf("a frame of an evicted event changed history's bytes from %d to %d", after, got)
 			}
@@ -408,7 +408,7 @@ func TestMemoryEngineBudgetFramesRace(t *testing.T) {
 		wg.Go(func() {
 			for ev := range evs {
 				for f := range numFormats {
-					ev.frame(f, defaultCloudEventsSource)
+					ev.frame(f, defaultCloudEvents)
 				}
 			}
 		})

@@ -112,6 +112,49 @@ func (e *NATSEngine) Replay(ctx context.Context, streams []string, after uint64,
 	return r, nil
 }
 
+// Latest implements [Engine] on JetStream: it reads every message of
+// stream's subject up to the stream's last sequence when it began (Head),
+// at most --history-size of them, and keeps the last n. A message stored
+// after that read began has a sequence above Head, so it is not returned
+// and a resume after Head gets it.
+func (e *NATSEngine) Latest(ctx context.Context, stream string, n int) (Replay, error) {
+	if err := e.waitReady(ctx); err != nil {
+		return Replay{}, err
+	}
+	info, err := e.stream.Info(ctx)
+	if err != nil {
+		return Replay{}, e.requestError("read stream state", err)
+	}
+	r := Replay{Head: info.State.LastSeq}
+	if r.Head == 0 || info.State.Msgs == 0 {
+		return r, nil
+	}
+	cons, err := e.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		FilterSubject:     e.prefix + stream,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: time.Minute, // as Replay's
+	})
+	if err != nil {
+		return Replay{}, e.requestError("create history consumer", err)
+	}
+	defer e.deleteConsumer(ctx, cons.CachedInfo().Name)
+	if cons.CachedInfo().NumPending == 0 {
+		return r, nil
+	}
+	events, _, err := e.fetch(cons, 0, r.Head, 0)
+	if err != nil {
+		return Replay{}, err
+	}
+	if len(events) > n {
+		events = events[len(events)-n:]
+	}
+	r.Events = events
+	return r, nil
+}
+
 // staleID says why a resume after id after cannot be served from the stream
 // at all, or returns "".
 func staleID(info *jetstream.StreamInfo, after uint64) string {

@@ -90,12 +90,41 @@ func parseFormat(s string) (Format, bool) {
 // without a type: CloudEvents requires one.
 const untypedCloudEventsType = "bridge.json"
 
+// cloudEventsAttrs are the CloudEvents attributes of a bridge's frames that
+// come from its configuration rather than from the event.
+type cloudEventsAttrs struct {
+	// source is the `source` (--cloudevents-source; the stream, which tells
+	// events apart, is the `subject`).
+	source string
+	// schemaBase is --public-url followed by /types/, empty when unset: an
+	// event whose type names a message the bridge renders then carries
+	// `dataschema` schemaBase + type, the schema /types serves for it.
+	// CloudEvents wants an absolute URI there, which only the operator
+	// knows (behind a proxy the request's Host is not the public one), so
+	// without --public-url frames carry none.
+	schemaBase string
+	// known reports whether a type names a message the bridge renders now;
+	// set whenever schemaBase is.
+	known func(typ string) bool
+}
+
+// defaultCloudEvents are the attributes of a bridge with the default
+// configuration.
+var defaultCloudEvents = &cloudEventsAttrs{source: defaultCloudEventsSource}
+
+// dataSchema returns the dataschema of an event of type typ, empty for none.
+func (a *cloudEventsAttrs) dataSchema(typ string) string {
+	if a.schemaBase == "" || typ == "" || !a.known(typ) {
+		return ""
+	}
+	return a.schemaBase + typ
+}
+
 // frame returns the library event of e in format f, building it the first
-// time it is asked for; source is the CloudEvents `source` (the bridge's
-// --cloudevents-source; the stream, which tells events apart, is the
-// `subject`). One bridge passes one source, so the frame built first serves
-// every later call.
-func (e *Event) frame(f Format, source string) *sse.Event {
+// time it is asked for; ce are the bridge's CloudEvents attributes. One
+// bridge passes the same ones, so the frame built first serves every later
+// call.
+func (e *Event) frame(f Format, ce *cloudEventsAttrs) *sse.Event {
 	if fr := e.frames[f].Load(); fr != nil {
 		return fr
 	}
@@ -109,7 +138,7 @@ func (e *Event) frame(f Format, source string) *sse.Event {
 	case FormatEnvelope:
 		fr.Data = e.envelope()
 	case FormatCloudEvents:
-		fr.Data = e.cloudEvent(source)
+		fr.Data = e.cloudEvent(ce)
 	default:
 		fr.Data = e.Data
 		if e.Type != "" {
@@ -162,11 +191,15 @@ func (e *Event) envelope() []byte {
 	return b
 }
 
-func (e *Event) cloudEvent(source string) []byte {
+func (e *Event) cloudEvent(ce *cloudEventsAttrs) []byte {
 	typ := e.Type
 	if typ == "" {
 		typ = untypedCloudEventsType
 	}
+	// dataschema names the schema of the event's type: its message's when
+	// the type is a message's full name (a publisher that names its event
+	// after a message declares that type, as EventMap of the generated
+	// TypeScript does).
 	//nolint:errchkjson // strings and a valid json.RawMessage always marshal
 	b, _ := json.Marshal(struct {
 		SpecVersion     string          `json:"specversion"`
@@ -176,9 +209,10 @@ func (e *Event) cloudEvent(source string) []byte {
 		Subject         string          `json:"subject"`
 		Time            string          `json:"time"`
 		DataContentType string          `json:"datacontenttype"`
+		DataSchema      string          `json:"dataschema,omitempty"`
 		TraceParent     string          `json:"traceparent,omitempty"`
 		Data            json.RawMessage `json:"data"`
-	}{"1.0", strconv.FormatUint(e.ID, 10), source, typ, e.Stream, e.timeString(), "application/json", e.pageTraceParent(), e.Data})
+	}{"1.0", strconv.FormatUint(e.ID, 10), ce.source, typ, e.Stream, e.timeString(), "application/json", ce.dataSchema(e.Type), e.pageTraceParent(), e.Data})
 	return b
 }
 

@@ -154,11 +154,11 @@ func FuzzFramesParseBack(f *testing.F) {
 			var frames []*sse.Event
 			var want []sseEvent
 			for _, ev := range events {
-				frames = append(frames, ev.frame(format, defaultCloudEventsSource))
+				frames = append(frames, ev.frame(format, defaultCloudEvents))
 				want = append(want, expectedEvent(ev, format))
 			}
 			if len(events) > 1 {
-				frames = append(frames, (&group{events: events}).frame(format, defaultCloudEventsSource))
+				frames = append(frames, (&group{events: events}).frame(format, defaultCloudEvents))
 				for _, ev := range events {
 					want = append(want, expectedEvent(ev, format))
 				}
@@ -189,7 +189,7 @@ func expectedEvent(ev *Event, format Format) sseEvent {
 	if format == FormatData && ev.Type != "" {
 		typ = ev.Type
 	}
-	return sseEvent{ID: strconv.FormatUint(ev.ID, 10), Type: typ, Data: string(ev.frame(format, defaultCloudEventsSource).Data)}
+	return sseEvent{ID: strconv.FormatUint(ev.ID, 10), Type: typ, Data: string(ev.frame(format, defaultCloudEvents).Data)}
 }
 
 // resetData is the data of a reset frame, checked to say what it means:

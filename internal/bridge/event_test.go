@@ -28,8 +28,8 @@ func TestGoldenFormats(t *testing.T) {
 		}{{"data", FormatData}, {"envelope", FormatEnvelope}, {"cloudevents", FormatCloudEvents}} {
 			t.Run(name+"_"+f.name, func(t *testing.T) {
 				t.Parallel()
-				fr := ev.frame(f.format, defaultCloudEventsSource)
-				if ev.frame(f.format, defaultCloudEventsSource) != fr {
+				fr := ev.frame(f.format, defaultCloudEvents)
+				if ev.frame(f.format, defaultCloudEvents) != fr {
 					t.Errorf("frame(%s) built twice: want one frame per event and format", f.name)
 				}
 				if bytes.ContainsAny(fr.Data, "\r\n") || bytes.ContainsAny(fr.Event, "\r\n") {

@@ -57,7 +57,7 @@ func BenchmarkEncode(b *testing.B) {
 		data := []byte(`{"orderId":"o-1","total":{"currency":"EUR","amountMinor":"1250"}}`)
 		for b.Loop() {
 			ev := &Event{ID: 1795633221073629, Stream: "orders", Type: "shop.v1.OrderCreated", Data: data, Time: time.Now()}
-			_ = ev.frame(FormatEnvelope, defaultCloudEventsSource)
+			_ = ev.frame(FormatEnvelope, defaultCloudEvents)
 		}
 	})
 }

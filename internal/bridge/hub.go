@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -72,9 +74,9 @@ type hub struct {
 	// rate (0: none): they spread the reconnects of a shutdown.
 	retry       time.Duration
 	connectRate float64
-	// ceSource is the CloudEvents source of the frames of this hub's
-	// connections (--cloudevents-source).
-	ceSource string
+	// ce are the CloudEvents attributes of the frames of this hub's
+	// connections (--cloudevents-source, --public-url).
+	ce *cloudEventsAttrs
 	// tracer makes the delivery spans (tracing.go); nil when tracing is off.
 	tracer *deliveryTracer
 
@@ -82,6 +84,13 @@ type hub struct {
 	subs   map[string][]*conn // stream name -> its connections
 	conns  map[string]*conn   // library stream id -> connection
 	closed bool
+
+	// dying holds a token for each connection that is finishing after it
+	// was evicted or a write failed: they finish a few at a time (see
+	// deadlineWriter.die). died counts those that finished since the last
+	// time none was left (finishedDying).
+	dying chan struct{}
+	died  atomic.Int64
 
 	stats hubStats
 }
@@ -94,9 +103,10 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 		log:         log,
 		queueSize:   queueSize,
 		replayLimit: replayLimit,
-		ceSource:    defaultCloudEventsSource,
+		ce:          defaultCloudEvents,
 		subs:        make(map[string][]*conn),
 		conns:       make(map[string]*conn),
+		dying:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	lib := sse.New()
 	lib.AutoReplay = false // it would keep every event forever and rewrite our ids
@@ -129,17 +139,41 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 		cancel:  cancel,
 		out:     out,
 	}
+	return c, h.add(c)
+}
+
+// registerSink registers a connection whose frames go to sk (a gRPC
+// subscriber, subscribe.go) instead of a library stream; otherwise as
+// register. It never has a library stream, never dozes and gets no
+// heartbeats (gRPC keeps its connections alive itself).
+func (h *hub) registerSink(streams []string, format Format, resume bool, after uint64, sk *sink, cancel context.CancelFunc) (*conn, error) {
+	c := &conn{
+		id:      newConnID(),
+		streams: streams,
+		format:  format,
+		resume:  resume,
+		after:   after,
+		cancel:  cancel,
+		out:     sinkOutput{},
+		sink:    sk,
+	}
+	return c, h.add(c)
+}
+
+// add puts c in the hub's maps, or returns errClosed once the hub is
+// shutting down.
+func (h *hub) add(c *conn) error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return nil, errClosed
+		return errClosed
 	}
 	h.conns[c.id] = c
-	for _, s := range streams {
+	for _, s := range c.streams {
 		h.subs[s] = append(h.subs[s], c)
 	}
 	h.mu.Unlock()
-	return c, nil
+	return nil
 }
 
 // watched reports whether a connection subscribes to stream. The memory
@@ -182,7 +216,9 @@ func (h *hub) unregister(c *conn) {
 	h.mu.Unlock()
 	// The library's handler returned, so its subscriber is gone and removing
 	// the stream leaks nothing. (A stream never created: nothing to remove.)
-	h.lib.RemoveStream(c.id)
+	if c.sink == nil {
+		h.lib.RemoveStream(c.id)
+	}
 }
 
 // subscribed is called on c's handler goroutine once the library registered
@@ -214,7 +250,7 @@ func (h *hub) subscribed(ctx context.Context, c *conn) (done <-chan struct{}) {
 				if ev.ID <= c.lastID {
 					continue
 				}
-				if !h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull) {
+				if !h.tryEvent(c, ev) {
 					return nil // evicted: cannot happen, see above
 				}
 				c.lastID = ev.ID
@@ -279,7 +315,9 @@ func (h *hub) replay(ctx context.Context, c *conn) {
 		c.mu.Unlock()
 		for _, ev := range batch {
 			if !based || ev.ID > last {
-				h.send(c, ev.frame(c.format, h.ceSource))
+				if !h.sendEvent(ctx, c, ev) {
+					return
+				}
 				last, based = ev.ID, true
 			}
 		}
@@ -309,6 +347,9 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		if r.Reset == ResetTooFarBehind {
 			h.stats.replaysCapped.Add(1)
 		}
+		if c.sink != nil {
+			return r.Head, c.sink.put(ctx, sinkItem{reset: r.Reset, head: r.Head})
+		}
 		h.send(c, resetFrame(r.Head, r.Reset))
 		return r.Head, true
 	}
@@ -321,10 +362,23 @@ func (h *hub) sendHistory(ctx context.Context, c *conn, after uint64) (last uint
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		h.send(c, ev.frame(c.format, h.ceSource))
+		if !h.sendEvent(ctx, c, ev) {
+			return 0, false
+		}
 		last = ev.ID
 	}
 	return last, true
+}
+
+// sendEvent hands c one event of its replay, waiting while its queue is
+// full; false when ctx ended first (a sink's wait ends with it; a library
+// stream's ends when the library drops the stream).
+func (h *hub) sendEvent(ctx context.Context, c *conn, ev *Event) bool {
+	if c.sink != nil {
+		return c.sink.put(ctx, sinkItem{event: ev})
+	}
+	h.send(c, ev.frame(c.format, h.ce))
+	return true
 }
 
 // send hands c one frame of its replay, waiting while its queue is full.
@@ -385,20 +439,35 @@ func resetFrame(head uint64, reason string) *sse.Event {
 // the write it becomes) modest.
 const maxGroup = 64
 
+// maxGroupBytes bounds the size of one frame group. The library formats
+// every write of every connection into a buffer of package fmt's, which fmt
+// reuses only up to 64 KiB: a larger group would cost each connection a
+// new copy of it per write, garbage at once, or held for as long as a
+// stalled peer blocks the write (2,000 stalled connections held 130 MiB of
+// such copies of one group), and each write again when they are evicted.
+// Groups stay under half that, so a buffer that grows for one (it doubles)
+// stays reusable; a single larger event is still sent alone.
+const maxGroupBytes = 32 << 10
+
+// groupFrameBytes bounds the bytes ev adds to a group's frame in any
+// format: its data, and its id, type and stream, which the envelope formats
+// wrap with their field names (about 150 bytes).
+func groupFrameBytes(ev *Event) int {
+	return len(ev.Data) + len(ev.Type) + len(ev.Stream) + 200
+}
+
 // deliver offers a batch of events to the connections subscribed to their
-// streams. Consecutive events of one stream form a group, handed to each
-// connection as one library event (one TryPublish, one wake-up of its
-// writer, one write); groups never span streams, so a connection subscribed
-// to several streams still sees every frame in id order. It never blocks: a
-// connection whose queue is full is evicted.
+// streams. Consecutive events of one stream form a group (at most maxGroup
+// events and maxGroupBytes), handed to each connection as one library event
+// (one TryPublish, one wake-up of its writer, one write); groups never span
+// streams, so a connection subscribed to several streams still sees every
+// frame in id order. It never blocks: a connection whose queue is full is
+// evicted.
 func (h *hub) deliver(batch []*Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for len(batch) > 0 {
-		n := 1
-		for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
-			n++
-		}
+		n := groupLen(batch)
 		conns := h.subs[batch[0].Stream]
 		if h.tracer != nil {
 			h.tracer.start(batch[:n], len(conns))
@@ -416,6 +485,20 @@ func (h *hub) deliver(batch []*Event) {
 	}
 }
 
+// groupLen returns how many events at the start of batch (not empty) form
+// its first group: consecutive events of one stream, at most maxGroup of
+// them and maxGroupBytes (groupFrameBytes), and always the first one.
+func groupLen(batch []*Event) int {
+	n, size := 1, groupFrameBytes(batch[0])
+	for n < len(batch) && n < maxGroup && batch[n].Stream == batch[0].Stream {
+		if size += groupFrameBytes(batch[n]); size > maxGroupBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
+
 // group is a run of consecutive events of one stream, with its frame in each
 // format built at most once. It lives only during deliver: it aliases the
 // engine's batch.
@@ -425,30 +508,30 @@ type group struct {
 }
 
 // frame returns one library event that writes every event of g, in order;
-// source is the CloudEvents source (see Event.frame).
+// ce are the CloudEvents attributes (see Event.frame).
 // The library writes "id: ID\ndata: DATA\nevent: EVENT\n\n" without escaping
 // DATA, so DATA here carries the first event's data and, after it, the
 // complete frames of the others but the last one's event line: the bytes on
 // the wire are exactly those of the separate frames. sselib_test.go pins the
 // library behaviour this relies on.
-func (g *group) frame(f Format, source string) *sse.Event {
+func (g *group) frame(f Format, ce *cloudEventsAttrs) *sse.Event {
 	if len(g.events) == 1 {
-		return g.events[0].frame(f, source)
+		return g.events[0].frame(f, ce)
 	}
 	if fr := g.frames[f]; fr != nil {
 		return fr
 	}
-	first := g.events[0].frame(f, source)
+	first := g.events[0].frame(f, ce)
 	size := 0
 	for _, ev := range g.events {
-		fr := ev.frame(f, source)
+		fr := ev.frame(f, ce)
 		size += len(fr.ID) + len(fr.Data) + len(fr.Event) + 24
 	}
 	data := make([]byte, 0, size)
 	data = append(data, first.Data...)
 	prev := first
 	for _, ev := range g.events[1:] {
-		fr := ev.frame(f, source)
+		fr := ev.frame(f, ce)
 		if len(prev.Event) > 0 {
 			data = append(data, "\nevent: "...)
 			data = append(data, prev.Event...)
@@ -481,13 +564,18 @@ func (h *hub) offer(c *conn, g *group) {
 		return
 	case first <= c.lastID: // partly sent by replay: rare, right after it
 		for _, ev := range g.events {
-			if ev.ID > c.lastID && !h.tryPublish(c, ev.frame(c.format, h.ceSource), evictQueueFull) {
+			if ev.ID > c.lastID && !h.tryEvent(c, ev) {
 				return
 			}
 			c.lastID = max(c.lastID, ev.ID)
 		}
 	default:
-		if !h.tryPublish(c, g.frame(c.format, h.ceSource), evictQueueFull) {
+		if c.sink != nil {
+			// The group aliases the engine's batch: the sink keeps a copy.
+			if !h.trySink(c, sinkItem{group: slices.Clone(g.events)}) {
+				return
+			}
+		} else if !h.tryPublish(c, g.frame(c.format, h.ce), evictQueueFull) {
 			return
 		}
 		c.lastID = last
@@ -510,6 +598,29 @@ func (h *hub) hold(c *conn, ev *Event) {
 		c.pending = append(c.pending, ev)
 	}
 	c.wake(wakeEvent)
+}
+
+// tryEvent queues ev for c without blocking, and evicts c when its queue
+// is full.
+func (h *hub) tryEvent(c *conn, ev *Event) bool {
+	if c.sink != nil {
+		return h.trySink(c, sinkItem{event: ev})
+	}
+	return h.tryPublish(c, ev.frame(c.format, h.ce), evictQueueFull)
+}
+
+// trySink queues it for c, a sink's connection, without blocking, and
+// evicts c when the sink's queue is full: as tryPublish for a library
+// stream.
+func (h *hub) trySink(c *conn, it sinkItem) bool {
+	select {
+	case c.sink.ch <- it:
+		return true
+	default:
+		c.sink.full.Store(true)
+		h.evict(c, evictQueueFull)
+		return false
+	}
 }
 
 // tryPublish queues frame for c without blocking, and evicts c for reason
@@ -551,12 +662,38 @@ func (h *hub) heartbeat(ctx context.Context, interval time.Duration) {
 				live := c.live
 				c.wake(wakePing)
 				c.mu.Unlock()
-				if live {
+				if live && c.sink == nil {
 					h.tryPublish(c, pingFrame, evictHeartbeat)
 				}
 			}
 			h.mu.RUnlock()
 		}
+	}
+}
+
+// collectAfter is how many connections must have died in one wave (see
+// finishedDying) for its end to be worth a garbage collection.
+const collectAfter = 256
+
+// finishedDying is called by a dying connection once it ended and gave its
+// token back (deadlineWriter.die). When it was the last of a wave of at
+// least collectAfter connections, it runs the garbage collector twice:
+// what they held (a write in progress each, when a peer stopped reading)
+// was live at the collection before, the collector's next goal is a
+// multiple of that, and, left to itself, it would let the heap grow that
+// large again before reclaiming any of it. Twice, because the library's
+// buffers of their last writes went back to package fmt's pool, which a
+// collection only moves aside and the next one frees. Collected now, their
+// memory is free at once and goes back to the system as the runtime
+// returns what it does not need.
+func (h *hub) finishedDying() {
+	n := h.died.Add(1)
+	if len(h.dying) > 0 {
+		return // the wave goes on: another connection holds a token
+	}
+	if h.died.CompareAndSwap(n, 0) && n >= collectAfter {
+		runtime.GC()
+		runtime.GC()
 	}
 }
 

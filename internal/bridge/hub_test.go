@@ -321,7 +321,7 @@ func TestGroupArrivesAsSeparateFrames(t *testing.T) {
 			f.hub.deliver(batch)
 			fm, _ := parseFormat(format)
 			for _, want := range []*Event{batch[0], batch[1], batch[3], batch[4]} {
-				fr := want.frame(fm, defaultCloudEventsSource)
+				fr := want.frame(fm, defaultCloudEvents)
 				select {
 				case got := <-events:
 					if got.LastEventID != string(fr.ID) || got.Type != string(fr.Event) || got.Data != string(fr.Data) {

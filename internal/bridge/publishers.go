@@ -28,7 +28,9 @@ import (
 // Each entry has a unique name (it appears in logs and error messages) and
 // exactly one credential: token_sha256, the hex SHA-256 of a bearer token
 // (the token itself is never stored), or cert, the principal of a client
-// certificate (see certPrincipal). streams are grant patterns (grants.go).
+// certificate (see certPrincipal). streams are grant patterns (grants.go);
+// read, optional, are the patterns of the streams its credential may also
+// read over gRPC (Subscribe, History): none by default.
 // rate, when set, is events per second for that publisher, with a bucket of
 // burst events; burst defaults to one second's worth (at least 1). Unknown
 // fields are errors, so a misspelt "token_sha265" is not silently ignored.
@@ -43,6 +45,7 @@ type publisherJSON struct {
 	TokenSHA256 string   `json:"token_sha256"`
 	Cert        string   `json:"cert"`
 	Streams     []string `json:"streams"`
+	Read        []string `json:"read"`
 	Rate        float64  `json:"rate"`
 	Burst       int      `json:"burst"`
 }
@@ -58,9 +61,12 @@ type publisher struct {
 	hasToken bool
 	cert     string
 	streams  grantSet
-	rate     rate.Limit // 0: no limit
-	burst    int
-	limiter  *rate.Limiter // nil: no limit
+	// read are the streams the publisher may also read (Subscribe,
+	// History, with its credential); none unless the file says so.
+	read    grantSet
+	rate    rate.Limit // 0: no limit
+	burst   int
+	limiter *rate.Limiter // nil: no limit
 }
 
 // publisherSet is one loaded version of the file. Immutable.
@@ -244,6 +250,12 @@ func parsePublisher(e publisherJSON) (p *publisher, errs []error) {
 		}
 	}
 	p.streams = grantSet(e.Streams)
+	for _, s := range e.Read {
+		if !validPattern(s) {
+			errs = append(errs, fmt.Errorf("read pattern %q is invalid: tokens of letters, digits, '_' and '-' separated by dots, '*' for one token, '>' last for the rest", s))
+		}
+	}
+	p.read = grantSet(e.Read)
 	switch {
 	case e.Rate < 0 || math.IsNaN(e.Rate) || math.IsInf(e.Rate, 0):
 		errs = append(errs, fmt.Errorf("rate must be events per second, at least 0 (0: no limit), got %v", e.Rate))

@@ -26,6 +26,7 @@ type pubEntry struct {
 	Streams     []string `json:"streams,omitempty"`
 	Rate        float64  `json:"rate,omitempty"`
 	Burst       int      `json:"burst,omitempty"`
+	Read        []string `json:"read,omitempty"`
 }
 
 // writePublishers writes a publishers file of entries and returns its path.

@@ -260,6 +260,7 @@ type running struct {
 	errc chan error // a listener's failure: one slot per listener, so no sender blocks (three)
 
 	cancelBase  context.CancelFunc // ends every SSE request's context
+	stopReads   context.CancelFunc // ends every gRPC Subscribe
 	stopRun     context.CancelFunc // ends the dispatcher, heartbeat, TLS poll, readiness
 	closeEngine func()
 	stopJWKS    func()
@@ -283,7 +284,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	}
 	r := &running{cfg: cfg, log: log, errc: make(chan error, 3), closeEngine: closeEngine, stopJWKS: stopJWKS}
 	h := newHub(engine, cfg.QueueSize, max(cfg.MaxReplay, 0), log)
-	h.retry, h.connectRate, h.ceSource = cfg.Retry, cfg.ConnectRate, cfg.CloudEventsSource
+	h.retry, h.connectRate, h.ce = cfg.Retry, cfg.ConnectRate, newCloudEventsAttrs(cfg, s.types)
 	tr := newTracing(cfg.TracerProvider, cfg.Engine)
 	h.tracer = tr.delivery()
 	switch e := engine.(type) {
@@ -326,6 +327,14 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		}))...),
 		grpc.ChainStreamInterceptor(rejectUndecodableStream, gauth.stream),
 	)
+	r.events = newSSEHandler(&cfg, h, s.auth, m)
+	var readStop context.Context
+	readStop, r.stopReads = context.WithCancel(context.WithoutCancel(ctx))
+	reads := &readService{
+		hub: h, auth: s.auth, pubs: s.pubs, limits: r.events.limits,
+		maxStreams: cfg.MaxStreamsPerConnection, maxName: cfg.MaxStreamName,
+		stop: readStop, metrics: m, log: log,
+	}
 	r.stopping = make(chan struct{})
 	r.publish = &publishService{
 		engine:     engine,
@@ -341,7 +350,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 		dedupe:     cfg.DedupeWindow >= 0,
 		streams:    publishStreams{max: cfg.MaxPublishStreams, inflight: cfg.MaxStreamInflight, stopping: r.stopping},
 	}
-	bridgev1.RegisterBridgeServiceServer(r.gs, r.publish)
+	bridgev1.RegisterBridgeServiceServer(r.gs, bridgeService{r.publish, reads})
 	r.health = health.NewServer()
 	r.health.SetServingStatus(bridgev1.BridgeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(r.gs, r.health)
@@ -352,8 +361,8 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	reflectionv1alpha.RegisterServerReflectionServer(r.gs, reflection.NewServer(reflectOpts))
 
 	mux := http.NewServeMux()
-	r.events = newSSEHandler(&cfg, h, s.auth, m)
 	mux.Handle("/events", r.events)
+	mux.Handle("/history", &historyHandler{rs: reads, events: r.events})
 	registerPage(mux)
 	s.registerTypes(mux, &cfg, m)
 	adminMux := mux // without an admin listener, the public one serves all
@@ -392,6 +401,9 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	r.wg.Go(func() { _ = engine.Run(runCtx, h.deliver) })
 	r.wg.Go(func() { h.heartbeat(runCtx, cfg.Heartbeat) })
 	r.wg.Go(func() { s.tls.Watch(runCtx, cfg.TLSReloadInterval) })
+	if me, ok := engine.(*MemoryEngine); ok && cfg.TuneMemoryLimit {
+		r.wg.Go(func() { tuneMemoryLimit(runCtx, func() int64 { return me.HistoryStats().Bytes }) })
+	}
 	if rd, ok := engine.(readiness); ok {
 		r.wg.Go(func() { reportReadiness(runCtx, rd, r.health, log) })
 	}
@@ -477,7 +489,9 @@ func (r *running) shutdown(ctx context.Context) {
 	log.Info("bridge shutting down")
 	began := time.Now()
 	r.closing.Store(true)
-	close(r.stopping)
+	close(r.stopping) // publish streams acknowledge what they stored and end
+	// Subscribe streams end first: the graceful stop waits for them.
+	r.stopReads()
 	stopped := make(chan struct{})
 	go func() { // ends when GracefulStop or the forced Stop below returns
 		r.gs.GracefulStop()
@@ -522,6 +536,16 @@ func (r *running) shutdown(ctx context.Context) {
 	log.Info("bridge stopped", "sse_connections_closed", closed, "took", time.Since(began).Round(time.Millisecond))
 }
 
+// bridgeService is the BridgeService the gRPC server serves: the
+// publishing RPCs (publish.go) and the reading ones (subscribe.go,
+// history.go).
+type bridgeService struct {
+	*publishService
+	*readService
+}
+
+var _ bridgev1.BridgeServiceServer = bridgeService{}
+
 // buildVersion is the bridge's module version and VCS revision, from the
 // build information Go embeds: "(devel)" for a build from a checkout
 // without VCS stamping.
@@ -537,6 +561,22 @@ func buildVersion() string {
 		}
 	}
 	return v
+}
+
+// newCloudEventsAttrs returns the CloudEvents attributes of cfg: its source,
+// and with --public-url the dataschema of the types the registry renders
+// (looked up when a cloudevents frame is first built, so a type loaded by a
+// reload gets one from then on).
+func newCloudEventsAttrs(cfg Config, types *payload.Registry) *cloudEventsAttrs {
+	a := &cloudEventsAttrs{source: cfg.CloudEventsSource}
+	if cfg.PublicURL != "" {
+		a.schemaBase = strings.TrimSuffix(cfg.PublicURL, "/") + "/types/"
+		a.known = func(typ string) bool {
+			_, err := types.FindMessageByName(protoreflect.FullName(typ))
+			return err == nil
+		}
+	}
+	return a
 }
 
 // openEngine builds the configured engine; the nats engine connects and sets

@@ -341,6 +341,10 @@ func (s *sseHandler) serve(parent context.Context, w http.ResponseWriter, hs *h1
 		// eviction a frame may be cut short, and the connection just closes.
 		hs.Close(!dw.broken && !c.evicted.Load())
 	}
+	if dw.dying {
+		<-s.hub.dying // the next dying connection's turn (deadlineWriter.die)
+		s.hub.finishedDying()
+	}
 }
 
 // authorize checks the request's token and grants, and answers 401 or 403

@@ -919,3 +919,101 @@ func TestLibWaitsForTheEndOnItsOwnGoroutine(t *testing.T) {
 	default:
 	}
 }
+
+// drainWriter is a ResponseWriter whose first write of a frame's data
+// blocks until release is closed, as a write to a peer that stopped reading
+// does until its deadline; from then on every write fails, as on an evicted
+// connection. It counts the data writes that follow, and whether any was
+// the frame's own bytes rather than a copy.
+type drainWriter struct {
+	header     http.Header
+	data       []byte // the frames' shared data
+	release    chan struct{}
+	blocked    chan struct{} // closed when the first data write blocks
+	registered chan struct{} // closed by the first Flush (see TestLibFirstFlushComesAfterRegistration)
+	flushed    sync.Once
+
+	mu       sync.Mutex
+	failed   int  // data writes after release
+	borrowed bool // a data write passed data itself, not a copy
+}
+
+func (w *drainWriter) Header() http.Header { return w.header }
+func (w *drainWriter) WriteHeader(int)     {}
+func (w *drainWriter) Flush()              { w.flushed.Do(func() { close(w.registered) }) }
+
+func (w *drainWriter) Write(p []byte) (int, error) {
+	i := bytes.Index(p, w.data)
+	if i < 0 {
+		return len(p), nil // the id:, the blank line
+	}
+	w.mu.Lock()
+	first := w.blocked != nil
+	w.borrowed = w.borrowed || &p[i] == &w.data[0]
+	if first {
+		close(w.blocked)
+		w.blocked = nil
+	} else {
+		w.failed++
+	}
+	w.mu.Unlock()
+	if first {
+		<-w.release
+	}
+	return 0, errEvicted
+}
+
+// TestLibWritesEveryQueuedFrameAfterTheEnd pins why the bridge lets dying
+// connections finish a few at a time (deadlineWriter.die): once a
+// subscriber's request ended, its handler still formats and writes every
+// frame its queue holds (a copy of each: fmt's, never the frame's own
+// bytes) before it returns, however every write fails; nothing the bridge
+// can do stops it earlier, short of an empty event, which it cannot queue
+// behind a full queue.
+func TestLibWritesEveryQueuedFrameAfterTheEnd(t *testing.T) {
+	t.Parallel()
+	lib := newPlainLib()
+	lib.BufferSize = 8
+	lib.CreateStream("d")
+	t.Cleanup(lib.Close) // after the handler returned: nothing leaks
+	data := bytes.Repeat([]byte("y"), 1024)
+	w := &drainWriter{header: http.Header{}, data: data, release: make(chan struct{}), blocked: make(chan struct{}), registered: make(chan struct{})}
+	blocked := w.blocked
+	ctx, cancel := context.WithCancel(libContext(t))
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?stream=d", nil)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		lib.ServeHTTP(w, req)
+	}()
+	ev := &sse.Event{ID: []byte("1"), Data: data}
+	libRecv(ctx, t, w.registered, "the subscriber to be registered")
+	if !lib.TryPublish("d", ev) {
+		t.Fatal("TryPublish on an empty stream = false")
+	}
+	libRecv(ctx, t, blocked, "the first write to block")
+	// Fill the subscriber's channel (64 frames) and the stream's buffer (8),
+	// which the stream's goroutine empties into the channel as it goes.
+	queued := 0
+	for start := time.Now(); queued < 64+8 && time.Since(start) < libWait; {
+		if lib.TryPublish("d", ev) {
+			queued++
+		} else {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	cancel() // the end of the request: what hub.evict does
+	close(w.release)
+	libRecv(libContext(t), t, returned, "ServeHTTP to return")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// The subscriber's channel holds 64 frames, the stream's buffer 8 more.
+	if queued < 64 || w.failed < 64 {
+		t.Errorf("%d frames queued, %d written (and refused) after the request ended; want at least the subscriber's 64: "+
+			"the library changed, re-check deadlineWriter.die", queued, w.failed)
+	}
+	if w.borrowed {
+		t.Error("the library wrote a frame's own data, not a copy: re-check maxGroupBytes")
+	}
+}

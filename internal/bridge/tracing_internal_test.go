@@ -37,13 +37,13 @@ func TestTraceparentInFrames(t *testing.T) {
 		},
 	} {
 		ev := &Event{ID: 7, Stream: "orders", Type: "shop.v1.OrderCreated", Data: []byte(`{"a":1}`), Time: at, Trace: &EventTrace{Parent: testTraceparent, Root: tc.root}}
-		if got := string(ev.frame(FormatEnvelope, defaultCloudEventsSource).Data); got != tc.envelope {
+		if got := string(ev.frame(FormatEnvelope, defaultCloudEvents).Data); got != tc.envelope {
 			t.Errorf("%s: envelope\n got %s\nwant %s", tc.name, got, tc.envelope)
 		}
-		if got := string(ev.frame(FormatCloudEvents, defaultCloudEventsSource).Data); got != tc.cloud {
+		if got := string(ev.frame(FormatCloudEvents, defaultCloudEvents).Data); got != tc.cloud {
 			t.Errorf("%s: cloudevents\n got %s\nwant %s", tc.name, got, tc.cloud)
 		}
-		if got := string(ev.frame(FormatData, defaultCloudEventsSource).Data); got != `{"a":1}` {
+		if got := string(ev.frame(FormatData, defaultCloudEvents).Data); got != `{"a":1}` {
 			t.Errorf("%s: data frame %s, want the payload alone", tc.name, got)
 		}
 	}

@@ -203,3 +203,56 @@ func TestTypesAskForATokenWithSubscriberAuth(t *testing.T) {
 		t.Errorf("with public streams, GET /types/shop.v1.OrderCreated without a token = %d (Cache-Control %q), want 200 no-cache", a.status, a.header.Get("Cache-Control"))
 	}
 }
+
+// TestCloudEventsDataSchema: with --public-url, a cloudevents frame whose
+// type names a message the bridge renders carries dataschema, the URL of
+// that type's schema under the public URL, and the frame's data validates
+// against the schema served there (with format=cloudevents); a json event
+// and one whose type names no message carry none. Without --public-url no
+// frame carries one, and a public URL that cannot prefix /types/NAME stops
+// the start.
+func TestCloudEventsDataSchema(t *testing.T) {
+	t.Parallel()
+	const public = "https://events.acme.example/bridge/"
+	b := startBridge(t, bridge.Config{PublicURL: public})
+	plain := startBridge(t, bridge.Config{})
+	c := subscribe(t, b.baseURL, "stream=orders&format=cloudevents", "")
+	cp := subscribe(t, plain.baseURL, "stream=orders&format=cloudevents", "")
+	note := jsonReq(t, "orders", "a note")
+	note.Type = "order.note"
+	for _, req := range []*bridgev1.PublishRequest{orderCreated(t, "o-1"), jsonReq(t, "orders", "x"), note} {
+		b.publish(t, req)
+		plain.publish(t, req)
+	}
+	type frame struct {
+		Type       string  `json:"type"`
+		DataSchema *string `json:"dataschema"`
+	}
+	for i, want := range []string{public + "types/shop.v1.OrderCreated", "", ""} {
+		data := c.next(t).Data
+		var f frame
+		if err := json.Unmarshal([]byte(data), &f); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case want == "" && f.DataSchema != nil:
+			t.Errorf("frame %d (%s) has dataschema %q, want none", i, f.Type, *f.DataSchema)
+		case want != "" && (f.DataSchema == nil || *f.DataSchema != want):
+			t.Errorf("frame %d: %s, want dataschema %s", i, data, want)
+		case want != "":
+			// The bridge serves that schema at the same path under its own
+			// address; the whole frame validates against its cloudevents form.
+			path := strings.TrimPrefix(*f.DataSchema, public) // types/NAME
+			servedSchema(t, b.baseURL+"/"+path+"?format=cloudevents").Check(t, "cloudevents frame", []byte(data))
+		}
+		var fp frame
+		if err := json.Unmarshal([]byte(cp.next(t).Data), &fp); err != nil || fp.DataSchema != nil {
+			t.Errorf("without --public-url, frame %d has dataschema %v (%v), want none", i, fp.DataSchema, err)
+		}
+	}
+	for _, bad := range []string{"/bridge", "events.acme.example", "ftp://events.acme.example", "https://events.acme.example/?a=1", "https://u:p@events.acme.example"} {
+		if _, err := bridge.New(bridge.Config{PublicURL: bad}); err == nil || !strings.Contains(err.Error(), "--public-url") {
+			t.Errorf("New with the public URL %q = %v, want an error naming --public-url", bad, err)
+		}
+	}
+}

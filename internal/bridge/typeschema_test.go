@@ -163,6 +163,9 @@ func TestGoldenEventsMatchTheServedSchemas(t *testing.T) {
 		c := &typesClient{t: t, base: srv.URL, validators: map[string]*schematest.Validator{}}
 		l := c.list()
 		enc := payload.NewEncoder(s.types, s.cfg.JSONProtoNames, s.cfg.JSONEmitDefaults)
+		// With --public-url, cloudevents frames of typed events name their
+		// schema: the cloudevents schema checks it is a URI.
+		ce := newCloudEventsAttrs(Config{CloudEventsSource: s.cfg.CloudEventsSource, PublicURL: testPublicURL}, s.types)
 		at := time.Date(2026, 11, 25, 10, 0, 0, 120_000_000, time.UTC)
 		for i, g := range goldens {
 			// The golden itself, in the mapping it was rendered with.
@@ -212,7 +215,10 @@ func TestGoldenEventsMatchTheServedSchemas(t *testing.T) {
 			}
 			ev := &Event{ID: 1795633221073629 + uint64(i), Stream: "orders.eu", Type: name, Data: data, Time: at}
 			for _, f := range []Format{FormatData, FormatEnvelope, FormatCloudEvents} {
-				fr := ev.frame(f, s.cfg.CloudEventsSource)
+				fr := ev.frame(f, ce)
+				if f == FormatCloudEvents {
+					checkDataSchema(t, g.file, fr.Data, g.event)
+				}
 				if v := c.formatValidator(g.event, f, l); v != nil {
 					v.Check(t, g.file+" rendered again", fr.Data)
 					validated++
@@ -224,6 +230,28 @@ func TestGoldenEventsMatchTheServedSchemas(t *testing.T) {
 	t.Logf("%d golden frames validated", validated)
 	if validated < 60 {
 		t.Errorf("only %d golden frames validated", validated)
+	}
+}
+
+// testPublicURL is the --public-url of the frames TestGoldenEventsMatchTheServedSchemas builds.
+const testPublicURL = "https://events.acme.example/bridge/"
+
+// checkDataSchema checks the dataschema of a cloudevents frame's data: the
+// type's /types URL under testPublicURL for a typed event, none for a json
+// event (event "").
+func checkDataSchema(t *testing.T, what string, data []byte, event string) {
+	t.Helper()
+	var ce struct {
+		DataSchema *string `json:"dataschema"`
+	}
+	if err := json.Unmarshal(data, &ce); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	switch {
+	case event == "" && ce.DataSchema != nil:
+		t.Errorf("%s: a json event's cloudevents frame has dataschema %q, want none", what, *ce.DataSchema)
+	case event != "" && (ce.DataSchema == nil || *ce.DataSchema != "https://events.acme.example/bridge/types/"+event):
+		t.Errorf("%s: cloudevents frame %s: want dataschema https://events.acme.example/bridge/types/%s", what, data, event)
 	}
 }
 

@@ -38,9 +38,11 @@ const (
 	// sizeRoom is the room kept at the start of a chunk buffer for the
 	// chunk-size line: up to 8 hex digits and CRLF.
 	sizeRoom = 10
-	// spill: a body that grew this large between flushes goes out as a
-	// chunk at once (net/http spills at its 4 KiB buffer the same way), so
-	// a burst that is coalesced into one flush never sits in memory whole.
+	// spill: a body that would grow past this between flushes goes out as
+	// a chunk first (net/http spills at its 4 KiB buffer the same way), so
+	// a burst that is coalesced into one flush never sits in memory whole,
+	// and a write blocked on a peer that stopped reading holds at most this
+	// much of the stream's own.
 	spill = 32 << 10
 	// keepBuffer: a buffer that grew past this goes to the garbage
 	// collector after use instead of back to the pool.
@@ -116,16 +118,22 @@ func (s *Stream) WriteHeader(code int) {
 	}
 }
 
-// Write buffers p as part of the next chunk; a buffer that grew past
-// spill is sent at once. A p of spill or more (a group of large events)
-// is not copied: what is buffered goes first, then p as a chunk of its own,
-// so a connection never holds a copy of a large write.
+// Write buffers p as part of the next chunk; what is buffered goes out
+// first when p would take it past spill, so the buffer never holds more.
+// A p of spill or more (a group of large events) is not copied: what is
+// buffered goes first, then p as a chunk of its own, so a connection never
+// holds a copy of a large write.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
 	if s.status == 0 {
 		s.status = http.StatusOK
+	}
+	if s.buf != nil && len(*s.buf)-sizeRoom+len(p) > spill {
+		if err := s.Flush(); err != nil {
+			return 0, err
+		}
 	}
 	if len(p) >= spill {
 		if err := s.Flush(); err != nil {
@@ -144,11 +152,6 @@ func (s *Stream) Write(p []byte) (int, error) {
 		s.buf = buffers.Get().(*[]byte)
 	}
 	*s.buf = append(*s.buf, p...)
-	if len(*s.buf) >= spill {
-		if err := s.Flush(); err != nil {
-			return 0, err
-		}
-	}
 	return len(p), nil
 }
 
@@ -185,17 +188,21 @@ func (s *Stream) Flush() error {
 	} else if chunk != nil {
 		_, err = s.conn.Write(chunk)
 	}
-	s.release()
 	if err != nil {
 		s.err = err
 	}
+	s.release()
 	return err
 }
 
-// release gives the chunk buffer back: an idle stream holds none.
+// release gives the chunk buffer back: an idle stream holds none. A stream
+// whose write failed (a peer gone, or evicted) lets go of it instead: when
+// thousands fail at once, their buffers would otherwise sit in the pool.
 func (s *Stream) release() {
 	if s.buf != nil {
-		putBuffer(s.buf)
+		if s.err == nil {
+			putBuffer(s.buf)
+		}
 		s.buf = nil
 	}
 }

@@ -3,6 +3,7 @@ package h1stream
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -59,6 +60,63 @@ func TestStreamWritesAChunkedResponse(t *testing.T) {
 	}
 	if want := "data: a\n\ndata: " + big + "\n\n"; string(body) != want {
 		t.Errorf("body is %d bytes, want %d", len(body), len(want))
+	}
+}
+
+// TestStreamChunksStayUnderSpill: writes that add up to more than spill
+// between flushes go out in chunks of at most spill, each write whole.
+func TestStreamChunksStayUnderSpill(t *testing.T) {
+	t.Parallel()
+	piece := strings.Repeat("y", spill/3+100)
+	srv := serve(t, func(s *Stream) {
+		for range 7 {
+			_, _ = s.Write([]byte(piece))
+		}
+		s.Close(true)
+	})
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	var sizes []int
+	total := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if _, err := fmt.Sscanf(line, "%x", &n); err != nil {
+			t.Fatalf("chunk size line %q: %v", line, err)
+		}
+		if n == 0 {
+			break
+		}
+		sizes = append(sizes, n)
+		total += n
+		if n > spill || n%len(piece) != 0 {
+			t.Errorf("chunk of %d bytes: want at most %d, whole writes of %d", n, spill, len(piece))
+		}
+		if _, err := br.Discard(n + 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total != 7*len(piece) || len(sizes) < 3 {
+		t.Errorf("chunks %v: want %d bytes in several chunks", sizes, 7*len(piece))
 	}
 }
 

@@ -63,6 +63,11 @@ type Config struct {
 	// before a write blocks.
 	Stalled  int
 	StallFor time.Duration
+	// StallForever: stalled subscribers never read, nor reconnect: they
+	// stay connected, unread, until the run ends, like browsers whose
+	// network went away. Whether the server closed them is seen only in
+	// its metrics (Timeline); they are left out of the loss figures.
+	StallForever bool
 	// StalledRecvBuffer, when positive, is the SO_RCVBUF of stalled
 	// subscribers, in bytes: the kernel then buffers less for them (a
 	// browser's tab that stopped reading has a full buffer of some size).
@@ -130,6 +135,12 @@ type Config struct {
 	// PID is the server's process id, whose RSS and CPU are read from
 	// /proc; zero means none.
 	PID int
+	// Timeline records every publish call and, while publishing lasts,
+	// samples the server: its RSS every 20 ms (with PID) and the bridge's
+	// /metrics every 100 ms (evictions, heap, goroutines). The result then
+	// splits publish latency and memory into before, during and after the
+	// bridge's evictions (Result.Phases).
+	Timeline bool
 	// StreamPrefix names the streams: prefix-0, prefix-1, … Zero means "load".
 	StreamPrefix string
 
@@ -224,10 +235,10 @@ func setDefault[T comparable](field *T, def T) {
 }
 
 // Workloads lists the presets BENCHMARKS.md describes, in order.
-var Workloads = []string{"W1", "W1b", "W2", "W3", "W4", "W6"}
+var Workloads = []string{"W1", "W1b", "W2", "W3", "W4", "W5", "W6"}
 
 // Preset returns the configuration of a named workload of BENCHMARKS.md ("W1",
-// "W1b", "W2", "W3", "W4"; case does not matter). Each publishes for 10 s
+// "W1b", "W2", "W3", "W4", "W5"; case does not matter). Each publishes for 10 s
 // after a 2 s warm-up, or a fixed number of events; with the drain (which
 // ends as soon as every subscriber has its fence, at most 20 s) a run stays
 // well under a minute. The issue fixes subscribers,
@@ -245,6 +256,13 @@ var Workloads = []string{"W1", "W1b", "W2", "W3", "W4", "W6"}
 //     1460-byte MSS, as a browser's across a network: with loopback's
 //     defaults the kernel holds megabytes of its stream before a server's
 //     write blocks.
+//   - W5: mass eviction. One healthy reader and 2,000 subscribers that
+//     connect and never read (sockets as W4's), all of one stream, then
+//     10 s of 200 events/s of 4 KiB, without warm-up: the 2,000 fill
+//     their buffers from the first event on and are evicted at about the
+//     same moment, about a second in. With the timeline, the report gives
+//     publish latency and the server's memory before, during and after
+//     the evictions (bridge only: the baseline would freeze for good).
 //   - W6 (ingest): 100 streams with one subscriber each, 16 publishers flat
 //     out: how many events a second the server accepts, at what CPU per
 //     event, with every id a publisher got back checked at its reader.
@@ -271,6 +289,12 @@ func Preset(name string) (Config, bool) {
 	case "W4":
 		c = w1
 		c.PayloadSize, c.Stalled, c.StalledRecvBuffer = 2048, 1, 4096
+	case "W5":
+		c = Config{
+			Subscribers: 1, Streams: 1, Rate: 200, Publishers: 2, PayloadSize: 4096,
+			Stalled: 2000, StallForever: true, StalledRecvBuffer: 4096, Timeline: true,
+			Duration: 10 * time.Second,
+		}
 	case "W6":
 		c = w1
 		c.Subscribers, c.Streams, c.Rate, c.Publishers, c.CheckIDs = 100, 100, 0, 16, true

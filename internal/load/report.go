@@ -19,7 +19,6 @@ import (
 // baseline has no batch call) is compared with the baseline's run of the
 // workload its name starts with (W6).
 func WriteComparison(w io.Writer, results []*Result) error {
-	type key struct{ workload, target string }
 	groups := map[key][]*Result{}
 	var keys []key
 	for _, r := range results {
@@ -82,8 +81,65 @@ func WriteComparison(w io.Writer, results []*Result) error {
 			ratio(br.p50, bl.p50), ratio(br.p99, bl.p99), ratio(br.max, bl.max),
 			ratio(br.rss, bl.rss), ratio(br.rssAfter, bl.rssAfter), ratio(br.connect, bl.connect), ratio(br.pubP99, bl.pubP99), ratio(br.pubMax, bl.pubMax))
 	}
+	writePhases(pr, keys, groups)
 	return pr.err
 }
+
+// writePhases prints, for the runs with a timeline (Config.Timeline), a
+// second table: publish calls and the server's memory before, during and
+// after its evictions, medians over the quiet runs as above.
+func writePhases(pr *printer, keys []key, groups map[key][]*Result) {
+	header := false
+	for _, k := range keys {
+		quiet := slices.DeleteFunc(slices.Clone(groups[k]), func(r *Result) bool { return noisy(r) || r.Phases == nil })
+		if len(quiet) == 0 {
+			quiet = slices.DeleteFunc(slices.Clone(groups[k]), func(r *Result) bool { return r.Phases == nil })
+		}
+		if len(quiet) == 0 {
+			continue
+		}
+		if !header {
+			header = true
+			pr.f("\n| workload | target | runs | evicted | publish p50 / p99 / max ms before | during | after | RSS MiB before | peak during | peak ÷ before | at the end | lost (healthy) |\n")
+			pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		}
+		m := func(f func(*EvictionResult) float64) float64 {
+			return median(quiet, func(r *Result) float64 { return f(r.Phases) })
+		}
+		q := func(f func(*EvictionResult) Quantiles) string {
+			return fmt.Sprintf("%.2f / %.2f / %.1f",
+				m(func(p *EvictionResult) float64 { return f(p).P50 }),
+				m(func(p *EvictionResult) float64 { return f(p).P99 }),
+				m(func(p *EvictionResult) float64 { return f(p).Max }))
+		}
+		pr.f("| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %.0f |\n",
+			k.workload, k.target, len(quiet), m(func(p *EvictionResult) float64 { return float64(p.Evicted) }),
+			q(func(p *EvictionResult) Quantiles { return p.Before }),
+			q(func(p *EvictionResult) Quantiles { return p.During }),
+			q(func(p *EvictionResult) Quantiles { return p.After }),
+			optional(m(func(p *EvictionResult) float64 { return float64(p.RSSBeforeKiB) / 1024 }), "%.0f"),
+			optional(m(func(p *EvictionResult) float64 { return float64(p.RSSPeakKiB) / 1024 }), "%.0f"),
+			optional(m(func(p *EvictionResult) float64 { return p.RSSPeakRatio }), "%.2f"),
+			optional(m(func(p *EvictionResult) float64 { return float64(p.RSSAfterKiB) / 1024 }), "%.0f"),
+			median(quiet, func(r *Result) float64 { return float64(r.Lost) }))
+	}
+}
+
+// median is the median of f over rs.
+func median(rs []*Result, f func(*Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+// key is a workload and target of the comparison tables.
+type key struct{ workload, target string }
 
 // row is the figures of one workload and target, medians over its runs.
 type row struct {
@@ -96,17 +152,7 @@ type row struct {
 }
 
 func medianRow(rs []*Result) row {
-	m := func(f func(*Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		if n := len(v); n%2 == 0 {
-			return (v[n/2-1] + v[n/2]) / 2
-		}
-		return v[len(v)/2]
-	}
+	m := func(f func(*Result) float64) float64 { return median(rs, f) }
 	r := row{
 		published: m(func(r *Result) float64 { return r.PublishedPerSec }),
 		delivered: m(func(r *Result) float64 { return r.DeliveredPerSec }),

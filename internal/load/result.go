@@ -72,6 +72,9 @@ type Result struct {
 	Unfenced int `json:"unfenced"`
 
 	Stalled *StalledResult `json:"stalled,omitempty"`
+	// Phases is set by a run with Config.Timeline: publish latency and
+	// the server's memory before, during and after its evictions.
+	Phases *EvictionResult `json:"phases,omitempty"`
 
 	Server *ProcResult `json:"server,omitempty"`
 	Client *ProcResult `json:"client,omitempty"`
@@ -164,6 +167,9 @@ func newResult(cfg *Config) *Result {
 	}
 	if cfg.Stalled > 0 {
 		res.Params.StallFor = cfg.StallFor.String()
+		if cfg.StallForever {
+			res.Params.StallFor = "forever"
+		}
 	}
 	if cfg.Target == TargetBridge {
 		res.Params.GRPCAddr = cfg.GRPCAddr
@@ -185,6 +191,9 @@ func (r *runner) fill(res *Result, w *window, server, client *procTrack) {
 		lost := int64(s.received.missing(want))
 		res.ConnectErrors += s.dialErrors.Load()
 		res.Comments += s.comments
+		if s.stalled && r.cfg.StallForever {
+			continue // never read: nothing to count (see Phases)
+		}
 		if s.stalled {
 			stalled.Subscribers++
 			if s.ended.Load() > 0 {
@@ -335,6 +344,9 @@ func (res *Result) WriteText(w io.Writer) error {
 		pr.f("  stalled    %d: %d closed by the server, %d reconnects, %d resets; received %d of %d, lost %d, duplicated %d\n",
 			s.Subscribers, s.ClosedByServer, s.Reconnects, s.Resets, s.Received, s.Expected, s.Lost, s.Duplicated)
 	}
+	if ph := res.Phases; ph != nil {
+		ph.writeText(pr)
+	}
 	if s := res.Server; s != nil {
 		pr.f("  server     pid %d: RSS %d KiB at start, %d connected, %d at the end; %.3f KiB per connection (%.3f after the window)\n",
 			s.PID, s.RSSStartKiB, s.RSSConnectedKiB, s.RSSEndKiB, res.RSSPerConnKiB, res.RSSPerConnAfterKiB)
@@ -363,3 +375,28 @@ func (p *printer) f(format string, args ...any) {
 		_, p.err = fmt.Fprintf(p.w, format, args...)
 	}
 }
+
+// writeText prints the phases for a person, under WriteText's heading.
+func (ph *EvictionResult) writeText(pr *printer) {
+	pr.f("  evicted    %d by the server while publishing", ph.Evicted)
+	if ph.Evicted > 0 {
+		pr.f(" %v, from %.1f s to %.1f s (\"during\": to %.1f s)", ph.ByReason, ph.FirstS, ph.LastS, ph.SettledS)
+	}
+	pr.f("\n")
+	for _, p := range []struct {
+		name string
+		q    Quantiles
+	}{{"before", ph.Before}, {"during", ph.During}, {"after", ph.After}} {
+		pr.f("  publish    %-6s %5d calls: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", p.name, p.q.Count, p.q.P50, p.q.P99, p.q.Max)
+	}
+	if ph.RSSBeforeKiB > 0 {
+		pr.f("  RSS        %d KiB before the evictions, peak %d KiB during (%.2f×), %d KiB at the end\n",
+			ph.RSSBeforeKiB, ph.RSSPeakKiB, ph.RSSPeakRatio, ph.RSSAfterKiB)
+	}
+	if ph.HeapSysBeforeBytes > 0 {
+		pr.f("  heap       in use %.1f MiB before, peak %.1f MiB; held from the OS %.1f MiB before, peak %.1f MiB\n",
+			mib(ph.HeapInuseBeforeBytes), mib(ph.HeapInusePeakBytes), mib(ph.HeapSysBeforeBytes), mib(ph.HeapSysPeakBytes))
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -61,6 +61,7 @@ type runner struct {
 	latency     [latencyShards]Histogram
 	measureFrom atomic.Int64 // events published before (Unix ns) are not in latency
 
+	tl        *timeline     // nil without cfg.Timeline
 	stallEnd  chan struct{} // closed when stalled subscribers start reading
 	unfenced  atomic.Int64  // subscribers still waiting for their fence
 	allFenced chan struct{}
@@ -115,6 +116,10 @@ func newRunner(cfg *Config, pub publisher) (*runner, error) {
 		r.streams[i] = fmt.Sprintf("%s-%d", cfg.StreamPrefix, i)
 	}
 	total := cfg.Subscribers + cfg.Stalled
+	fenced := total // the subscribers that wait for their fence
+	if cfg.StallForever {
+		fenced = cfg.Subscribers
+	}
 	for i := range total {
 		s := &subscriber{r: r, idx: i, stream: i % cfg.Streams, src: cfg.SourceIPs[i%len(cfg.SourceIPs)]}
 		if i >= cfg.Subscribers {
@@ -123,8 +128,8 @@ func newRunner(cfg *Config, pub publisher) (*runner, error) {
 		}
 		r.subs = append(r.subs, s)
 	}
-	r.unfenced.Store(int64(total))
-	if total == 0 {
+	r.unfenced.Store(int64(fenced))
+	if fenced == 0 {
 		close(r.allFenced)
 	}
 	return r, nil
@@ -176,6 +181,16 @@ func run(ctx context.Context, cfg *Config, pub publisher) (*Result, error) {
 	var pubWG sync.WaitGroup
 	stop := make(chan struct{})
 	start := time.Now()
+	tlDone := make(chan struct{})
+	if cfg.Timeline {
+		r.tl = newTimeline(cfg, start)
+		go func() { // ends with stop
+			defer close(tlDone)
+			r.tl.run(ctx, stop)
+		}()
+	} else {
+		close(tlDone)
+	}
 	var win window
 	warmed := cfg.Warmup == 0
 	if warmed { // the window opens before the first publish
@@ -241,6 +256,7 @@ func run(ctx context.Context, cfg *Config, pub publisher) (*Result, error) {
 	}
 	endStall()
 	<-pubDone
+	<-tlDone
 	res.PublishSeconds = time.Since(start).Seconds()
 	r.log.Info("published", "events", r.pubOK.Load(), "errors", r.pubErrors.Load())
 
@@ -266,6 +282,9 @@ func run(ctx context.Context, cfg *Config, pub publisher) (*Result, error) {
 	endLife()
 	subsWG.Wait()
 	r.fill(res, &win, server, client)
+	if r.tl != nil {
+		res.Phases = r.tl.result(cfg.Warmup)
+	}
 	return res, ctx.Err()
 }
 
@@ -361,7 +380,11 @@ func (r *runner) publishLoop(ctx context.Context, stop <-chan struct{}, start ti
 		}
 		t := time.Now()
 		id, err := r.publishOne(ctx, stream, seq, t)
-		r.pubLatency.Record(time.Since(t))
+		took := time.Since(t)
+		r.pubLatency.Record(took)
+		if r.tl != nil {
+			r.tl.call(t, took)
+		}
 		r.done(stream, seq, id, err)
 	}
 }
@@ -442,7 +465,11 @@ func (r *runner) publishBatchLoop(ctx context.Context, stop <-chan struct{}, sta
 		cctx, cancel := context.WithTimeout(ctx, cfg.PublishTimeout)
 		res, err := bp.publishBatch(cctx, evs)
 		cancel()
-		r.pubLatency.Record(time.Since(t))
+		took := time.Since(t)
+		r.pubLatency.Record(took)
+		if r.tl != nil {
+			r.tl.call(t, took)
+		}
 		for i, ev := range evs {
 			if err != nil {
 				r.done(idx[i], ev.seq, 0, err)
@@ -484,7 +511,11 @@ func (r *runner) publishStreamLoop(ctx context.Context, stop <-chan struct{}, st
 		for s := range window {
 			if failed == nil {
 				res, err := st.recv()
-				r.pubLatency.Record(time.Since(s.t))
+				took := time.Since(s.t)
+				r.pubLatency.Record(took)
+				if r.tl != nil {
+					r.tl.call(s.t, took)
+				}
 				if err != nil {
 					failed = err
 					broken.Store(true)

@@ -402,8 +402,8 @@ func TestRunBridgeIngest(t *testing.T) {
 				return
 			}
 			checkComplete(t, res, cfg)
-			if res.IDMismatches != 0 || res.CPUPerPublishedUS <= 0 {
-				t.Errorf("id mismatches %d, CPU per published event %.2f µs; want none, a figure", res.IDMismatches, res.CPUPerPublishedUS)
+			if res.IDMismatches != 0 {
+				t.Errorf("id mismatches %d, want none", res.IDMismatches)
 			}
 		})
 	}

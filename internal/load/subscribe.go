@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -69,22 +70,33 @@ func (c *sseConn) close() {
 // lastID is not empty. dialCtx bounds the attempt; the connection is closed
 // when life ends, which unblocks its reader.
 func (s *subscriber) connect(dialCtx, life context.Context, lastID []byte) (*sseConn, error) {
+	control := bindNoPort
+	if s.stalled {
+		control = stalledSocket(s.r.cfg.StalledRecvBuffer)
+	}
+	target := s.r.eventsPath + "?stream=" + url.QueryEscape(s.r.streams[s.stream])
+	return dialStream(dialCtx, life, s.r.host, target, s.src, control, lastID)
+}
+
+// dialStream opens an SSE stream: GET target (a path and query) on host,
+// from a socket bound to src and set up by control, with a Last-Event-ID
+// header when lastID is not empty. dialCtx bounds the attempt; the
+// connection is closed when life ends, which unblocks its reader.
+func dialStream(dialCtx, life context.Context, host, target string, src netip.Addr,
+	control func(network, address string, c syscall.RawConn) error, lastID []byte,
+) (*sseConn, error) {
 	d := net.Dialer{
 		Timeout:   handshakeTimeout,
-		LocalAddr: &net.TCPAddr{IP: s.src.AsSlice()},
-		Control:   bindNoPort,
+		LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
+		Control:   control,
 	}
-	if s.stalled {
-		d.Control = stalledSocket(s.r.cfg.StalledRecvBuffer)
-	}
-	nc, err := d.DialContext(dialCtx, "tcp", s.r.host)
+	nc, err := d.DialContext(dialCtx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
 	_ = nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	var req bytes.Buffer
-	fmt.Fprintf(&req, "GET %s?stream=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
-		s.r.eventsPath, url.QueryEscape(s.r.streams[s.stream]), s.r.host)
+	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n", target, host)
 	if len(lastID) > 0 {
 		fmt.Fprintf(&req, "Last-Event-ID: %s\r\n", lastID)
 	}
@@ -104,7 +116,7 @@ func (s *subscriber) connect(dialCtx, life context.Context, lastID []byte) (*sse
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		c.close()
-		return nil, fmt.Errorf("GET %s: %s: %s", s.r.eventsPath, resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("GET %s: %s: %s", target, resp.Status, bytes.TrimSpace(b))
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return c, nil
@@ -114,6 +126,11 @@ func (s *subscriber) connect(dialCtx, life context.Context, lastID []byte) (*sse
 // ends is counted as an eviction and reopened with the Last-Event-ID of the
 // last event received, as a browser does.
 func (s *subscriber) run(life context.Context, c *sseConn) {
+	if s.stalled && s.r.cfg.StallForever {
+		<-life.Done() // never reads: the server's buffers for it fill
+		c.close()
+		return
+	}
 	p := NewParser(c.resp.Body, readBufSize, maxLine)
 	defer func() { s.comments = p.Comments }()
 	for {

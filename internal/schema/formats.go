@@ -66,8 +66,9 @@ func Envelope(data Schema) Schema {
 
 // CloudEvents is the schema of a frame's data in the cloudevents format (a
 // CloudEvents 1.0 event in structured JSON mode), whose data member is data
-// (a document of [Message]; nil for any JSON). dataschema, a URI of the
-// data's schema, is optional.
+// (a document of [Message]; nil for any JSON). dataschema, the absolute URI
+// of the data's schema (/types/NAME under the bridge's --public-url), is
+// optional: frames carry it only when the bridge has a public URL.
 func CloudEvents(data Schema) Schema {
 	return wrap("cloudevents", "format=cloudevents: a CloudEvents 1.0 event, structured JSON mode", Schema{
 		"specversion":     Schema{"const": "1.0"},
@@ -77,7 +78,7 @@ func CloudEvents(data Schema) Schema {
 		"subject":         streamSchema("the stream the event was published to"),
 		"time":            timeSchema(),
 		"datacontenttype": Schema{"const": "application/json"},
-		"dataschema":      Schema{"type": "string", "format": "uri-reference", "description": "where the data's schema is served"},
+		"dataschema":      Schema{"type": "string", "format": "uri", "description": "the absolute URI of the data's schema, /types/TYPE under the bridge's --public-url; only when it has one"},
 	}, []any{"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"}, data)
 }
 

@@ -300,7 +300,7 @@ func TestRenderedFixturesValidate(t *testing.T) {
 				json string
 			}{
 				{"envelope", schema.Envelope(schema.Message(mt.Descriptor(), o)), `{"id":"17","stream":"orders.eu","type":"` + typ + `","time":"2026-11-25T10:00:00.1Z","data":` + string(data) + `}`},
-				{"cloudevents", schema.CloudEvents(schema.Message(mt.Descriptor(), o)), `{"specversion":"1.0","id":"17","source":"/sse-bridge","type":"` + typ + `","subject":"orders","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","dataschema":"/types/` + typ + `","data":` + string(data) + `}`},
+				{"cloudevents", schema.CloudEvents(schema.Message(mt.Descriptor(), o)), `{"specversion":"1.0","id":"17","source":"/sse-bridge","type":"` + typ + `","subject":"orders","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","dataschema":"https://events.acme.example/types/` + typ + `","data":` + string(data) + `}`},
 			} {
 				schematest.MustCompile(t, wrapped.doc).Check(t, typ+" "+wrapped.name+" "+optionsName(o), []byte(wrapped.json))
 			}
@@ -338,6 +338,8 @@ func TestFormatSchemas(t *testing.T) {
 		{"cloudevents without subject", schema.CloudEvents(nil), `{"specversion":"1.0","id":"1","source":"/sse-bridge","type":"bridge.json","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","data":1}`, false},
 		{"cloudevents typed", schema.CloudEvents(money), `{"specversion":"1.0","id":"1","source":"https://bridge.example/","type":"money","subject":"s","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","data":{"currency":"EUR"}}`, true},
 		{"cloudevents typed, wrong data", schema.CloudEvents(money), `{"specversion":"1.0","id":"1","source":"/x","type":"money","subject":"s","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","data":{"currency":1}}`, false},
+		{"cloudevents with dataschema", schema.CloudEvents(money), `{"specversion":"1.0","id":"1","source":"/x","type":"shop.v1.Money","subject":"s","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","dataschema":"https://events.acme.example/types/shop.v1.Money","data":{}}`, true},
+		{"cloudevents relative dataschema", schema.CloudEvents(money), `{"specversion":"1.0","id":"1","source":"/x","type":"shop.v1.Money","subject":"s","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","dataschema":"/types/shop.v1.Money","data":{}}`, false},
 		{"reset", schema.Reset(), `{"reason":"history_trimmed","lastEventId":"1795633221073629"}`, true},
 		{"reset unknown reason", schema.Reset(), `{"reason":"bored","lastEventId":"1"}`, false},
 		{"reset without id", schema.Reset(), `{"reason":"unknown_id"}`, false},

@@ -11,6 +11,7 @@ import (
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -416,11 +417,452 @@ func (x *Status) GetMessage() string {
 	return ""
 }
 
+// SubscribeRequest names the streams to read and where to start.
+type SubscribeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stream names, at most --max-streams-per-connection, as /events' stream=.
+	Streams []string `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
+	// Resume: replay the events after this id first, as a Last-Event-ID does.
+	// Absent: live events only.
+	AfterId *uint64 `protobuf:"varint,2,opt,name=after_id,json=afterId,proto3,oneof" json:"after_id,omitempty"`
+	// How data is framed, as /events' format=: "data" (the default),
+	// "envelope" or "cloudevents".
+	Format        string `protobuf:"bytes,3,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SubscribeRequest) GetStreams() []string {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetAfterId() uint64 {
+	if x != nil && x.AfterId != nil {
+		return *x.AfterId
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+// SubscribeResponse is one SSE frame: an event, or a reset.
+type SubscribeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's id (the SSE id: line); for a reset, the id to continue from.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The stream the event was published to; empty for a reset.
+	Stream string `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The event's type, whatever the format ("bridge.reset" for a reset).
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// When the bridge accepted the event; unset for a reset.
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// The SSE frame's data line, byte for byte: JSON, in the requested format.
+	Data string `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on a reset only: history could not cover the gap after after_id.
+	BridgeReset   *Reset `protobuf:"bytes,6,opt,name=bridge_reset,json=bridgeReset,proto3" json:"bridge_reset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse) Reset() {
+	*x = SubscribeResponse{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse) ProtoMessage() {}
+
+func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SubscribeResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetData() string {
+	if x != nil {
+		return x.Data
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetBridgeReset() *Reset {
+	if x != nil {
+		return x.BridgeReset
+	}
+	return nil
+}
+
+// Reset says that history cannot cover a gap, as a bridge.reset frame does:
+// refetch state (History), then carry on from last_event_id.
+type Reset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// too_far_behind, history_trimmed, history_lost or unknown_id.
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The id to continue from (after_id, or EventSource's lastEventId).
+	LastEventId   uint64 `protobuf:"varint,2,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reset) Reset() {
+	*x = Reset{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reset) ProtoMessage() {}
+
+func (x *Reset) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reset.ProtoReflect.Descriptor instead.
+func (*Reset) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Reset) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Reset) GetLastEventId() uint64 {
+	if x != nil {
+		return x.LastEventId
+	}
+	return 0
+}
+
+// HistoryRequest asks for the last events of one stream, or those after an id.
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's name.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// How many events at most: 0 means 100 (capped at --max-replay); more than
+	// --max-replay is INVALID_ARGUMENT.
+	Limit uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Absent: the last limit events. Set: the first limit events after this
+	// id (a page; more is set when there are others after them).
+	AfterId *uint64 `protobuf:"varint,3,opt,name=after_id,json=afterId,proto3,oneof" json:"after_id,omitempty"`
+	// As SubscribeRequest.format.
+	Format        string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HistoryRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetAfterId() uint64 {
+	if x != nil && x.AfterId != nil {
+		return *x.AfterId
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+// HistoryResponse is a page of history and where live events continue.
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, oldest first.
+	Events []*HistoryEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The id to pass to Subscribe's after_id or EventSource's lastEventId:
+	// every later event of the stream comes after it, none earlier.
+	LastEventId uint64 `protobuf:"varint,2,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// With after_id: more events follow last_event_id than limit allowed.
+	More bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	// Set when history cannot cover the events after after_id (as a
+	// bridge.reset): events is empty; continue from last_event_id.
+	BridgeReset   *Reset `protobuf:"bytes,4,opt,name=bridge_reset,json=bridgeReset,proto3" json:"bridge_reset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HistoryResponse) GetEvents() []*HistoryEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *HistoryResponse) GetLastEventId() uint64 {
+	if x != nil {
+		return x.LastEventId
+	}
+	return 0
+}
+
+func (x *HistoryResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *HistoryResponse) GetBridgeReset() *Reset {
+	if x != nil {
+		return x.BridgeReset
+	}
+	return nil
+}
+
+// HistoryEvent is one event of a history page, as SubscribeResponse has it.
+type HistoryEvent struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Stream string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	Type   string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// The SSE frame's data line, byte for byte.
+	Data          string `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryEvent) Reset() {
+	*x = HistoryEvent{}
+	mi := &file_bridge_v1_bridge_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryEvent) ProtoMessage() {}
+
+func (x *HistoryEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_v1_bridge_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryEvent.ProtoReflect.Descriptor instead.
+func (*HistoryEvent) Descriptor() ([]byte, []int) {
+	return file_bridge_v1_bridge_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HistoryEvent) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *HistoryEvent) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *HistoryEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *HistoryEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *HistoryEvent) GetData() string {
+	if x != nil {
+		return x.Data
+	}
+	return ""
+}
+
 var File_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x16bridge/v1/bridge.proto\x12\tbridge.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xcc\x01\n" +
+	"\x16bridge/v1/bridge.proto\x12\tbridge.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n" +
 	"\x0ePublishRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12,\n" +
@@ -441,11 +883,45 @@ const file_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x06status\x18\x03 \x01(\v2\x11.bridge.v1.StatusR\x06status\"6\n" +
 	"\x06Status\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xec\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"q\n" +
+	"\x10SubscribeRequest\x12\x18\n" +
+	"\astreams\x18\x01 \x03(\tR\astreams\x12\x1e\n" +
+	"\bafter_id\x18\x02 \x01(\x04H\x00R\aafterId\x88\x01\x01\x12\x16\n" +
+	"\x06format\x18\x03 \x01(\tR\x06formatB\v\n" +
+	"\t_after_id\"\xc8\x01\n" +
+	"\x11SubscribeResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\tR\x04data\x123\n" +
+	"\fbridge_reset\x18\x06 \x01(\v2\x10.bridge.v1.ResetR\vbridgeReset\"C\n" +
+	"\x05Reset\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\"\n" +
+	"\rlast_event_id\x18\x02 \x01(\x04R\vlastEventId\"\x83\x01\n" +
+	"\x0eHistoryRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1e\n" +
+	"\bafter_id\x18\x03 \x01(\x04H\x00R\aafterId\x88\x01\x01\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06formatB\v\n" +
+	"\t_after_id\"\xaf\x01\n" +
+	"\x0fHistoryResponse\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.bridge.v1.HistoryEventR\x06events\x12\"\n" +
+	"\rlast_event_id\x18\x02 \x01(\x04R\vlastEventId\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x123\n" +
+	"\fbridge_reset\x18\x04 \x01(\v2\x10.bridge.v1.ResetR\vbridgeReset\"\x8e\x01\n" +
+	"\fHistoryEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\tR\x04data2\xf8\x02\n" +
 	"\rBridgeService\x12@\n" +
 	"\aPublish\x12\x19.bridge.v1.PublishRequest\x1a\x1a.bridge.v1.PublishResponse\x12O\n" +
 	"\fPublishBatch\x12\x1e.bridge.v1.PublishBatchRequest\x1a\x1f.bridge.v1.PublishBatchResponse\x12H\n" +
-	"\rPublishStream\x12\x19.bridge.v1.PublishRequest\x1a\x18.bridge.v1.PublishResult(\x010\x01B\x96\x01\n" +
+	"\rPublishStream\x12\x19.bridge.v1.PublishRequest\x1a\x18.bridge.v1.PublishResult(\x010\x01\x12H\n" +
+	"\tSubscribe\x12\x1b.bridge.v1.SubscribeRequest\x1a\x1c.bridge.v1.SubscribeResponse0\x01\x12@\n" +
+	"\aHistory\x12\x19.bridge.v1.HistoryRequest\x1a\x1a.bridge.v1.HistoryResponseB\x96\x01\n" +
 	"\rcom.bridge.v1B\vBridgeProtoP\x01Z3github.com/sse-bridge/bridge/gen/bridge/v1;bridgev1\xa2\x02\x03BXX\xaa\x02\tBridge.V1\xca\x02\tBridge\\V1\xe2\x02\x15Bridge\\V1\\GPBMetadata\xea\x02\n" +
 	"Bridge::V1b\x06proto3"
 
@@ -461,34 +937,50 @@ func file_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 	return file_bridge_v1_bridge_proto_rawDescData
 }
 
-var file_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_bridge_v1_bridge_proto_goTypes = []any{
-	(*PublishRequest)(nil),       // 0: bridge.v1.PublishRequest
-	(*PublishResponse)(nil),      // 1: bridge.v1.PublishResponse
-	(*PublishBatchRequest)(nil),  // 2: bridge.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil), // 3: bridge.v1.PublishBatchResponse
-	(*PublishResult)(nil),        // 4: bridge.v1.PublishResult
-	(*Status)(nil),               // 5: bridge.v1.Status
-	(*anypb.Any)(nil),            // 6: google.protobuf.Any
-	(*structpb.Value)(nil),       // 7: google.protobuf.Value
+	(*PublishRequest)(nil),        // 0: bridge.v1.PublishRequest
+	(*PublishResponse)(nil),       // 1: bridge.v1.PublishResponse
+	(*PublishBatchRequest)(nil),   // 2: bridge.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),  // 3: bridge.v1.PublishBatchResponse
+	(*PublishResult)(nil),         // 4: bridge.v1.PublishResult
+	(*Status)(nil),                // 5: bridge.v1.Status
+	(*SubscribeRequest)(nil),      // 6: bridge.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 7: bridge.v1.SubscribeResponse
+	(*Reset)(nil),                 // 8: bridge.v1.Reset
+	(*HistoryRequest)(nil),        // 9: bridge.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 10: bridge.v1.HistoryResponse
+	(*HistoryEvent)(nil),          // 11: bridge.v1.HistoryEvent
+	(*anypb.Any)(nil),             // 12: google.protobuf.Any
+	(*structpb.Value)(nil),        // 13: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_bridge_v1_bridge_proto_depIdxs = []int32{
-	6, // 0: bridge.v1.PublishRequest.event:type_name -> google.protobuf.Any
-	7, // 1: bridge.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	0, // 2: bridge.v1.PublishBatchRequest.events:type_name -> bridge.v1.PublishRequest
-	4, // 3: bridge.v1.PublishBatchResponse.results:type_name -> bridge.v1.PublishResult
-	5, // 4: bridge.v1.PublishResult.status:type_name -> bridge.v1.Status
-	0, // 5: bridge.v1.BridgeService.Publish:input_type -> bridge.v1.PublishRequest
-	2, // 6: bridge.v1.BridgeService.PublishBatch:input_type -> bridge.v1.PublishBatchRequest
-	0, // 7: bridge.v1.BridgeService.PublishStream:input_type -> bridge.v1.PublishRequest
-	1, // 8: bridge.v1.BridgeService.Publish:output_type -> bridge.v1.PublishResponse
-	3, // 9: bridge.v1.BridgeService.PublishBatch:output_type -> bridge.v1.PublishBatchResponse
-	4, // 10: bridge.v1.BridgeService.PublishStream:output_type -> bridge.v1.PublishResult
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	12, // 0: bridge.v1.PublishRequest.event:type_name -> google.protobuf.Any
+	13, // 1: bridge.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	0,  // 2: bridge.v1.PublishBatchRequest.events:type_name -> bridge.v1.PublishRequest
+	4,  // 3: bridge.v1.PublishBatchResponse.results:type_name -> bridge.v1.PublishResult
+	5,  // 4: bridge.v1.PublishResult.status:type_name -> bridge.v1.Status
+	14, // 5: bridge.v1.SubscribeResponse.time:type_name -> google.protobuf.Timestamp
+	8,  // 6: bridge.v1.SubscribeResponse.bridge_reset:type_name -> bridge.v1.Reset
+	11, // 7: bridge.v1.HistoryResponse.events:type_name -> bridge.v1.HistoryEvent
+	8,  // 8: bridge.v1.HistoryResponse.bridge_reset:type_name -> bridge.v1.Reset
+	14, // 9: bridge.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
+	0,  // 10: bridge.v1.BridgeService.Publish:input_type -> bridge.v1.PublishRequest
+	2,  // 11: bridge.v1.BridgeService.PublishBatch:input_type -> bridge.v1.PublishBatchRequest
+	0,  // 12: bridge.v1.BridgeService.PublishStream:input_type -> bridge.v1.PublishRequest
+	6,  // 13: bridge.v1.BridgeService.Subscribe:input_type -> bridge.v1.SubscribeRequest
+	9,  // 14: bridge.v1.BridgeService.History:input_type -> bridge.v1.HistoryRequest
+	1,  // 15: bridge.v1.BridgeService.Publish:output_type -> bridge.v1.PublishResponse
+	3,  // 16: bridge.v1.BridgeService.PublishBatch:output_type -> bridge.v1.PublishBatchResponse
+	4,  // 17: bridge.v1.BridgeService.PublishStream:output_type -> bridge.v1.PublishResult
+	7,  // 18: bridge.v1.BridgeService.Subscribe:output_type -> bridge.v1.SubscribeResponse
+	10, // 19: bridge.v1.BridgeService.History:output_type -> bridge.v1.HistoryResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_bridge_v1_bridge_proto_init() }
@@ -500,13 +992,15 @@ func file_bridge_v1_bridge_proto_init() {
 		(*PublishRequest_Event)(nil),
 		(*PublishRequest_Json)(nil),
 	}
+	file_bridge_v1_bridge_proto_msgTypes[6].OneofWrappers = []any{}
+	file_bridge_v1_bridge_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bridge_v1_bridge_proto_rawDesc), len(file_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

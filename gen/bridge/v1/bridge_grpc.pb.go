@@ -22,6 +22,8 @@ const (
 	BridgeService_Publish_FullMethodName       = "/bridge.v1.BridgeService/Publish"
 	BridgeService_PublishBatch_FullMethodName  = "/bridge.v1.BridgeService/PublishBatch"
 	BridgeService_PublishStream_FullMethodName = "/bridge.v1.BridgeService/PublishStream"
+	BridgeService_Subscribe_FullMethodName     = "/bridge.v1.BridgeService/Subscribe"
+	BridgeService_History_FullMethodName       = "/bridge.v1.BridgeService/History"
 )
 
 // BridgeServiceClient is the client API for BridgeService service.
@@ -69,6 +71,30 @@ type BridgeServiceClient interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResult], error)
+	// Subscribe streams the events of streams to a service, as /events streams
+	// them to a browser: the same ids, order, resume and reset rules, grants
+	// (a subscriber token as "authorization: Bearer TOKEN" metadata, or a
+	// publisher credential whose entry in the publishers file has "read"
+	// patterns) and limits. Without after_id it starts with live events; with
+	// it, it replays what came after that id first (as Last-Event-ID), or sends
+	// a reset. A reader too slow for its queue (--queue-size) is ended with
+	// RESOURCE_EXHAUSTED: resubscribe with after_id, the id of the last message
+	// read.
+	//
+	// Errors: INVALID_ARGUMENT for bad stream names, too many streams or an
+	// unknown format; UNAUTHENTICATED or PERMISSION_DENIED as for /events' 401
+	// and 403; RESOURCE_EXHAUSTED when a connection limit is reached or the
+	// reader fell behind; UNAVAILABLE at shutdown (resubscribe with after_id).
+	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
+	// History returns the last events of one stream, or those after an id,
+	// and the id to continue from with Subscribe's after_id or EventSource's
+	// lastEventId: live events then continue exactly where the history ended,
+	// with no gap and no duplicate. Same grants as Subscribe.
+	//
+	// Errors: INVALID_ARGUMENT for a bad stream name, an unknown format or a
+	// limit over --max-replay; UNAUTHENTICATED or PERMISSION_DENIED as for
+	// Subscribe; UNAVAILABLE when the engine cannot read history now.
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 }
 
 type bridgeServiceClient struct {
@@ -111,6 +137,35 @@ func (c *bridgeServiceClient) PublishStream(ctx context.Context, opts ...grpc.Ca
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BridgeService_PublishStreamClient = grpc.BidiStreamingClient[PublishRequest, PublishResult]
+
+func (c *bridgeServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BridgeService_ServiceDesc.Streams[1], BridgeService_Subscribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeRequest, SubscribeResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BridgeService_SubscribeClient = grpc.ServerStreamingClient[SubscribeResponse]
+
+func (c *bridgeServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, BridgeService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 // BridgeServiceServer is the server API for BridgeService service.
 // All implementations must embed UnimplementedBridgeServiceServer
@@ -157,6 +212,30 @@ type BridgeServiceServer interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResult]) error
+	// Subscribe streams the events of streams to a service, as /events streams
+	// them to a browser: the same ids, order, resume and reset rules, grants
+	// (a subscriber token as "authorization: Bearer TOKEN" metadata, or a
+	// publisher credential whose entry in the publishers file has "read"
+	// patterns) and limits. Without after_id it starts with live events; with
+	// it, it replays what came after that id first (as Last-Event-ID), or sends
+	// a reset. A reader too slow for its queue (--queue-size) is ended with
+	// RESOURCE_EXHAUSTED: resubscribe with after_id, the id of the last message
+	// read.
+	//
+	// Errors: INVALID_ARGUMENT for bad stream names, too many streams or an
+	// unknown format; UNAUTHENTICATED or PERMISSION_DENIED as for /events' 401
+	// and 403; RESOURCE_EXHAUSTED when a connection limit is reached or the
+	// reader fell behind; UNAVAILABLE at shutdown (resubscribe with after_id).
+	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
+	// History returns the last events of one stream, or those after an id,
+	// and the id to continue from with Subscribe's after_id or EventSource's
+	// lastEventId: live events then continue exactly where the history ended,
+	// with no gap and no duplicate. Same grants as Subscribe.
+	//
+	// Errors: INVALID_ARGUMENT for a bad stream name, an unknown format or a
+	// limit over --max-replay; UNAUTHENTICATED or PERMISSION_DENIED as for
+	// Subscribe; UNAVAILABLE when the engine cannot read history now.
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	mustEmbedUnimplementedBridgeServiceServer()
 }
 
@@ -175,6 +254,12 @@ func (UnimplementedBridgeServiceServer) PublishBatch(context.Context, *PublishBa
 }
 func (UnimplementedBridgeServiceServer) PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResult]) error {
 	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
+}
+func (UnimplementedBridgeServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedBridgeServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedBridgeServiceServer) mustEmbedUnimplementedBridgeServiceServer() {}
 func (UnimplementedBridgeServiceServer) testEmbeddedByValue()                       {}
@@ -240,6 +325,35 @@ func _BridgeService_PublishStream_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BridgeService_PublishStreamServer = grpc.BidiStreamingServer[PublishRequest, PublishResult]
 
+func _BridgeService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SubscribeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BridgeServiceServer).Subscribe(m, &grpc.GenericServerStream[SubscribeRequest, SubscribeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BridgeService_SubscribeServer = grpc.ServerStreamingServer[SubscribeResponse]
+
+func _BridgeService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BridgeServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BridgeService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BridgeServiceServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BridgeService_ServiceDesc is the grpc.ServiceDesc for BridgeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -255,6 +369,10 @@ var BridgeService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "PublishBatch",
 			Handler:    _BridgeService_PublishBatch_Handler,
 		},
+		{
+			MethodName: "History",
+			Handler:    _BridgeService_History_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -262,6 +380,11 @@ var BridgeService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _BridgeService_PublishStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Subscribe",
+			Handler:       _BridgeService_Subscribe_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "bridge/v1/bridge.proto",

@@ -4,10 +4,16 @@
 // (?stream=orders&stream=users&format=envelope&types=a,b&lastEventId=N), so a
 // reload keeps them. Strings from the server reach the page only through
 // textContent and text nodes, never as HTML.
+//
+// The event types come from GET /types: in the data format the page listens
+// for the name of every type the bridge renders (and for the other names in
+// the form: publishers' own types), and each frame shows its type with a
+// link to its schema. Without /types (auth on and no token cookie, an older
+// bridge) the page listens for the names in the form only, and says so.
 
 const DEFAULT_STREAMS = ["orders"];
-const DEFAULT_TYPES = ["shop.v1.OrderCreated", "shop.v1.OrderStatusChanged"];
 const RESET = "bridge.reset";
+const UNTYPED = "bridge.json"; // the cloudevents type of a json event
 const MAX_FRAMES = 500;
 
 const $ = (id) => document.getElementById(id);
@@ -17,6 +23,7 @@ let settings;       // what the page subscribes to: {streams, format, types, las
 let source = null;  // the EventSource, null when stopped
 let lastId = "";    // the id of the last frame seen, for a manual reconnect
 let opened = false; // the subscription was open once, so its next open is a reconnect
+let known = new Map(); // event type name -> origin, from GET /types
 const counts = { events: 0, reconnects: 0, resets: 0 };
 
 function settingsFromURL() {
@@ -25,7 +32,7 @@ function settingsFromURL() {
   return {
     streams: streams.length ? streams : DEFAULT_STREAMS,
     format: q.get("format") || "data",
-    types: q.has("types") ? split(q.get("types")) : DEFAULT_TYPES,
+    types: q.has("types") ? split(q.get("types")) : [],
     lastEventId: q.get("lastEventId") || "",
   };
 }
@@ -51,9 +58,45 @@ function saveToURL(s) {
   const q = new URLSearchParams();
   for (const name of s.streams) q.append("stream", name);
   if (s.format !== "data") q.set("format", s.format);
-  if (s.types.join() !== DEFAULT_TYPES.join()) q.set("types", s.types.join(","));
+  if (s.types.length) q.set("types", s.types.join(","));
   if (s.lastEventId) q.set("lastEventId", s.lastEventId);
   history.replaceState(null, "", "?" + q);
+}
+
+// loadTypes fetches the names of the types the bridge renders from /types,
+// again for each subscription (a reload of the bridge's descriptor sets may
+// have changed them; the ETag makes a repeat cheap). The page's own cookies
+// go with it, as with the EventSource: with subscriber auth on, a token
+// cookie opens both. On failure the page keeps to the names in the form.
+async function loadTypes() {
+  let why;
+  try {
+    const res = await fetch("/types", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (res.ok) {
+      const list = await res.json();
+      known = new Map(list.types.map((t) => [t.name, t.origin]));
+      setTypes(String(known.size), "");
+      return;
+    }
+    why = `HTTP ${res.status}: ${(await res.text()).trim()}`;
+  } catch (err) {
+    why = String(err);
+  }
+  known = new Map();
+  setTypes("unavailable", `The bridge did not give its event types (${why}): in the data format the page listens only for the event names in the form.`);
+}
+
+function setTypes(count, warning) {
+  $("n-types").textContent = count;
+  $("status").dataset.types = count;
+  $("types-note").textContent = warning;
+  $("types-note").hidden = !warning;
+}
+
+// subscribe loads the types, then connects.
+async function subscribe(from) {
+  await loadTypes();
+  connect(from);
 }
 
 // connect opens an EventSource for the settings, resuming after the id from
@@ -91,7 +134,7 @@ function connect(from) {
   es.onmessage = show;
   es.addEventListener(RESET, show);
   if (settings.format === "data") {
-    for (const t of settings.types) {
+    for (const t of new Set([...known.keys(), ...settings.types])) {
       if (t !== "message" && t !== RESET) es.addEventListener(t, show);
     }
   }
@@ -144,6 +187,7 @@ function show(e) {
   name.className = "name";
   name.textContent = e.type === "message" ? "message (no event name)" : e.type;
   meta.append(name, field("id", e.lastEventId || "none"));
+  if (!reset) meta.append(typeField(li, typeOf(e, data)));
   const stream = reset ? "" : streamOf(data);
   if (stream) meta.append(field("stream", stream));
   meta.append(field("received", new Date().toLocaleTimeString()));
@@ -160,6 +204,40 @@ function show(e) {
   const list = $("events");
   list.prepend(li);
   while (list.childElementCount > MAX_FRAMES) list.lastElementChild.remove();
+}
+
+// typeOf returns the event's type name: its event: name in the data format,
+// the type inside the frame in the others; "" for a json event without one.
+function typeOf(e, data) {
+  if (settings.format === "data") return e.type === "message" ? "" : e.type;
+  const t = data?.type;
+  return typeof t === "string" && t !== UNTYPED ? t : "";
+}
+
+// typeField shows the type of a frame: a link to the schema /types serves
+// for a type the bridge renders, with where it came from; else what it is.
+// The frame's element keeps it in data-schema ("" for none).
+function typeField(li, name) {
+  const span = document.createElement("span");
+  span.className = "type";
+  const k = document.createElement("span");
+  k.className = "k";
+  k.textContent = "type";
+  span.append(k, " ");
+  li.dataset.schema = "";
+  if (!name) {
+    span.append("json, untyped");
+  } else if (known.has(name)) {
+    li.dataset.schema = name;
+    const a = document.createElement("a");
+    a.href = "/types/" + encodeURIComponent(name);
+    a.textContent = name;
+    a.title = "its JSON Schema; " + known.get(name);
+    span.append(a, ` (${known.get(name)})`);
+  } else {
+    span.append(name, known.size ? " (the publisher's name: no schema)" : " (types unavailable)");
+  }
+  return span;
 }
 
 // streamOf tells which stream a frame came from, when the frame or the
@@ -220,7 +298,7 @@ $("form").addEventListener("submit", (ev) => {
   settings = s;
   saveToURL(settings);
   startOver();
-  connect(settings.lastEventId);
+  subscribe(settings.lastEventId);
 });
 $("format").addEventListener("change", () => {
   $("types").disabled = $("format").value !== "data";
@@ -234,4 +312,4 @@ $("clear").addEventListener("click", () => $("events").replaceChildren());
 
 settings = settingsFromURL();
 fillForm(settings);
-connect(settings.lastEventId);
+subscribe(settings.lastEventId);
