@@ -350,6 +350,7 @@ const (
 	defaultNATSReplicas       = 1
 	defaultNATSStorage        = natsStorageFile
 	defaultNATSConnectTimeout = 5 * time.Second
+	defaultNATSDedupeWindow   = 2 * time.Minute
 )
 
 // DefaultConfig returns the configuration a zero [Config] stands for: every
@@ -605,6 +606,11 @@ type NATSConfig struct {
 	// ConnectTimeout bounds the start: connecting to NATS and creating or
 	// updating the stream. Zero means 5s.
 	ConnectTimeout time.Duration
+	// DedupeWindow is how long JetStream remembers an event's idempotency
+	// key (the stream's duplicate window, kept in the NATS servers'
+	// memory): a key published again within it stores nothing. At most
+	// the history age (JetStream's limit); zero means 2 minutes.
+	DedupeWindow time.Duration
 }
 
 // The storages [NATSConfig.Storage] names.
@@ -623,6 +629,7 @@ func (n *NATSConfig) setDefaults() {
 	setDefault(&n.Replicas, defaultNATSReplicas)
 	setDefault(&n.Storage, defaultNATSStorage)
 	setDefault(&n.ConnectTimeout, defaultNATSConnectTimeout)
+	setDefault(&n.DedupeWindow, defaultNATSDedupeWindow)
 }
 
 func (n *NATSConfig) validate() []error {
@@ -651,6 +658,9 @@ func (n *NATSConfig) validate() []error {
 	}
 	if n.ConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("NATS connect timeout must not be negative, got %v", n.ConnectTimeout))
+	}
+	if n.DedupeWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedupe window must not be negative, got %v", n.DedupeWindow))
 	}
 	if n.Password != "" && n.User == "" {
 		errs = append(errs, errors.New("a NATS password needs a NATS user"))

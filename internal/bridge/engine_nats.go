@@ -158,8 +158,10 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 		Discard:           jetstream.DiscardOld,
 		MaxMsgsPerSubject: int64(historySize),
 		MaxAge:            historyAge,
-		Storage:           storage,
-		Replicas:          cfg.Replicas,
+		// JetStream refuses a duplicate window longer than MaxAge.
+		Duplicates: min(cfg.DedupeWindow, historyAge),
+		Storage:    storage,
+		Replicas:   cfg.Replicas,
 	}
 
 	nc, err := nats.Connect(strings.Join(cfg.URLs, ","), e.options(cfg)...)
@@ -175,7 +177,11 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 	if maxPayload > 0 && int64(maxPayload)+natsHeaderRoom > nc.MaxPayload() {
 		return fail(fmt.Errorf("--max-payload %d does not fit the NATS server's max_payload of %d bytes (with %d bytes for headers): lower --max-payload or raise max_payload", maxPayload, nc.MaxPayload(), natsHeaderRoom))
 	}
-	e.js, err = jetstream.New(nc)
+	e.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(natsMaxPending),
+		// An ack that never comes (a cluster without quorum) frees its
+		// slot and fails its publish.
+		jetstream.WithPublishAsyncTimeout(natsRequestTimeout))
 	if err != nil {
 		return fail(fmt.Errorf("JetStream client: %w", err))
 	}
@@ -189,7 +195,7 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 	e.delivered.Store(info.State.LastSeq)
 	log.Info("nats engine ready", "url", nc.ConnectedUrlRedacted(), "stream", cfg.Stream,
 		"subjects", e.want.Subjects, "first_seq", info.State.FirstSeq, "last_seq", info.State.LastSeq,
-		"max_msgs_per_subject", historySize, "max_age", historyAge, "storage", cfg.Storage, "replicas", cfg.Replicas)
+		"max_msgs_per_subject", historySize, "max_age", historyAge, "duplicates", e.want.Duplicates, "storage", cfg.Storage, "replicas", cfg.Replicas)
 	return e, nil
 }
 
@@ -254,6 +260,11 @@ func (e *NATSEngine) options(cfg NATSConfig) []nats.Option {
 		nats.IgnoreAuthErrorAbort(),
 		nats.PingInterval(natsPingInterval),
 		nats.DrainTimeout(natsCloseTimeout),
+		// No reconnect buffer: a publish while the connection is down fails
+		// at once, instead of going out after the reconnect behind the
+		// back of a caller that was told Unavailable (and, in a batch,
+		// after events sent later).
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if !nc.IsClosed() && !nc.IsDraining() { // not our own Close
 				e.log.Warn("NATS connection lost: publishes answer Unavailable until it is back", "err", err)
@@ -425,82 +436,6 @@ func (e *NATSEngine) checkStream() {
 	}
 }
 
-// Publish implements [Engine]. It returns once JetStream stored the event
-// and acknowledged it; ev.ID is then its stream sequence. While NATS is
-// unreachable it fails at once with an error wrapping [ErrUnavailable]; a
-// publish whose connection drops before the ack also fails with it (the
-// event may or may not be stored then). It honours ctx's deadline; without
-// one, JetStream's default of 5s bounds it.
-func (e *NATSEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
-	// Register for cancellation first, then check the connection: nats.go
-	// sets the status before it runs the disconnect handler, so either the
-	// check sees the connection down or the handler cancels this publish.
-	// (The other order leaves a window in which a publish goes to nats.go's
-	// reconnect buffer and waits out its whole deadline.)
-	pctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	e.mu.Lock()
-	e.nextPub++
-	pub := e.nextPub
-	e.inflight[pub] = cancel
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.inflight, pub)
-		e.mu.Unlock()
-	}()
-	if err := e.connected(); err != nil {
-		return 0, err
-	}
-	// Every sequence JetStream assigns from now on is above what Run has
-	// delivered; one that is not means the stream lost its history.
-	delivered := e.delivered.Load()
-
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	msg := nats.NewMsg(e.prefix + ev.Stream)
-	msg.Data = ev.Data
-	msg.Header.Set(natsHeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
-	if ev.Type != "" {
-		msg.Header.Set(natsHeaderType, ev.Type)
-	}
-	natsSetTrace(msg.Header, ev)
-	ack, err := e.js.PublishMsg(pctx, msg)
-	if err != nil {
-		return 0, e.publishError(ctx, pctx, err)
-	}
-	if ack.Sequence <= delivered {
-		select {
-		case e.lossHint <- struct{}{}:
-		default:
-		}
-		return 0, fmt.Errorf("%w: JetStream stored the event under id %d, which it had issued before: the stream lost its history, and the bridge fences it (removing the event) so that ids never repeat; publish it again", ErrUnavailable, ack.Sequence)
-	}
-	ev.ID = ack.Sequence
-	return ack.Sequence, nil
-}
-
-// publishError maps a failed publish: the caller's own deadline or
-// cancellation stays what it is; anything that a retry later may fix wraps
-// ErrUnavailable.
-func (e *NATSEngine) publishError(ctx, pctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("publish to NATS: %w", ctx.Err())
-	}
-	if errors.Is(context.Cause(pctx), errConnLost) {
-		return fmt.Errorf("%w: %w before JetStream acknowledged the event (it may or may not be stored)", ErrUnavailable, errConnLost)
-	}
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		e.checkStream()
-		return fmt.Errorf("%w: no JetStream stream answered (%w)", ErrUnavailable, err)
-	}
-	if unavailable(err) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return fmt.Errorf("publish to NATS: %w", err)
-}
-
 // unavailable reports whether err from a NATS or JetStream request means
 // the server could not be reached or could not serve now.
 func unavailable(err error) bool {
@@ -513,6 +448,8 @@ func unavailable(err error) bool {
 		errors.Is(err, nats.ErrReconnectBufExceeded),
 		errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, jetstream.ErrNoStreamResponse),
 		errors.Is(err, jetstream.ErrStreamNotFound),
@@ -576,15 +513,5 @@ func (e *NATSEngine) waitClosed() bool {
 		return true
 	case <-t.C:
 		return false
-	}
-}
-
-// PublishBatch stores evs in order; see [Engine.PublishBatch].
-//
-// TODO(batch): pipeline the JetStream publishes, and Nats-Msg-Id for Key.
-func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Stored) {
-	for i, ev := range evs {
-		id, err := e.Publish(ctx, ev)
-		res[i] = Stored{ID: id, Err: err}
 	}
 }

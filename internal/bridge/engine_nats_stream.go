@@ -27,7 +27,7 @@ const (
 
 // ensureStream creates the JetStream stream, or updates the settings the
 // bridge owns on an existing one (subjects, limits retention, discard old,
-// MaxMsgsPerSubject, MaxAge, replicas) and leaves the others (MaxBytes,
+// MaxMsgsPerSubject, MaxAge, Duplicates, replicas) and leaves the others (MaxBytes,
 // placement, ...) as an operator set them. It refuses a stream it cannot
 // use: another retention policy, another storage type (JetStream cannot
 // change it), a mirror or a sealed stream.
@@ -85,6 +85,7 @@ func (e *NATSEngine) updateStream(ctx context.Context, info *jetstream.StreamInf
 	cfg.Discard = jetstream.DiscardOld
 	cfg.MaxMsgsPerSubject = e.want.MaxMsgsPerSubject
 	cfg.MaxAge = e.want.MaxAge
+	cfg.Duplicates = e.want.Duplicates
 	cfg.Replicas = e.want.Replicas
 	if cfg.Description == "" {
 		cfg.Description = e.want.Description
@@ -122,7 +123,7 @@ func (e *NATSEngine) updateStream(ctx context.Context, info *jetstream.StreamInf
 	}
 	e.log.Info("updated JetStream stream", "stream", name,
 		"subjects", cfg.Subjects, "max_msgs_per_subject", fmt.Sprintf("%d -> %d", old.MaxMsgsPerSubject, cfg.MaxMsgsPerSubject),
-		"max_age", fmt.Sprintf("%v -> %v", old.MaxAge, cfg.MaxAge), "replicas", fmt.Sprintf("%d -> %d", old.Replicas, cfg.Replicas))
+		"max_age", fmt.Sprintf("%v -> %v", old.MaxAge, cfg.MaxAge), "duplicates", fmt.Sprintf("%v -> %v", old.Duplicates, cfg.Duplicates), "replicas", fmt.Sprintf("%d -> %d", old.Replicas, cfg.Replicas))
 	return updated.CachedInfo(), nil
 }
 
@@ -132,6 +133,7 @@ func sameSettings(a, b jetstream.StreamConfig) bool {
 		a.Discard == b.Discard &&
 		a.MaxMsgsPerSubject == b.MaxMsgsPerSubject &&
 		a.MaxAge == b.MaxAge &&
+		a.Duplicates == b.Duplicates &&
 		a.Replicas == b.Replicas &&
 		a.Description == b.Description &&
 		a.Metadata[metaHistoryFloor] == b.Metadata[metaHistoryFloor] &&

@@ -1,0 +1,344 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publishing to JetStream. A batch is pipelined: its events are published
+// asynchronously, natsBatchWindow at a time, and each result is what
+// JetStream acknowledged. Order holds because everything travels on one
+// connection: the server reads a connection's messages in order and hands
+// them, in that order, to the stream (to its leader in a cluster, over one
+// route per account), which stores them one after the other. nats.go must
+// not resend a publish on its own (no retry on "no responders", no
+// reconnect buffer: see options), or a later event could overtake it.
+const (
+	// natsBatchWindow is the most publishes of one batch awaiting their
+	// acks: enough to keep the connection busy (an ack takes a round trip
+	// and a store), few enough that one batch leaves slots of
+	// natsMaxPending to others.
+	natsBatchWindow = 256
+	// natsMaxPending bounds the publishes of all batches awaiting their
+	// acks on the connection; a batch that finds every slot taken waits
+	// for one, at most until its deadline.
+	natsMaxPending = 4096
+	// natsMaxMsgID is the longest Nats-Msg-Id sent as is; a longer one is
+	// replaced by a hash. JetStream keeps the id of every keyed event of
+	// the duplicate window in memory.
+	natsMaxMsgID = 256
+	// natsConflictWait is the pause before an event whose key another
+	// publish is storing right now is published again (a cluster answers
+	// "duplicate message id is in process" until that publish committed).
+	natsConflictWait = 20 * time.Millisecond
+)
+
+// jsErrCodeDuplicateInProcess is JetStream's error code for an event whose
+// Nats-Msg-Id another publish is storing right now, in a cluster (the
+// server's JSStreamDuplicateMessageConflict).
+const jsErrCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
+// errNotSent is (wrapped) the result of the events of a batch after one
+// that failed in a way that stops the batch: they were not sent, so they
+// are certainly not stored.
+var errNotSent = errors.New("not sent, so not stored")
+
+// natsMsgID is the Nats-Msg-Id of an event of stream with idempotency key
+// key. JetStream dedupes across the whole JetStream stream, every bridge
+// stream included, so the id holds the stream name: STREAM:KEY, the key
+// query-escaped (a stream name has no ':', an escaped key no space or
+// control character). An id longer than natsMaxMsgID is '#' and the
+// base64url SHA-256 of stream and key ('#' appears in neither form). Every
+// node computes the same id for the same stream and key.
+func natsMsgID(stream, key string) string {
+	id := stream + ":" + url.QueryEscape(key)
+	if len(id) <= natsMaxMsgID {
+		return id
+	}
+	sum := sha256.Sum256([]byte(stream + "\x00" + key))
+	return "#" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// message is ev as a JetStream message (see natsHeaderType).
+func (e *NATSEngine) message(ev *Event) *nats.Msg {
+	msg := nats.NewMsg(e.prefix + ev.Stream)
+	msg.Data = ev.Data
+	msg.Header.Set(natsHeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
+	if ev.Type != "" {
+		msg.Header.Set(natsHeaderType, ev.Type)
+	}
+	if ev.Key != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, natsMsgID(ev.Stream, ev.Key))
+	}
+	natsSetTrace(msg.Header, ev)
+	return msg
+}
+
+// Publish implements [Engine]: a [NATSEngine.PublishBatch] of one event.
+// It returns once JetStream stored the event and acknowledged it; ev.ID is
+// then its stream sequence. An event whose Key names one stored on its
+// stream within the duplicate window (NATSConfig.DedupeWindow) is not
+// stored, and Publish returns that event's id. While NATS is unreachable it
+// fails at once with an error wrapping [ErrUnavailable]; a publish whose
+// connection drops before the ack also fails with it (the event may or may
+// not be stored then: publish it again with the same Key to find out). It
+// honours ctx's deadline; without one, natsRequestTimeout (5s) bounds it.
+func (e *NATSEngine) Publish(ctx context.Context, ev *Event) (uint64, error) {
+	var res [1]Stored
+	e.PublishBatch(ctx, []*Event{ev}, res[:])
+	return res[0].ID, res[0].Err
+}
+
+// PublishBatch implements [Engine]. It publishes the events in order
+// without waiting for each ack, at most natsBatchWindow awaiting theirs,
+// and returns when every event has its result:
+//
+//   - ID: JetStream acknowledged the event (ev.ID is set), or, with
+//     Duplicate, acknowledged it as a duplicate of the event stored first
+//     with its Key within the window, whose id it is.
+//   - An error wrapping [ErrUnavailable], or the context's error, that says
+//     the event may or may not be stored: it was sent, and the connection
+//     dropped, the deadline passed or JetStream did not answer before its
+//     ack came. Publishing it again with the same Key stores it at most
+//     once and tells which.
+//   - An error wrapping errNotSent: an earlier event failed so (the
+//     connection is down, the stream does not answer, ctx ended), and this
+//     one was not sent: it is not stored.
+//   - Another error (JetStream refused this event): not stored; the batch
+//     goes on.
+//
+// What is stored is stored in request order (see the top of this file):
+// after a failure in the middle, events sent before it may still be
+// acknowledged, and none is sent after it. Safe for concurrent use; batches
+// published at the same time interleave.
+func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Stored) {
+	if len(evs) == 0 {
+		return
+	}
+	// Register for cancellation first, then check the connection: nats.go
+	// sets the status before it runs the disconnect handler, so either the
+	// check sees the connection down or the handler cancels this batch.
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.track(cancel)()
+	if err := e.connected(); err != nil {
+		for i := range res {
+			res[i] = Stored{Err: fmt.Errorf("%w: %w", errNotSent, err)}
+		}
+		return
+	}
+	p := batchPublish{
+		e:    e,
+		ctx:  ctx,
+		pctx: pctx,
+		evs:  evs,
+		res:  res,
+		sent: make([]jetstream.PubAckFuture, len(evs)),
+		// Every sequence JetStream assigns from now on is above what Run
+		// has delivered; one that is not means the stream lost its
+		// history.
+		delivered: e.delivered.Load(),
+	}
+	next := 0 // the first event whose ack was not collected
+	for i := range evs {
+		for i-next >= natsBatchWindow {
+			p.collect(next)
+			next++
+		}
+		if p.stop != nil {
+			p.res[i] = Stored{Err: fmt.Errorf("%w: an earlier event of the batch failed: %w", errNotSent, p.stop)}
+			continue
+		}
+		p.send(i)
+	}
+	for ; next < len(evs); next++ {
+		p.collect(next)
+	}
+}
+
+// track registers cancel to be called when the connection drops (see
+// connectionChanged) and returns what unregisters it.
+func (e *NATSEngine) track(cancel context.CancelCauseFunc) (untrack func()) {
+	e.mu.Lock()
+	e.nextPub++
+	pub := e.nextPub
+	e.inflight[pub] = cancel
+	e.mu.Unlock()
+	return func() {
+		e.mu.Lock()
+		delete(e.inflight, pub)
+		e.mu.Unlock()
+	}
+}
+
+// batchPublish is the state of one PublishBatch.
+type batchPublish struct {
+	e         *NATSEngine
+	ctx       context.Context // the caller's
+	pctx      context.Context // ctx, also cancelled when the connection drops
+	evs       []*Event
+	res       []Stored
+	sent      []jetstream.PubAckFuture // of the events awaiting their acks
+	opts      []jetstream.PublishOpt   // of every publish, set at the first
+	delivered uint64
+	stop      error // why no more events are sent; nil while they are
+}
+
+// send publishes event i, or sets its result when that fails at once.
+func (p *batchPublish) send(i int) {
+	ev := p.evs[i]
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if p.opts == nil {
+		p.opts = []jetstream.PublishOpt{
+			jetstream.WithRetryAttempts(0), // a resend could land after later events
+			jetstream.WithStallWait(p.stallWait()),
+		}
+	}
+	f, err := p.e.js.PublishMsgAsync(p.e.message(ev), p.opts...)
+	if err != nil {
+		p.fail(i, err, false)
+		return
+	}
+	p.sent[i] = f
+}
+
+// stallWait is how long a publish may wait for a slot of natsMaxPending:
+// until ctx's deadline, at most natsRequestTimeout (from the batch's first
+// publish: a batch that waits so long fails anyway).
+func (p *batchPublish) stallWait() time.Duration {
+	d := natsRequestTimeout
+	if dl, ok := p.ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	return max(d, time.Millisecond)
+}
+
+// collect waits for the ack of event i, if it was sent, and sets its
+// result.
+func (p *batchPublish) collect(i int) {
+	f := p.sent[i]
+	if f == nil {
+		return
+	}
+	p.sent[i] = nil
+	var ack *jetstream.PubAck
+	var err error
+	// An ack that came is reported even when the connection dropped since.
+	select {
+	case ack = <-f.Ok():
+	case err = <-f.Err():
+	default:
+		select {
+		case ack = <-f.Ok():
+		case err = <-f.Err():
+		case <-p.pctx.Done():
+			err = context.Cause(p.pctx)
+		}
+	}
+	if isDuplicateInProcess(err) && i == len(p.evs)-1 {
+		// Nothing of this batch comes after the event, so publishing it
+		// again cannot put it behind a later one.
+		ack, err = p.e.publishConflicted(p.pctx, p.evs[i])
+	}
+	if err != nil {
+		p.fail(i, err, true)
+		return
+	}
+	switch {
+	case ack.Duplicate:
+		// The sequence of the event stored first with this key: older
+		// than what Run delivered, maybe, and not a sign of lost history.
+		p.res[i] = Stored{ID: ack.Sequence, Duplicate: true}
+	case ack.Sequence <= p.delivered:
+		select {
+		case p.e.lossHint <- struct{}{}:
+		default:
+		}
+		p.res[i] = Stored{Err: fmt.Errorf("%w: JetStream stored the event under id %d, which it had issued before: the stream lost its history, and the bridge fences it (removing the event) so that ids never repeat; publish it again", ErrUnavailable, ack.Sequence)}
+	default:
+		p.evs[i].ID = ack.Sequence
+		p.res[i] = Stored{ID: ack.Sequence}
+	}
+}
+
+// fail sets the result of event i to err, mapped (sent: whether the event
+// went out), and stops the batch when the engine cannot store now.
+func (p *batchPublish) fail(i int, err error, sent bool) {
+	err = p.e.publishError(p.ctx, p.pctx, err, sent)
+	p.res[i] = Stored{Err: err}
+	if p.stop == nil && (errors.Is(err, ErrUnavailable) || p.ctx.Err() != nil) {
+		p.stop = err
+	}
+}
+
+// isDuplicateInProcess reports whether err is JetStream's answer to an
+// event whose key another publish is storing right now.
+func isDuplicateInProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeDuplicateInProcess
+}
+
+// publishConflicted publishes ev again, and again, while a cluster answers
+// that another publish with its key is in process, until that one is
+// committed (then this is its duplicate) or failed (then this is stored),
+// within ctx and natsRequestTimeout.
+func (e *NATSEngine) publishConflicted(ctx context.Context, ev *Event) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, natsRequestTimeout)
+	defer cancel()
+	t := time.NewTimer(natsConflictWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: another publish with the same key was still being stored: %w", ErrUnavailable, context.Cause(ctx))
+		case <-t.C:
+		}
+		ack, err := e.js.PublishMsg(ctx, e.message(ev), jetstream.WithRetryAttempts(0))
+		if !isDuplicateInProcess(err) {
+			return ack, err
+		}
+		t.Reset(natsConflictWait)
+	}
+}
+
+// publishError maps a failed publish: the caller's own deadline or
+// cancellation stays what it is; anything that a retry later may fix wraps
+// ErrUnavailable. sent says whether the event went out: then it may be
+// stored although its ack never came; otherwise the error wraps
+// errNotSent.
+func (e *NATSEngine) publishError(ctx, pctx context.Context, err error, sent bool) error {
+	if !sent {
+		return fmt.Errorf("%w: %w", errNotSent, e.mapPublishError(ctx, pctx, err, ""))
+	}
+	return e.mapPublishError(ctx, pctx, err, " (it may or may not be stored)")
+}
+
+// mapPublishError is publishError's mapping; maybe ends the messages that
+// cannot tell whether the event is stored.
+func (e *NATSEngine) mapPublishError(ctx, pctx context.Context, err error, maybe string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("publish to NATS%s: %w", maybe, ctx.Err())
+	}
+	if errors.Is(context.Cause(pctx), errConnLost) || errors.Is(err, errConnLost) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrReconnectBufExceeded) {
+		return fmt.Errorf("%w: %w before JetStream acknowledged the event%s", ErrUnavailable, errConnLost, maybe)
+	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		e.checkStream()
+		return fmt.Errorf("%w: no JetStream stream answered (%w)", ErrUnavailable, err)
+	}
+	if unavailable(err) {
+		return fmt.Errorf("%w: %w%s", ErrUnavailable, err, maybe)
+	}
+	return fmt.Errorf("publish to NATS: %w", err)
+}
