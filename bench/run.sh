@@ -9,6 +9,7 @@
 #   WORKLOADS="W1 W3" REPEAT=1 bench/run.sh
 #   LOAD_FLAGS="--duration 20s" bench/run.sh
 #   BRIDGE_FLAGS="--queue-size 1024" bench/run.sh
+#   WORKLOADS="W6 W6-batch W6-stream W6-nats" bench/run.sh   # ingest
 #
 # Environment: WORKLOADS (default: the presets W1 W1b W2 W3 W4 W5, then
 # four supplementary runs: W1-r50 is W1 at 50 events/s, a load this machine
@@ -17,18 +18,24 @@
 # the rate W4's healthy subscribers should keep; W5-nostall is W5 without
 # the 2,000 that never read, its idle publish latency. W5 and W5-nostall run
 # against the bridge only: the baseline has no eviction, and would freeze
-# for good), REPEAT (rounds, default 3; the table shows
+# for good. Then W6, ingest: unary Publish against the baseline's POST
+# /publish. Bridge-only variants of W6, not in the default list: W6-batch
+# (PublishBatch of 100), W6-stream (PublishStream), and W6-nats,
+# W6-nats-batch, W6-nats-stream: two bridges on one nats-server (JetStream,
+# file storage), publishing on one and reading on the other; the report
+# compares them with the baseline's W6), REPEAT (rounds, default 3; the table shows
 # medians), OUT (results directory, default bench/results/<UTC time>),
 # LOAD_FLAGS (extra bridge-load flags), BRIDGE_FLAGS (extra bridge flags),
 # RUN_TIMEOUT (seconds per run, default 120), BRIDGE_BIN (a bridge binary to
 # measure instead of building cmd/bridge: a build of another commit; set
 # COMMIT to name it), MAX_LOAD (before each run, wait up to five minutes
 # for the 1-minute load average to drop below it; each run's load average
-# is written to its .loadavg file either way).
+# is written to its .loadavg file either way), NATS_BIN (the nats-server of
+# the W6-nats workloads; default: built from the module go.mod requires).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W5 W1-r50 W4-stall6s W4-nostall W5-nostall"}
+WORKLOADS=${WORKLOADS:-"W1 W1b W2 W3 W4 W5 W1-r50 W4-stall6s W4-nostall W5-nostall W6"}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=bench/bin
@@ -40,6 +47,12 @@ BRIDGE_FLAGS=${BRIDGE_FLAGS:-}
 BRIDGE_HTTP=127.0.0.1:18080
 BRIDGE_GRPC=127.0.0.1:18051
 BASELINE_HTTP=127.0.0.1:18090
+# The NATS workloads: the second bridge, which the subscribers read, and the
+# nats-server both bridges use.
+NATS_BIN=${NATS_BIN:-}
+READER_HTTP=127.0.0.1:18081
+READER_GRPC=127.0.0.1:18052
+NATS_ADDR=127.0.0.1:18222
 
 # Sockets are files: 10,000 subscribers need more than the usual 1,024.
 ulimit -n "$(ulimit -Hn)"
@@ -48,6 +61,11 @@ mkdir -p "$OUT" "$BIN"
 echo "building into $BIN" >&2
 go build -o "$BIN/" ./cmd/bridge ./cmd/baseline ./cmd/bridge-load
 bridge_bin=${BRIDGE_BIN:-$BIN/bridge}
+nats_bin=$NATS_BIN
+if [[ -z $nats_bin && " $WORKLOADS " == *" W6-nats"* ]]; then
+	go build -o "$BIN/nats-server" github.com/nats-io/nats-server/v2
+	nats_bin=$BIN/nats-server
+fi
 
 {
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -63,7 +81,7 @@ bridge_bin=${BRIDGE_BIN:-$BIN/bridge}
 } | tee "$OUT/machine.txt" >&2
 
 # A server left over on one of the ports would be measured instead.
-for addr in "$BRIDGE_HTTP" "$BRIDGE_GRPC" "$BASELINE_HTTP"; do
+for addr in "$BRIDGE_HTTP" "$BRIDGE_GRPC" "$BASELINE_HTTP" "$READER_HTTP" "$READER_GRPC" "$NATS_ADDR"; do
 	if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
 		echo "something listens on $addr already: stop it first" >&2
 		exit 1
@@ -77,6 +95,9 @@ workload_flags() {
 	W4-stall6s) echo "--workload W4 --stall-for 6s --label W4-stall6s" ;;
 	W4-nostall) echo "--workload W4 --stalled 0 --label W4-nostall" ;;
 	W5-nostall) echo "--workload W5 --stalled 0 --label W5-nostall" ;;
+	W6-batch | W6-nats-batch) echo "--workload W6 --mode batch --batch-size 100 --label $1" ;;
+	W6-stream | W6-nats-stream) echo "--workload W6 --mode stream --label $1" ;;
+	W6-nats) echo "--workload W6 --label $1" ;;
 	*) echo "--workload $1" ;;
 	esac
 }
@@ -84,7 +105,7 @@ workload_flags() {
 # targets prints the servers a name of WORKLOADS runs against.
 targets() {
 	case $1 in
-	W5 | W5-*) echo bridge ;;
+	W5 | W5-* | W6-*) echo bridge ;;
 	*) echo bridge baseline ;;
 	esac
 }
@@ -122,18 +143,45 @@ wait_load() {
 	echo "   the load average stays at $load, over $MAX_LOAD: measuring anyway" >&2
 }
 
+# server_pid is the measured server; helper_pids are the NATS workloads'
+# reading bridge and nats-server, stopped after it, in that order.
 server_pid=""
-stop_server() {
-	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -TERM "$server_pid" 2>/dev/null || true
+helper_pids=()
+nats_dir=""
+stop_pid() {
+	if [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; then
+		kill -TERM "$1" 2>/dev/null || true
 		for _ in $(seq 150); do
-			kill -0 "$server_pid" 2>/dev/null || break
+			kill -0 "$1" 2>/dev/null || break
 			sleep 0.1
 		done
-		kill -KILL "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
+		kill -KILL "$1" 2>/dev/null || true
+		wait "$1" 2>/dev/null || true
 	fi
+}
+stop_server() {
+	stop_pid "$server_pid"
 	server_pid=""
+	for pid in "${helper_pids[@]}"; do
+		stop_pid "$pid"
+	done
+	helper_pids=()
+	if [[ -n $nats_dir ]]; then
+		rm -rf "$nats_dir"
+		nats_dir=""
+	fi
+}
+
+# wait_port waits, at most 20 s, until something accepts connections at $1.
+wait_port() {
+	for _ in $(seq 200); do
+		if (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "   nothing listens on $1 after 20 s" >&2
+	return 1
 }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
@@ -145,6 +193,25 @@ for round in $(seq "$REPEAT"); do
 			wait_load
 			wait_quiet
 			cut -d' ' -f1-3 /proc/loadavg >"$log.loadavg"
+			engine_flags=()
+			url=""
+			if [[ $w == W6-nats* ]]; then
+				# A nats-server and a second bridge, whose /events the
+				# subscribers read; the events are published to the first,
+				# whose CPU is measured.
+				nats_dir=$(mktemp -d)
+				"$nats_bin" -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" -js -sd "$nats_dir" >"$log.nats.log" 2>&1 &
+				helper_pids+=($!)
+				wait_port "$NATS_ADDR"
+				engine_flags=(--engine nats --nats-url "nats://$NATS_ADDR")
+				# shellcheck disable=SC2086 # BRIDGE_FLAGS are words
+				"$bridge_bin" --http-addr "$READER_HTTP" --grpc-addr "$READER_GRPC" --log-level warn \
+					--max-connections -1 --connect-rate -1 "${engine_flags[@]}" $BRIDGE_FLAGS \
+					>"$log.reader.log" 2>&1 &
+				helper_pids=("$!" "${helper_pids[@]}")
+				wait_port "$READER_HTTP"
+				url="http://$READER_HTTP"
+			fi
 			if [[ $target == bridge ]]; then
 				# The admission limits are off: the workloads connect 10,000
 				# subscribers in about a second, which --connect-rate would
@@ -152,9 +219,9 @@ for round in $(seq "$REPEAT"); do
 				# come after, so a run can turn them back on.
 				# shellcheck disable=SC2086 # BRIDGE_FLAGS are words
 				"$bridge_bin" --http-addr "$BRIDGE_HTTP" --grpc-addr "$BRIDGE_GRPC" --log-level warn \
-					--max-connections -1 --connect-rate -1 $BRIDGE_FLAGS \
+					--max-connections -1 --connect-rate -1 "${engine_flags[@]}" $BRIDGE_FLAGS \
 					>"$log.server.log" 2>&1 &
-				url="http://$BRIDGE_HTTP"
+				url=${url:-http://$BRIDGE_HTTP}
 			else
 				"$BIN/baseline" --addr "$BASELINE_HTTP" >"$log.server.log" 2>&1 &
 				url="http://$BASELINE_HTTP"

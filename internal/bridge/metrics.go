@@ -3,12 +3,15 @@ package bridge
 import (
 	"context"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -54,6 +57,22 @@ type metrics struct {
 	// rejections counts requests refused or shed before they were served,
 	// by reason (a fixed set: see rejected).
 	rejections *prometheus.CounterVec
+
+	// The children of published by result, and of the gRPC metrics by
+	// method (see unaryInterceptor), looked up once: WithLabelValues
+	// hashes its labels and takes a lock on every call.
+	publishedOK, publishedDuplicate, publishedInvalid prometheus.Counter
+	publishedUnavailable, publishedError              prometheus.Counter
+	methods                                           sync.Map // full method name → *methodMetrics
+}
+
+// methodMetrics are the gRPC metrics of one method. The handled counter of
+// a code is made at its first use, so /metrics lists only codes that
+// occurred, as with WithLabelValues.
+type methodMetrics struct {
+	name    string
+	seconds prometheus.Observer
+	handled [codes.Unauthenticated + 1]atomic.Pointer[prometheus.Counter]
 }
 
 func newMetrics(h *hub, engine Engine) *metrics {
@@ -95,9 +114,12 @@ func newMetrics(h *hub, engine Engine) *metrics {
 			Help: "Requests refused or shed before being served, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{publishOK, publishDuplicate, publishInvalid, publishUnavailable, publishError} {
-		m.published.WithLabelValues(r) // export every result from the start
-	}
+	// Every result is exported from the start.
+	m.publishedOK = m.published.WithLabelValues(publishOK)
+	m.publishedDuplicate = m.published.WithLabelValues(publishDuplicate)
+	m.publishedInvalid = m.published.WithLabelValues(publishInvalid)
+	m.publishedUnavailable = m.published.WithLabelValues(publishUnavailable)
+	m.publishedError = m.published.WithLabelValues(publishError)
 	m.reg.MustRegister(
 		m.published, m.publishSeconds, m.batchSize, m.publishStreams, m.grpcHandled, m.grpcSeconds, m.authFailures, m.rejections,
 		&hubCollector{hub: h, engine: engine},
@@ -139,9 +161,52 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	res, err := handler(ctx, req)
-	m.grpcSeconds.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.grpcHandled.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	mm := m.method(info.FullMethod)
+	mm.seconds.Observe(time.Since(start).Seconds())
+	m.handled(mm, status.Code(err)).Inc()
 	return res, err
+}
+
+// method returns the metrics of a gRPC method, made at its first call.
+// grpc-go runs interceptors only for registered methods, a fixed set, so
+// the map stays small.
+func (m *metrics) method(name string) *methodMetrics {
+	if mm, ok := m.methods.Load(name); ok {
+		return mm.(*methodMetrics) //nolint:forcetypeassert // only *methodMetrics are stored
+	}
+	mm, _ := m.methods.LoadOrStore(name, &methodMetrics{name: name, seconds: m.grpcSeconds.WithLabelValues(name)})
+	return mm.(*methodMetrics) //nolint:forcetypeassert // only *methodMetrics are stored
+}
+
+// handled returns the counter of calls of mm that ended with code.
+func (m *metrics) handled(mm *methodMetrics, code codes.Code) prometheus.Counter {
+	if int(code) >= len(mm.handled) {
+		return m.grpcHandled.WithLabelValues(mm.name, code.String())
+	}
+	if c := mm.handled[code].Load(); c != nil {
+		return *c
+	}
+	c := m.grpcHandled.WithLabelValues(mm.name, code.String())
+	mm.handled[code].Store(&c) // a race stores the same child twice
+	return c
+}
+
+// countPublish counts one Publish by its result (a publish* constant).
+func (m *metrics) countPublish(result string) {
+	switch result {
+	case publishOK:
+		m.publishedOK.Inc()
+	case publishDuplicate:
+		m.publishedDuplicate.Inc()
+	case publishInvalid:
+		m.publishedInvalid.Inc()
+	case publishUnavailable:
+		m.publishedUnavailable.Inc()
+	case publishError:
+		m.publishedError.Inc()
+	default:
+		m.published.WithLabelValues(result).Inc()
+	}
 }
 
 // hubCollector reads the hub's atomics at scrape time, so fan-out pays

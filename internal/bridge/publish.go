@@ -59,7 +59,7 @@ func (p *publishService) Publish(ctx context.Context, req *bridgev1.PublishReque
 	default:
 		result = publishError
 	}
-	p.metrics.published.WithLabelValues(result).Inc()
+	p.metrics.countPublish(result)
 	return res, err
 }
 

@@ -20,6 +20,18 @@ const (
 	TargetBaseline = "baseline"
 )
 
+// Publish modes: how the publishers call the bridge.
+const (
+	// ModeUnary is one call per event: the bridge's Publish, or the
+	// baseline's POST /publish.
+	ModeUnary = "unary"
+	// ModeBatch is the bridge's PublishBatch, BatchSize events a call.
+	ModeBatch = "batch"
+	// ModeStream is the bridge's PublishStream: one stream per publisher,
+	// up to StreamWindow events sent and not yet answered.
+	ModeStream = "stream"
+)
+
 // Config is one load run. The zero value of a field means its default,
 // applied by [Config.Validate]; [Preset] returns the workloads of the issue.
 type Config struct {
@@ -68,6 +80,20 @@ type Config struct {
 	Rate float64
 	// Publishers is the number of concurrent publish callers. Zero means 4.
 	Publishers int
+	// Mode is ModeUnary (the default), ModeBatch or ModeStream; the
+	// baseline has only ModeUnary.
+	Mode string
+	// BatchSize is the number of events of one PublishBatch call (ModeBatch).
+	// Zero means 100.
+	BatchSize int
+	// StreamWindow bounds the events one publisher has sent on its
+	// PublishStream and not yet had a result for (ModeStream). Zero means 100.
+	StreamWindow int
+	// CheckIDs keeps the id the server returned for every event and the id
+	// each subscriber received it with, and counts those that differ
+	// (Result.IDMismatches): every id a publisher got back must reach the
+	// readers of its stream. It costs 16 bytes per event and subscriber.
+	CheckIDs bool
 	// Events, when positive, ends publishing after that many events (or at
 	// Duration, whichever comes first) instead of at Duration.
 	Events int
@@ -135,6 +161,9 @@ func (c *Config) Validate() error {
 	setDefault(&c.Subscribers, 100)
 	setDefault(&c.Streams, 1)
 	setDefault(&c.Publishers, 4)
+	setDefault(&c.Mode, ModeUnary)
+	setDefault(&c.BatchSize, 100)
+	setDefault(&c.StreamWindow, 100)
 	setDefault(&c.PayloadSize, 128)
 	setDefault(&c.Duration, 10*time.Second)
 	setDefault(&c.Drain, 20*time.Second)
@@ -157,12 +186,19 @@ func (c *Config) Validate() error {
 	if c.Target != TargetBridge && c.Target != TargetBaseline {
 		errs = append(errs, fmt.Errorf("target %q is unknown: use %s or %s", c.Target, TargetBridge, TargetBaseline))
 	}
+	switch {
+	case c.Mode != ModeUnary && c.Mode != ModeBatch && c.Mode != ModeStream:
+		errs = append(errs, fmt.Errorf("publish mode %q is unknown: use %s, %s or %s", c.Mode, ModeUnary, ModeBatch, ModeStream))
+	case c.Mode != ModeUnary && c.Target == TargetBaseline:
+		errs = append(errs, fmt.Errorf("the baseline has only POST /publish: publish mode %s is for the bridge", c.Mode))
+	}
 	if u, err := url.Parse(c.URL); err != nil || u.Scheme != "http" || u.Host == "" {
 		errs = append(errs, fmt.Errorf("URL %q must be an http:// base URL such as http://127.0.0.1:8080", c.URL))
 	}
 	for name, v := range map[string]int{
 		"subscribers": c.Subscribers, "streams": c.Streams, "publishers": c.Publishers,
 		"payload size": c.PayloadSize, "connect concurrency": c.ConnectConcurrency,
+		"batch size": c.BatchSize, "stream window": c.StreamWindow,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
@@ -199,7 +235,7 @@ func setDefault[T comparable](field *T, def T) {
 }
 
 // Workloads lists the presets BENCHMARKS.md describes, in order.
-var Workloads = []string{"W1", "W1b", "W2", "W3", "W4", "W5"}
+var Workloads = []string{"W1", "W1b", "W2", "W3", "W4", "W5", "W6"}
 
 // Preset returns the configuration of a named workload of BENCHMARKS.md ("W1",
 // "W1b", "W2", "W3", "W4", "W5"; case does not matter). Each publishes for 10 s
@@ -227,6 +263,9 @@ var Workloads = []string{"W1", "W1b", "W2", "W3", "W4", "W5"}
 //     same moment, about a second in. With the timeline, the report gives
 //     publish latency and the server's memory before, during and after
 //     the evictions (bridge only: the baseline would freeze for good).
+//   - W6 (ingest): 100 streams with one subscriber each, 16 publishers flat
+//     out: how many events a second the server accepts, at what CPU per
+//     event, with every id a publisher got back checked at its reader.
 func Preset(name string) (Config, bool) {
 	w1 := Config{
 		Subscribers: 1000, Streams: 1, Rate: 1000, Publishers: 4, PayloadSize: 128,
@@ -256,6 +295,9 @@ func Preset(name string) (Config, bool) {
 			Stalled: 2000, StallForever: true, StalledRecvBuffer: 4096, Timeline: true,
 			Duration: 10 * time.Second,
 		}
+	case "W6":
+		c = w1
+		c.Subscribers, c.Streams, c.Rate, c.Publishers, c.CheckIDs = 100, 100, 0, 16, true
 	default:
 		return Config{}, false
 	}

@@ -84,9 +84,9 @@ func TestWriteComparison(t *testing.T) {
 		t.Fatalf("got %d lines, want header, rule, W1 bridge, W1 baseline, W1 ratios, W3:\n%s", len(lines), out.String())
 	}
 	for i, want := range []string{
-		"| W1 | bridge | 1 | 0 | 200 | 3.00 |",
-		"| W1 | baseline | 2 (+1 noisy) | 0 | 100 | 4.00 |",
-		"| W1 | **bridge/baseline** | | - | **2.00** | **0.75** | **0.50** | **2.00** | **3.00** |",
+		"| W1 | bridge | 1 | 0 | 200 | 3.00 | - |",
+		"| W1 | baseline | 2 (+1 noisy) | 0 | 100 | 4.00 | - |",
+		"| W1 | **bridge/baseline** | | - | **2.00** | **0.75** | - | **0.50** | **2.00** | **3.00** |",
 		"| W3 | bridge | 1 |",
 	} {
 		if !strings.HasPrefix(lines[i+2], want) {
@@ -95,5 +95,34 @@ func TestWriteComparison(t *testing.T) {
 	}
 	if !strings.HasSuffix(lines[5], "| 1/1 | 0.0 |") {
 		t.Errorf("W3 row %q: want the stalled client closed", lines[5])
+	}
+}
+
+// TestWriteComparisonVariant: a bridge-only variant of a workload (W6-batch)
+// is compared with the baseline's run of the workload itself.
+func TestWriteComparisonVariant(t *testing.T) {
+	t.Parallel()
+	unary := &Result{Workload: "W6", Target: TargetBridge, PublishedPerSec: 300, CPUPerPublishedUS: 20}
+	batch := &Result{Workload: "W6-batch", Target: TargetBridge, PublishedPerSec: 900, CPUPerPublishedUS: 10}
+	bl := &Result{Workload: "W6", Target: TargetBaseline, PublishedPerSec: 450, CPUPerPublishedUS: 40}
+	var out bytes.Buffer
+	if err := WriteComparison(&out, []*Result{batch, bl, unary}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		"| W6 | bridge | 1 | 300 | 0 | - | 20.00 |",
+		"| W6 | baseline | 1 | 450 | 0 | - | 40.00 |",
+		"| W6 | **bridge/baseline** | | **0.67** | - | - | **0.50** |",
+		"| W6-batch | bridge | 1 | 900 | 0 | - | 10.00 |",
+		"| W6-batch | **bridge/baseline W6** | | **2.00** | - | - | **0.25** |",
+	}
+	if len(lines) != len(want)+2 {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want)+2, out.String())
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i+2], w) {
+			t.Errorf("line %d = %q, want it to start with %q", i+2, lines[i+2], w)
+		}
 	}
 }

@@ -12,6 +12,10 @@
 // lost. A subscriber whose stream the server ends reconnects with its
 // Last-Event-ID, as a browser does, and what it still lacks counts as lost.
 //
+// The bridge's publishers call Publish, PublishBatch or PublishStream
+// (Config.Mode); with Config.CheckIDs each reader's ids are checked against
+// the ids the publish calls returned.
+//
 // Targets: the bridge (publish over gRPC) and the deliberately naive r3labs
 // server of cmd/baseline (publish with POST /publish), driven alike so every
 // figure compares side by side.

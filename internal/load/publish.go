@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
@@ -23,6 +25,42 @@ import (
 type publisher interface {
 	publish(ctx context.Context, stream string, seq uint64, t int64) (uint64, error)
 	close() error
+}
+
+// outEvent is one event to publish: seq of the named stream, published at t
+// (Unix ns).
+type outEvent struct {
+	stream string
+	seq    uint64
+	t      int64
+}
+
+// eventResult is what became of one event of a batch or a stream: its id,
+// or why it was refused.
+type eventResult struct {
+	id  uint64
+	err error
+}
+
+// batchPublisher publishes several events in one call (ModeBatch); the
+// results are in the order of evs. An error is the call's own: then no
+// event has a result.
+type batchPublisher interface {
+	publishBatch(ctx context.Context, evs []outEvent) ([]eventResult, error)
+}
+
+// streamPublisher opens a publish stream (ModeStream), which lives as
+// long as ctx.
+type streamPublisher interface {
+	openStream(ctx context.Context) (eventStream, error)
+}
+
+// eventStream is one publish stream: one result per event sent, in order.
+// One goroutine sends while another receives.
+type eventStream interface {
+	send(ev outEvent) error
+	recv() (eventResult, error)
+	closeSend() error
 }
 
 // newPublisher returns the publisher of cfg.Target.
@@ -50,7 +88,8 @@ func newGRPCPublisher(addr string, size int) (*grpcPublisher, error) {
 	return &grpcPublisher{conn: conn, client: bridgev1.NewBridgeServiceClient(conn), size: size, pad: strings.Repeat("x", size)}, nil
 }
 
-func (p *grpcPublisher) publish(ctx context.Context, stream string, seq uint64, t int64) (uint64, error) {
+// request is the PublishRequest of the load payload of seq at t.
+func (p *grpcPublisher) request(stream string, seq uint64, t int64) *bridgev1.PublishRequest {
 	seqStr := "fence"
 	if seq != fenceSeq {
 		seqStr = strconv.FormatUint(seq, 10)
@@ -62,15 +101,74 @@ func (p *grpcPublisher) publish(ctx context.Context, stream string, seq uint64, 
 		"t":   structpb.NewStringValue(tStr),
 		"x":   structpb.NewStringValue(p.pad[:max(pad, 0)]),
 	}}
-	res, err := p.client.Publish(ctx, &bridgev1.PublishRequest{
+	return &bridgev1.PublishRequest{
 		Stream:  stream,
 		Payload: &bridgev1.PublishRequest_Json{Json: structpb.NewStructValue(obj)},
-	})
+	}
+}
+
+func (p *grpcPublisher) publish(ctx context.Context, stream string, seq uint64, t int64) (uint64, error) {
+	res, err := p.client.Publish(ctx, p.request(stream, seq, t))
 	if err != nil {
 		return 0, err
 	}
 	return res.GetId(), nil
 }
+
+func (p *grpcPublisher) publishBatch(ctx context.Context, evs []outEvent) ([]eventResult, error) {
+	req := &bridgev1.PublishBatchRequest{Events: make([]*bridgev1.PublishRequest, len(evs))}
+	for i, ev := range evs {
+		req.Events[i] = p.request(ev.stream, ev.seq, ev.t)
+	}
+	res, err := p.client.PublishBatch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.GetResults()) != len(evs) {
+		return nil, fmt.Errorf("PublishBatch answered %d results for %d events", len(res.GetResults()), len(evs))
+	}
+	out := make([]eventResult, len(evs))
+	for i, r := range res.GetResults() {
+		out[i] = publishResult(r)
+	}
+	return out, nil
+}
+
+// publishResult is the eventResult of a PublishResult.
+func publishResult(r *bridgev1.PublishResult) eventResult {
+	if st := r.GetStatus(); st != nil && codes.Code(st.GetCode()) != codes.OK { //nolint:gosec // a gRPC code
+		return eventResult{err: status.Error(codes.Code(st.GetCode()), st.GetMessage())} //nolint:gosec // a gRPC code
+	}
+	return eventResult{id: r.GetId()}
+}
+
+func (p *grpcPublisher) openStream(ctx context.Context) (eventStream, error) {
+	st, err := p.client.PublishStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &grpcEventStream{p: p, st: st}, nil
+}
+
+// grpcEventStream is one PublishStream.
+type grpcEventStream struct {
+	p  *grpcPublisher
+	st bridgev1.BridgeService_PublishStreamClient
+}
+
+func (s *grpcEventStream) send(ev outEvent) error {
+	return s.st.Send(s.p.request(ev.stream, ev.seq, ev.t))
+}
+
+func (s *grpcEventStream) recv() (eventResult, error) {
+	r, err := s.st.Recv()
+	if err != nil {
+		return eventResult{}, err
+	}
+	return publishResult(r), nil
+}
+
+func (s *grpcEventStream) closeSend() error { return s.st.CloseSend() }
 
 func (p *grpcPublisher) close() error { return p.conn.Close() }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 )
 
 // WriteComparison prints a Markdown table of results: a row per workload
@@ -14,7 +15,9 @@ import (
 // else used more than a tenth of the machine's busy CPU and over 0.5 s (see
 // Result.OtherCPUWindowSeconds; the last column) is noisy: it is left out of
 // the medians when a quiet run of the same workload and target exists, and
-// counted as "+N noisy".
+// counted as "+N noisy". A workload the baseline did not run (W6-batch: the
+// baseline has no batch call) is compared with the baseline's run of the
+// workload its name starts with (W6).
 func WriteComparison(w io.Writer, results []*Result) error {
 	groups := map[key][]*Result{}
 	var keys []key
@@ -51,12 +54,12 @@ func WriteComparison(w io.Writer, results []*Result) error {
 	}
 
 	pr := &printer{w: w}
-	pr.f("| workload | target | runs | published/s | delivered/s | server CPU µs/frame | p50 ms | p99 ms | max ms | RSS KiB/conn | RSS KiB/conn after | connect s | lost | dup | evictions | publish errors | publish p99 ms | publish max ms | stalled closed | other CPU s |\n")
-	pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	pr.f("| workload | target | runs | published/s | delivered/s | server CPU µs/frame | server CPU µs/published | p50 ms | p99 ms | max ms | RSS KiB/conn | RSS KiB/conn after | connect s | lost | dup | evictions | publish errors | publish p99 ms | publish max ms | stalled closed | other CPU s |\n")
+	pr.f("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for i, k := range keys {
 		r := rows[k]
-		pr.f("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %.3f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %s | %.1f |\n",
-			k.workload, k.target, r.runs, r.published, r.delivered, optional(r.cpu, "%.2f"),
+		pr.f("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %.3f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %s | %.1f |\n",
+			k.workload, k.target, r.runs, r.published, r.delivered, optional(r.cpu, "%.2f"), optional(r.cpuPub, "%.2f"),
 			optional(r.p50, "%.2f"), optional(r.p99, "%.2f"), optional(r.max, "%.1f"),
 			optional(r.rss, "%.1f"), optional(r.rssAfter, "%.1f"), r.connect, r.lost, r.dup, r.evictions, r.pubErrors, r.pubP99, r.pubMax, r.stalled, r.other)
 		if i+1 < len(keys) && keys[i+1].workload == k.workload {
@@ -64,12 +67,17 @@ func WriteComparison(w io.Writer, results []*Result) error {
 		}
 		br, okBr := rows[key{k.workload, TargetBridge}]
 		bl, okBl := rows[key{k.workload, TargetBaseline}]
+		label := "**bridge/baseline**"
+		if base, _, cut := strings.Cut(k.workload, "-"); !okBl && cut {
+			bl, okBl = rows[key{base, TargetBaseline}]
+			label = "**bridge/baseline " + base + "**"
+		}
 		if !okBr || !okBl {
 			continue
 		}
-		pr.f("| %s | **bridge/baseline** | | %s | %s | %s | %s | %s | %s | %s | %s | %s | | | | | %s | %s | | |\n",
-			k.workload,
-			ratio(br.published, bl.published), ratio(br.delivered, bl.delivered), ratio(br.cpu, bl.cpu),
+		pr.f("| %s | %s | | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | | | | | %s | %s | | |\n",
+			k.workload, label,
+			ratio(br.published, bl.published), ratio(br.delivered, bl.delivered), ratio(br.cpu, bl.cpu), ratio(br.cpuPub, bl.cpuPub),
 			ratio(br.p50, bl.p50), ratio(br.p99, bl.p99), ratio(br.max, bl.max),
 			ratio(br.rss, bl.rss), ratio(br.rssAfter, bl.rssAfter), ratio(br.connect, bl.connect), ratio(br.pubP99, bl.pubP99), ratio(br.pubMax, bl.pubMax))
 	}
@@ -137,6 +145,7 @@ type key struct{ workload, target string }
 type row struct {
 	runs                                                   string
 	published, delivered, cpu, p50, p99, max, rss, connect float64
+	cpuPub                                                 float64
 	rssAfter                                               float64
 	lost, dup, evictions, pubErrors, pubP99, pubMax, other float64
 	stalled                                                string
@@ -148,6 +157,7 @@ func medianRow(rs []*Result) row {
 		published: m(func(r *Result) float64 { return r.PublishedPerSec }),
 		delivered: m(func(r *Result) float64 { return r.DeliveredPerSec }),
 		cpu:       m(func(r *Result) float64 { return r.CPUPerFrameUS }),
+		cpuPub:    m(func(r *Result) float64 { return r.CPUPerPublishedUS }),
 		p50:       m(func(r *Result) float64 { return r.Latency.P50 }),
 		p99:       m(func(r *Result) float64 { return r.Latency.P99 }),
 		max:       m(func(r *Result) float64 { return r.Latency.Max }),

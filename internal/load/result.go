@@ -44,6 +44,9 @@ type Result struct {
 	Duplicated int64 `json:"duplicated"`
 	// Reordered counts events whose id was not above the previous one's.
 	Reordered int64 `json:"reordered"`
+	// IDMismatches counts events a subscriber received with another id than
+	// the one their publish call returned (with Config.CheckIDs; else 0).
+	IDMismatches int64 `json:"id_mismatches"`
 	// Unacknowledged counts events received whose publish call failed.
 	Unacknowledged int64 `json:"unacknowledged"`
 	// Resets counts bridge.reset frames.
@@ -78,6 +81,9 @@ type Result struct {
 	// CPUPerFrameUS is the server's CPU time in the window per event
 	// delivered in it, in microseconds.
 	CPUPerFrameUS float64 `json:"cpu_us_per_frame,omitempty"`
+	// CPUPerPublishedUS is the server's CPU time in the window per event
+	// published (accepted) in it, in microseconds: the ingest figure.
+	CPUPerPublishedUS float64 `json:"cpu_us_per_published,omitempty"`
 	// ClientCPUPerFrameUS is the same for this tool.
 	ClientCPUPerFrameUS float64 `json:"client_cpu_us_per_frame,omitempty"`
 	// RSSPerConnKiB is (server RSS once connected - RSS before) / connections.
@@ -106,6 +112,8 @@ type Params struct {
 	StallFor    string  `json:"stall_for,omitempty"`
 	Rate        float64 `json:"rate"`
 	Publishers  int     `json:"publishers"`
+	Mode        string  `json:"mode,omitempty"`
+	BatchSize   int     `json:"batch_size,omitempty"`
 	Events      int     `json:"events,omitempty"`
 	PayloadSize int     `json:"payload_size"`
 	Warmup      string  `json:"warmup"`
@@ -151,8 +159,11 @@ func newResult(cfg *Config) *Result {
 			Subscribers: cfg.Subscribers, Streams: cfg.Streams, Stalled: cfg.Stalled,
 			Rate: cfg.Rate, Publishers: cfg.Publishers, Events: cfg.Events,
 			PayloadSize: cfg.PayloadSize, Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(),
-			SourceIPs: len(cfg.SourceIPs), URL: cfg.URL,
+			SourceIPs: len(cfg.SourceIPs), URL: cfg.URL, Mode: cfg.Mode,
 		},
+	}
+	if cfg.Mode == ModeBatch {
+		res.Params.BatchSize = cfg.BatchSize
 	}
 	if cfg.Stalled > 0 {
 		res.Params.StallFor = cfg.StallFor.String()
@@ -204,6 +215,7 @@ func (r *runner) fill(res *Result, w *window, server, client *procTrack) {
 		}
 		res.Duplicated += s.dups.Load()
 		res.Reordered += s.reordered.Load()
+		res.IDMismatches += s.idMismatches(r.published[s.stream].ids)
 		res.Unacknowledged += int64(s.received.extra(want))
 		res.Resets += s.resets.Load()
 		res.Foreign += s.foreign.Load()
@@ -237,6 +249,9 @@ func (r *runner) fill(res *Result, w *window, server, client *procTrack) {
 		if res.DeliveredWindow > 0 {
 			res.CPUPerFrameUS = res.Server.CPUWindowSeconds * 1e6 / float64(res.DeliveredWindow)
 		}
+		if n := w.pubEnd - w.pubStart; n > 0 {
+			res.CPUPerPublishedUS = res.Server.CPUWindowSeconds * 1e6 / float64(n)
+		}
 		if conns > 0 {
 			res.RSSPerConnKiB = float64(res.Server.RSSConnectedKiB-res.Server.RSSStartKiB) / float64(conns)
 			res.RSSPerConnAfterKiB = float64(res.Server.RSSWindowEndKiB-res.Server.RSSStartKiB) / float64(conns)
@@ -258,6 +273,18 @@ func (r *runner) fill(res *Result, w *window, server, client *procTrack) {
 			res.OtherCPUWindowSeconds -= res.Client.CPUWindowSeconds
 		}
 	}
+}
+
+// idMismatches counts the events s received with another id than want,
+// the ids their publishers got back, by sequence number (0: not published).
+func (s *subscriber) idMismatches(want []uint64) int64 {
+	var n int64
+	for seq, id := range want {
+		if id != 0 && s.received.has(uint64(seq)) && (seq >= len(s.ids) || s.ids[seq] != id) {
+			n++
+		}
+	}
+	return n
 }
 
 func procResult(p *procTrack, pid int) *ProcResult {
@@ -291,6 +318,12 @@ func (res *Result) WriteText(w io.Writer) error {
 	if p.Events > 0 {
 		pr.f(" (or %d events)", p.Events)
 	}
+	switch p.Mode {
+	case ModeBatch:
+		pr.f(", PublishBatch of %d", p.BatchSize)
+	case ModeStream:
+		pr.f(", PublishStream")
+	}
 	pr.f("\n")
 	pr.f("  connect    %d connections in %.3f s from %d source addresses, %d failed attempts\n",
 		p.Subscribers+p.Stalled, res.ConnectSeconds, p.SourceIPs, res.ConnectErrors)
@@ -301,8 +334,8 @@ func (res *Result) WriteText(w io.Writer) error {
 	}
 	pr.f("  delivered  %d of %d expected (%.0f/s over a %.2f s window)\n",
 		res.Delivered, res.Expected, res.DeliveredPerSec, res.WindowSeconds)
-	pr.f("  lost       %d (%d subscribers), duplicated %d, reordered %d, unacknowledged %d, resets %d\n",
-		res.Lost, res.LossySubscribers, res.Duplicated, res.Reordered, res.Unacknowledged, res.Resets)
+	pr.f("  lost       %d (%d subscribers), duplicated %d, reordered %d, unacknowledged %d, resets %d, id mismatches %d\n",
+		res.Lost, res.LossySubscribers, res.Duplicated, res.Reordered, res.Unacknowledged, res.Resets, res.IDMismatches)
 	pr.f("  latency    p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (%d events)\n",
 		res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.Latency.Count)
 	pr.f("  evictions  %d (%d subscribers), reconnects %d; drain %.2f s, %d subscribers without their fence\n",
@@ -317,8 +350,8 @@ func (res *Result) WriteText(w io.Writer) error {
 	if s := res.Server; s != nil {
 		pr.f("  server     pid %d: RSS %d KiB at start, %d connected, %d at the end; %.3f KiB per connection (%.3f after the window)\n",
 			s.PID, s.RSSStartKiB, s.RSSConnectedKiB, s.RSSEndKiB, res.RSSPerConnKiB, res.RSSPerConnAfterKiB)
-		pr.f("             CPU %.2f s connecting, %.2f s in the window (%.3f µs per delivered event), %.2f s in all\n",
-			s.CPUConnectSeconds, s.CPUWindowSeconds, res.CPUPerFrameUS, s.CPUTotalSeconds)
+		pr.f("             CPU %.2f s connecting, %.2f s in the window (%.3f µs per delivered event, %.3f µs per published one), %.2f s in all\n",
+			s.CPUConnectSeconds, s.CPUWindowSeconds, res.CPUPerFrameUS, res.CPUPerPublishedUS, s.CPUTotalSeconds)
 	}
 	if c := res.Client; c != nil {
 		pr.f("  client     CPU %.2f s in the window (%.3f µs per delivered event), RSS %d KiB at the end\n",

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // latencyShards spreads the subscribers' latency records over several
@@ -67,13 +70,25 @@ type runner struct {
 // streamLog is what was published to one stream.
 type streamLog struct {
 	mu   sync.Mutex
-	seqs bitset // sequence numbers whose publish succeeded
+	seqs bitset   // sequence numbers whose publish succeeded
+	ids  []uint64 // by sequence number, the id the server returned (Config.CheckIDs)
 }
 
-func (l *streamLog) add(seq uint64) {
+func (l *streamLog) add(seq, id uint64, keepID bool) {
 	l.mu.Lock()
 	l.seqs.add(seq)
+	if keepID {
+		setID(&l.ids, seq, id)
+	}
 	l.mu.Unlock()
+}
+
+// setID sets (*ids)[seq] to id, growing the slice.
+func setID(ids *[]uint64, seq, id uint64) {
+	if seq >= uint64(len(*ids)) {
+		*ids = append(*ids, make([]uint64, seq+1-uint64(len(*ids)))...)
+	}
+	(*ids)[seq] = id
 }
 
 func newRunner(cfg *Config, pub publisher) (*runner, error) {
@@ -182,8 +197,17 @@ func run(ctx context.Context, cfg *Config, pub publisher) (*Result, error) {
 		r.measureFrom.Store(start.UnixNano())
 		r.openWindow(&win, server, client)
 	}
+	bp, isBatch := pub.(batchPublisher)
+	sp, isStream := pub.(streamPublisher)
 	for range cfg.Publishers {
-		pubWG.Go(func() { r.publishLoop(ctx, stop, start) })
+		switch {
+		case cfg.Mode == ModeBatch && isBatch:
+			pubWG.Go(func() { r.publishBatchLoop(ctx, stop, start, bp) })
+		case cfg.Mode == ModeStream && isStream:
+			pubWG.Go(func() { r.publishStreamLoop(ctx, stop, start, sp) })
+		default:
+			pubWG.Go(func() { r.publishLoop(ctx, stop, start) })
+		}
 	}
 	pubDone := make(chan struct{})
 	go func() { // ends once every publisher returned, which stop ensures
@@ -347,55 +371,193 @@ func (r *runner) connectAll(ctx, life context.Context, wg *sync.WaitGroup) error
 // Event k goes to stream k mod S as its sequence number k div S, at
 // start + k/Rate when a rate is set.
 func (r *runner) publishLoop(ctx context.Context, stop <-chan struct{}, start time.Time) {
-	cfg := r.cfg
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		k := r.next.Add(1) - 1
-		if cfg.Events > 0 && k >= int64(cfg.Events) {
+		k, stream, seq, ok := r.take()
+		if !ok || !r.waitTurn(k, start, stop, timer) {
 			return
 		}
-		if cfg.Rate > 0 {
-			at := start.Add(time.Duration(float64(k) / cfg.Rate * float64(time.Second)))
-			if d := time.Until(at); d > 0 {
-				timer.Reset(d)
-				select {
-				case <-timer.C:
-				case <-stop:
-					return
-				}
-			}
-		}
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		stream := int(k % int64(cfg.Streams))
-		seq := uint64(k / int64(cfg.Streams)) //nolint:gosec // k >= 0
 		t := time.Now()
-		err := r.publishOne(ctx, stream, seq, t)
+		id, err := r.publishOne(ctx, stream, seq, t)
 		took := time.Since(t)
 		r.pubLatency.Record(took)
 		if r.tl != nil {
 			r.tl.call(t, took)
 		}
-		if err != nil {
-			r.pubErrors.Add(1)
-			msg := err.Error()
-			r.pubErrMsg.CompareAndSwap(nil, &msg)
-			continue
-		}
-		r.published[stream].add(seq)
-		r.pubOK.Add(1)
+		r.done(stream, seq, id, err)
 	}
 }
 
-func (r *runner) publishOne(ctx context.Context, stream int, seq uint64, t time.Time) error {
+// waitTurn waits until event k is due at the configured rate (at once when
+// flat out); false when stop came first.
+func (r *runner) waitTurn(k int64, start time.Time, stop <-chan struct{}, timer *time.Timer) bool {
+	if r.cfg.Rate > 0 {
+		at := start.Add(time.Duration(float64(k) / r.cfg.Rate * float64(time.Second)))
+		if d := time.Until(at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-stop:
+				return false
+			}
+		}
+	}
+	select {
+	case <-stop:
+		return false
+	default:
+		return true
+	}
+}
+
+// take returns the stream and sequence number of the next event to
+// publish; false once cfg.Events were taken.
+func (r *runner) take() (k int64, stream int, seq uint64, ok bool) {
+	k = r.next.Add(1) - 1
+	if r.cfg.Events > 0 && k >= int64(r.cfg.Events) {
+		return k, 0, 0, false
+	}
+	return k, int(k % int64(r.cfg.Streams)), uint64(k / int64(r.cfg.Streams)), true //nolint:gosec // k >= 0
+}
+
+// done records the outcome of publishing seq to stream.
+func (r *runner) done(stream int, seq, id uint64, err error) {
+	if err != nil {
+		r.pubErrors.Add(1)
+		msg := err.Error()
+		r.pubErrMsg.CompareAndSwap(nil, &msg)
+		return
+	}
+	r.published[stream].add(seq, id, r.cfg.CheckIDs)
+	r.pubOK.Add(1)
+}
+
+// publishBatchLoop is publishLoop for ModeBatch: cfg.BatchSize events a
+// call (fewer in the last one of a run bounded by cfg.Events), each call
+// due when its first event is. Its latency is the call's.
+func (r *runner) publishBatchLoop(ctx context.Context, stop <-chan struct{}, start time.Time, bp batchPublisher) {
+	cfg := r.cfg
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	evs := make([]outEvent, 0, cfg.BatchSize)
+	idx := make([]int, 0, cfg.BatchSize)
+	for {
+		evs, idx = evs[:0], idx[:0]
+		for range cfg.BatchSize {
+			k, stream, seq, ok := r.take()
+			if !ok {
+				break
+			}
+			if len(evs) == 0 && !r.waitTurn(k, start, stop, timer) {
+				return
+			}
+			evs = append(evs, outEvent{stream: r.streams[stream], seq: seq})
+			idx = append(idx, stream)
+		}
+		if len(evs) == 0 {
+			return
+		}
+		t := time.Now()
+		for i := range evs {
+			evs[i].t = t.UnixNano()
+		}
+		cctx, cancel := context.WithTimeout(ctx, cfg.PublishTimeout)
+		res, err := bp.publishBatch(cctx, evs)
+		cancel()
+		took := time.Since(t)
+		r.pubLatency.Record(took)
+		if r.tl != nil {
+			r.tl.call(t, took)
+		}
+		for i, ev := range evs {
+			if err != nil {
+				r.done(idx[i], ev.seq, 0, err)
+				continue
+			}
+			r.done(idx[i], ev.seq, res[i].id, res[i].err)
+		}
+		if status.Code(err) == codes.Unimplemented {
+			return // a bridge without PublishBatch: no call will do
+		}
+	}
+}
+
+// publishStreamLoop is publishLoop for ModeStream: one publish stream,
+// events sent as fast as the server answers, up to cfg.StreamWindow of
+// them unanswered. Each event's latency runs from its send to its result.
+// A stream that fails ends the loop (its events unanswered count as
+// errors); the others go on.
+func (r *runner) publishStreamLoop(ctx context.Context, stop <-chan struct{}, start time.Time, sp streamPublisher) {
+	cfg := r.cfg
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := sp.openStream(sctx)
+	if err != nil {
+		r.done(0, 0, 0, err)
+		return
+	}
+	type sent struct {
+		stream int
+		seq    uint64
+		t      time.Time
+	}
+	window := make(chan sent, cfg.StreamWindow)
+	var broken atomic.Bool
+	recvDone := make(chan struct{})
+	go func() { // owned by this loop, which waits for it
+		defer close(recvDone)
+		var failed error
+		for s := range window {
+			if failed == nil {
+				res, err := st.recv()
+				took := time.Since(s.t)
+				r.pubLatency.Record(took)
+				if r.tl != nil {
+					r.tl.call(s.t, took)
+				}
+				if err != nil {
+					failed = err
+					broken.Store(true)
+				} else {
+					r.done(s.stream, s.seq, res.id, res.err)
+					continue
+				}
+			}
+			r.done(s.stream, s.seq, 0, failed)
+		}
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+sending:
+	for !broken.Load() {
+		k, stream, seq, ok := r.take()
+		if !ok || !r.waitTurn(k, start, stop, timer) {
+			break
+		}
+		s := sent{stream: stream, seq: seq, t: time.Now()}
+		select {
+		case window <- s: // a window place, then the send: recv expects it
+		case <-stop:
+			break sending
+		}
+		if err := st.send(outEvent{stream: r.streams[stream], seq: seq, t: s.t.UnixNano()}); err != nil {
+			break // recv reports the stream's error for s and what follows
+		}
+	}
+	_ = st.closeSend()
+	close(window)
+	// The server answers what it has within a publish timeout, or the
+	// stream is cut and the rest count as errors.
+	t := time.AfterFunc(cfg.PublishTimeout, cancel)
+	defer t.Stop()
+	<-recvDone
+}
+
+func (r *runner) publishOne(ctx context.Context, stream int, seq uint64, t time.Time) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	defer cancel()
-	_, err := r.pub.publish(ctx, r.streams[stream], seq, t.UnixNano())
-	return err
+	return r.pub.publish(ctx, r.streams[stream], seq, t.UnixNano())
 }
 
 // publishFences publishes the fence of every stream, cfg.Publishers at a
@@ -410,7 +572,7 @@ func (r *runner) publishFences(ctx context.Context) {
 				if i >= len(r.streams) {
 					return
 				}
-				if err := r.publishOne(ctx, i, fenceSeq, time.Now()); err != nil {
+				if _, err := r.publishOne(ctx, i, fenceSeq, time.Now()); err != nil {
 					r.log.Warn("publish fence", "stream", r.streams[i], "err", err)
 				}
 			}

@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +149,13 @@ type fakeEvent struct {
 	data   []byte
 }
 
+// published returns how many events were published.
+func (f *fakeServer) published() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.log)
+}
+
 func newFakeServer(endAfter int, onResume func([]int) []int) *fakeServer {
 	return &fakeServer{endAfter: endAfter, onResume: onResume, changed: make(chan struct{})}
 }
@@ -162,6 +171,58 @@ func (f *fakeServer) publish(_ context.Context, stream string, seq uint64, t int
 }
 
 func (f *fakeServer) close() error { return nil }
+
+// publishBatch implements batchPublisher, one event at a time.
+func (f *fakeServer) publishBatch(ctx context.Context, evs []outEvent) ([]eventResult, error) {
+	res := make([]eventResult, len(evs))
+	for i, ev := range evs {
+		res[i].id, res[i].err = f.publish(ctx, ev.stream, ev.seq, ev.t)
+	}
+	return res, nil
+}
+
+// openStream implements streamPublisher: each event sent is published and
+// its result queued for recv, in order.
+func (f *fakeServer) openStream(ctx context.Context) (eventStream, error) {
+	return &fakeStream{f: f, ctx: ctx, results: make(chan eventResult, 1000)}, nil
+}
+
+type fakeStream struct {
+	f       *fakeServer
+	ctx     context.Context
+	results chan eventResult
+}
+
+func (s *fakeStream) send(ev outEvent) error {
+	id, err := s.f.publish(s.ctx, ev.stream, ev.seq, ev.t)
+	s.results <- eventResult{id: id, err: err}
+	return nil
+}
+
+func (s *fakeStream) recv() (eventResult, error) {
+	select {
+	case r, ok := <-s.results:
+		if !ok {
+			return eventResult{}, io.EOF
+		}
+		return r, nil
+	case <-s.ctx.Done():
+		return eventResult{}, s.ctx.Err()
+	}
+}
+
+func (s *fakeStream) closeSend() error {
+	close(s.results)
+	return nil
+}
+
+// wrongIDs returns ids its server never sends.
+type wrongIDs struct{ *fakeServer }
+
+func (w wrongIDs) publish(ctx context.Context, stream string, seq uint64, t int64) (uint64, error) {
+	id, err := w.fakeServer.publish(ctx, stream, seq, t)
+	return id + 1000, err
+}
 
 func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stream := r.URL.Query().Get("stream")
@@ -217,16 +278,21 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func runFake(t *testing.T, f *fakeServer) *Result {
 	t.Helper()
+	return runFakeWith(t, f, f, Config{Subscribers: 2, Streams: 1, Events: 10, Publishers: 1})
+}
+
+// runFakeWith runs cfg (its sizes and mode) against f, publishing with pub.
+func runFakeWith(t *testing.T, f *fakeServer, pub publisher, cfg Config) *Result {
+	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	cfg := Config{
-		Target: TargetBaseline, URL: srv.URL,
-		Subscribers: 2, Streams: 1, Events: 10, Publishers: 1, Duration: bound, Drain: bound,
-	}
+	// The bridge target, whose batch and stream modes these are; its gRPC
+	// address, which the run waits for, is the fake's own.
+	cfg.Target, cfg.URL, cfg.GRPCAddr, cfg.Duration, cfg.Drain = TargetBridge, srv.URL, srv.Listener.Addr().String(), bound, bound
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := run(t.Context(), &cfg, f)
+	res, err := run(t.Context(), &cfg, pub)
 	if err != nil {
 		t.Fatalf("run() = %v", err)
 	}
@@ -273,5 +339,72 @@ func TestLossAndDuplicates(t *testing.T) {
 	}
 	if res.Expected != 20 || res.Delivered != 20 { // 9 new and one again, each
 		t.Errorf("expected %d, delivered %d; want 20, 20", res.Expected, res.Delivered)
+	}
+}
+
+// TestPublishModes: batches (the last one short) and streams publish every
+// event once, each subscriber gets each with the id its publisher got back.
+func TestPublishModes(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{ModeUnary, ModeBatch, ModeStream} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeServer(0, nil)
+			cfg := Config{Subscribers: 6, Streams: 3, Events: 95, Publishers: 3, Mode: mode, BatchSize: 10, StreamWindow: 4, CheckIDs: true}
+			res := runFakeWith(t, f, f, cfg)
+			if res.Published != 95 || res.PublishErrors != 0 {
+				t.Errorf("published %d, %d errors (%s); want 95, none", res.Published, res.PublishErrors, res.PublishErrorSample)
+			}
+			if res.Expected != 190 || res.Delivered != 190 || res.Lost != 0 || res.Duplicated != 0 || res.IDMismatches != 0 {
+				t.Errorf("expected %d, delivered %d, lost %d, duplicated %d, id mismatches %d; want 190 each delivered once with its id",
+					res.Expected, res.Delivered, res.Lost, res.Duplicated, res.IDMismatches)
+			}
+			if n := f.published(); n != 95+3 {
+				t.Errorf("the server got %d events, want 95 and 3 fences", n)
+			}
+		})
+	}
+}
+
+// TestIDMismatches: events delivered with another id than their publisher
+// got back are counted, every one.
+func TestIDMismatches(t *testing.T) {
+	t.Parallel()
+	f := newFakeServer(0, nil)
+	res := runFakeWith(t, f, wrongIDs{f}, Config{Subscribers: 2, Streams: 1, Events: 10, Publishers: 1, CheckIDs: true})
+	if res.Lost != 0 || res.IDMismatches != 20 {
+		t.Errorf("lost %d, id mismatches %d; want 0, 20", res.Lost, res.IDMismatches)
+	}
+}
+
+// TestRunBridgeIngest: W6's shape in small, against the bridge: every id a
+// publisher got back reaches its stream's one reader, once. The batch and
+// stream modes count every event of a bridge that does not implement their
+// call as an error, and publish nothing.
+func TestRunBridgeIngest(t *testing.T) {
+	t.Parallel()
+	url, grpcAddr := startBridge(t)
+	for _, mode := range []string{ModeUnary, ModeBatch, ModeStream} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel() // each on streams of its own
+			cfg := smallRun(TargetBridge, url, grpcAddr)
+			cfg.Subscribers, cfg.Streams, cfg.Events, cfg.Publishers = 10, 10, 200, 4
+			cfg.Mode, cfg.BatchSize, cfg.CheckIDs, cfg.StreamPrefix = mode, 30, true, "ingest-"+mode
+			res, err := Run(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("Run() = %v", err)
+			}
+			if mode != ModeUnary && res.Published == 0 && strings.Contains(res.PublishErrorSample, "Unimplemented") {
+				t.Logf("the bridge does not implement %s: %s", mode, res.PublishErrorSample)
+				if res.Delivered != 0 || res.Lost != 0 {
+					t.Errorf("delivered %d, lost %d of nothing published", res.Delivered, res.Lost)
+				}
+				return
+			}
+			checkComplete(t, res, cfg)
+			if res.IDMismatches != 0 {
+				t.Errorf("id mismatches %d, want none", res.IDMismatches)
+			}
+		})
 	}
 }

@@ -35,8 +35,9 @@ type subscriber struct {
 	stalled bool
 	src     netip.Addr
 
-	received bitset // sequence numbers received, read once run returned
-	lastID   uint64 // the id of the last event, for order checks
+	received bitset   // sequence numbers received, read once run returned
+	ids      []uint64 // by sequence number, the id received with it (Config.CheckIDs)
+	lastID   uint64   // the id of the last event, for order checks
 	fenced   bool
 	comments int64 // comment lines, set when run returns
 
@@ -210,7 +211,11 @@ func (s *subscriber) consume(p *Parser) {
 			s.dups.Add(1)
 			continue
 		}
-		if id, ok := parseID(ev.ID); ok {
+		id, idOK := parseID(ev.ID)
+		if r.cfg.CheckIDs {
+			setID(&s.ids, seq, id) // 0 when absent: a mismatch
+		}
+		if idOK {
 			if id <= s.lastID {
 				s.reordered.Add(1)
 			}

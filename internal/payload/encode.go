@@ -34,17 +34,19 @@ import (
 type Encoder struct {
 	types *Registry
 	opts  protojson.MarshalOptions
+	value valueWriter // json payloads without protojson, same bytes
 }
 
 // NewEncoder returns an Encoder resolving types with types. protoNames
 // selects the proto field names instead of lowerCamelCase; emitDefaults
 // renders unpopulated fields with their default values.
 func NewEncoder(types *Registry, protoNames, emitDefaults bool) *Encoder {
-	return &Encoder{types: types, opts: protojson.MarshalOptions{
+	opts := protojson.MarshalOptions{
 		UseProtoNames:   protoNames,
 		EmitUnpopulated: emitDefaults,
 		Resolver:        types, // for Any fields inside events
-	}}
+	}
+	return &Encoder{types: types, opts: opts, value: newValueWriter(opts)}
 }
 
 // ErrInvalid marks a payload the bridge cannot render: the client's fault.
@@ -96,6 +98,9 @@ func (e *Encoder) typed(a *anypb.Any) ([]byte, string, error) {
 func (e *Encoder) json(v *structpb.Value) ([]byte, error) {
 	if v.GetKind() == nil {
 		return nil, payloadError(`json has no value: give any JSON value, for example {"hello": "world"}`)
+	}
+	if data, ok := e.value.render(v); ok {
+		return data, nil
 	}
 	data, err := e.opts.Marshal(v)
 	if err != nil {
