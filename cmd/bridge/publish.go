@@ -323,12 +323,8 @@ func reflectFiles(ctx context.Context, conn *grpc.ClientConn, names []protorefle
 		if e := res.GetErrorResponse(); e != nil {
 			return nil, exitf(exitRefused, "type %s is unknown to the reflection of the bridge at %s (%s)", name, conn.Target(), e.GetErrorMessage())
 		}
-		for _, raw := range res.GetFileDescriptorResponse().GetFileDescriptorProto() {
-			fdp := &descriptorpb.FileDescriptorProto{}
-			if err := proto.Unmarshal(raw, fdp); err != nil {
-				return nil, exitf(exitConnect, "bridge at %s sent a bad descriptor: %w", conn.Target(), err)
-			}
-			set.File = append(set.File, fdp)
+		if err := appendFiles(set, res, conn.Target()); err != nil {
+			return nil, err
 		}
 	}
 	types, err := payload.NewRegistryFromSet("from the reflection of "+conn.Target(), set)
@@ -336,6 +332,18 @@ func reflectFiles(ctx context.Context, conn *grpc.ClientConn, names []protorefle
 		return nil, exitf(exitConnect, "descriptors from the reflection of %s: %w", conn.Target(), err)
 	}
 	return types, nil
+}
+
+// appendFiles adds the files of a reflection answer to set.
+func appendFiles(set *descriptorpb.FileDescriptorSet, res *reflectionv1.ServerReflectionResponse, target string) error {
+	for _, raw := range res.GetFileDescriptorResponse().GetFileDescriptorProto() {
+		fdp := &descriptorpb.FileDescriptorProto{}
+		if err := proto.Unmarshal(raw, fdp); err != nil {
+			return exitf(exitConnect, "bridge at %s sent a bad descriptor: %w", target, err)
+		}
+		set.File = append(set.File, fdp)
+	}
+	return nil
 }
 
 // reflectTypes asks the bridge's reflection service for the file defining
@@ -364,12 +372,8 @@ func reflectTypes(ctx context.Context, conn *grpc.ClientConn, name protoreflect.
 		return nil, exitf(exitUsage, "type %s is unknown to the bridge at %s (%s): load its descriptor set there with --descriptor-set", name, conn.Target(), e.GetErrorMessage())
 	}
 	set := &descriptorpb.FileDescriptorSet{}
-	for _, raw := range res.GetFileDescriptorResponse().GetFileDescriptorProto() {
-		fdp := &descriptorpb.FileDescriptorProto{}
-		if err := proto.Unmarshal(raw, fdp); err != nil {
-			return nil, exitf(exitConnect, "bridge at %s sent a bad descriptor: %w", conn.Target(), err)
-		}
-		set.File = append(set.File, fdp)
+	if err := appendFiles(set, res, conn.Target()); err != nil {
+		return nil, err
 	}
 	// Imports the answer leaves out are compiled in here (well-known types).
 	types, err := payload.NewRegistryFromSet("from the reflection of "+conn.Target(), set)

@@ -134,7 +134,13 @@ func newHub(engine Engine, queueSize, replayLimit int, log *slog.Logger) *hub {
 // library stream is created only when the connection is handed to the
 // library (openLibStream): a dozing one has none.
 func (h *hub) register(streams []string, format Format, resume bool, after uint64, out streamOutput, cancel context.CancelFunc) (*conn, error) {
-	c := &conn{
+	c := newConn(streams, format, resume, after, out, cancel)
+	return c, h.add(c)
+}
+
+// newConn is a connection not yet registered.
+func newConn(streams []string, format Format, resume bool, after uint64, out streamOutput, cancel context.CancelFunc) *conn {
+	return &conn{
 		id:      newConnID(),
 		streams: streams,
 		format:  format,
@@ -143,7 +149,6 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 		cancel:  cancel,
 		out:     out,
 	}
-	return c, h.add(c)
 }
 
 // registerSink registers a connection whose frames go to sk (a gRPC
@@ -151,16 +156,8 @@ func (h *hub) register(streams []string, format Format, resume bool, after uint6
 // register. It never has a library stream, never dozes and gets no
 // heartbeats (gRPC keeps its connections alive itself).
 func (h *hub) registerSink(streams []string, format Format, resume bool, after uint64, sk *sink, cancel context.CancelFunc) (*conn, error) {
-	c := &conn{
-		id:      newConnID(),
-		streams: streams,
-		format:  format,
-		resume:  resume,
-		after:   after,
-		cancel:  cancel,
-		out:     sinkOutput{},
-		sink:    sk,
-	}
+	c := newConn(streams, format, resume, after, sinkOutput{}, cancel)
+	c.sink = sk
 	return c, h.add(c)
 }
 
