@@ -105,6 +105,13 @@ type NATSEngine struct {
 	// Figures for metrics (see Stats).
 	lag                                     atomic.Uint64
 	stalls, consumerRestarts, historyLosses atomic.Int64
+	// gaps counts the runs of events trimmed from JetStream before this
+	// node delivered them; gapLogged is when the last was logged, and
+	// gapsUnlogged how many came since. Only follow's goroutine writes
+	// the last two.
+	gaps         atomic.Int64
+	gapLogged    time.Time
+	gapsUnlogged int
 
 	mu       sync.Mutex
 	changed  chan struct{}                      // closed and replaced when Ready's answer may have changed

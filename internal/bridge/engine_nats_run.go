@@ -195,8 +195,16 @@ func (e *NATSEngine) take(msg jetstream.Msg, next *uint64, batch []*Event, deliv
 			clear(batch)
 			batch = batch[:0]
 		}
-		e.log.Warn("events were removed from JetStream before this node delivered them: closing its SSE connections so they resume from history",
-			"missing_from", *next, "missing_to", seq-1)
+		e.gaps.Add(1)
+		// A node that cannot keep up finds a gap at every few events: one
+		// line per gapLogEvery, with how many more came, says it as well.
+		if now := time.Now(); now.Sub(e.gapLogged) >= gapLogEvery {
+			e.log.Warn("events were removed from JetStream before this node delivered them: closing its SSE connections so they resume from history",
+				"missing_from", *next, "missing_to", seq-1, "gaps_since_last_log", e.gapsUnlogged)
+			e.gapLogged, e.gapsUnlogged = now, 0
+		} else {
+			e.gapsUnlogged++
+		}
 		if e.onGap != nil {
 			e.onGap()
 		}
@@ -222,6 +230,11 @@ func (e *NATSEngine) maintain(ctx context.Context) {
 		}
 	}
 }
+
+// gapLogEvery is the least time between two logs of events removed from
+// JetStream before this node delivered them (bridge_nats_delivery_gaps_total
+// counts every one).
+const gapLogEvery = 10 * time.Second
 
 // natsPullMaxBytes bounds what a node's consumer asks JetStream for ahead
 // of what it delivered, in bytes (the client buffers it): 8 MiB is some

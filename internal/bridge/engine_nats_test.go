@@ -315,6 +315,9 @@ func TestNATSEngineRunGapEvicts(t *testing.T) {
 	if ev := recv(t, got); ev.ID != next || gaps.Load() != 1 {
 		t.Errorf("next delivery %d after %d gap calls; want %d, no new gap", ev.ID, gaps.Load(), next)
 	}
+	if n := e.Stats().Gaps; n != 1 {
+		t.Errorf("Stats().Gaps = %d, want 1 (bridge_nats_delivery_gaps_total)", n)
+	}
 	if err := stop(); err != nil {
 		t.Errorf("Run() = %v", err)
 	}

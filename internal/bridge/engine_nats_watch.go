@@ -261,6 +261,10 @@ type NATSStats struct {
 	// consumers started again after a stall or an error; HistoryLosses the
 	// lost histories this node fenced or followed.
 	Stalls, ConsumerRestarts, HistoryLosses int64
+	// Gaps counts the runs of events removed from JetStream before this
+	// node delivered them (each ended its SSE connections, which resumed
+	// and got bridge.reset).
+	Gaps int64
 }
 
 // Stats returns the engine's delivery figures. Safe for concurrent use.
@@ -274,5 +278,6 @@ func (e *NATSEngine) Stats() NATSStats {
 		Stalls:           e.stalls.Load(),
 		ConsumerRestarts: e.consumerRestarts.Load(),
 		HistoryLosses:    e.historyLosses.Load(),
+		Gaps:             e.gaps.Load(),
 	}
 }

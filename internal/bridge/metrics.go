@@ -249,6 +249,7 @@ var (
 	descNATSStalls   = prometheus.NewDesc("bridge_nats_delivery_stalls_total", "Times this node's delivery from JetStream stalled.", nil, nil)
 	descNATSRestarts = prometheus.NewDesc("bridge_nats_consumer_restarts_total", "JetStream consumers this node started again after a stall or an error.", nil, nil)
 	descNATSLosses   = prometheus.NewDesc("bridge_nats_history_losses_total", "Times this node found the JetStream stream had lost its history, and fenced it so ids never repeat.", nil, nil)
+	descNATSGaps     = prometheus.NewDesc("bridge_nats_delivery_gaps_total", "Runs of events removed from JetStream (by --history-size or --history-age) before this node delivered them: it fell further behind than history; its SSE connections resumed and got bridge.reset.", nil, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -264,7 +265,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	if _, ok := c.engine.(natsReporter); ok {
-		for _, d := range []*prometheus.Desc{descNATSLag, descNATSStalled, descNATSStalls, descNATSRestarts, descNATSLosses} {
+		for _, d := range []*prometheus.Desc{descNATSLag, descNATSStalled, descNATSStalls, descNATSRestarts, descNATSLosses, descNATSGaps} {
 			ch <- d
 		}
 	}
@@ -317,5 +318,6 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descNATSStalls, prometheus.CounterValue, float64(s.Stalls))
 		ch <- prometheus.MustNewConstMetric(descNATSRestarts, prometheus.CounterValue, float64(s.ConsumerRestarts))
 		ch <- prometheus.MustNewConstMetric(descNATSLosses, prometheus.CounterValue, float64(s.HistoryLosses))
+		ch <- prometheus.MustNewConstMetric(descNATSGaps, prometheus.CounterValue, float64(s.Gaps))
 	}
 }
