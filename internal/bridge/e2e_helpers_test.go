@@ -81,6 +81,8 @@ type sseClient struct {
 	resp   *http.Response
 	events chan gosse.Event
 	cancel context.CancelFunc
+	done   chan struct{} // closed by close: the reader stops even with events unread
+	once   sync.Once
 }
 
 // getEvents sends GET baseURL/events?query with the headers h through
@@ -140,14 +142,18 @@ func subscribeWith(t *testing.T, baseURL, query string, h http.Header) *sseClien
 // ends (the server closed it, or cancel); the client closes at cleanup.
 func readEvents(t *testing.T, resp *http.Response, cancel context.CancelFunc) *sseClient {
 	t.Helper()
-	c := &sseClient{resp: resp, events: make(chan gosse.Event, 1024), cancel: cancel}
-	go func() { // ends when the body ends: the server closed it, or cancel
+	c := &sseClient{resp: resp, events: make(chan gosse.Event, 1024), cancel: cancel, done: make(chan struct{})}
+	go func() { // ends when the body ends (the server closed it, or cancel) or at close
 		defer close(c.events)
 		for ev, err := range gosse.Read(resp.Body, &gosse.ReadConfig{MaxEventSize: 1 << 20}) {
 			if err != nil {
 				return
 			}
-			c.events <- ev
+			select {
+			case c.events <- ev:
+			case <-c.done: // a test that left more than the buffer unread
+				return
+			}
 		}
 	}()
 	t.Cleanup(c.close)
@@ -155,6 +161,7 @@ func readEvents(t *testing.T, resp *http.Response, cancel context.CancelFunc) *s
 }
 
 func (c *sseClient) close() {
+	c.once.Do(func() { close(c.done) })
 	c.cancel()
 	_ = c.resp.Body.Close()
 }

@@ -102,7 +102,6 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 	if err != nil {
 		return err
 	}
-	stopOnDone := context.AfterFunc(ctx, it.Stop)
 	// The iterator's Next blocks and cannot say whether more messages are
 	// waiting, so a reader goroutine hands them over a channel: this loop
 	// then takes what is already there, up to natsBatch, as one batch. A
@@ -111,25 +110,31 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 	// browser is not evicted for a queue filled one event at a time.
 	msgs := make(chan jetstream.Msg, natsBatch)
 	readErr := make(chan error, 1)
-	quit := make(chan struct{})
-	bg.Go(func() { // ends when the iterator stops (below) or fails
+	readCtx, stopReading := context.WithCancel(ctx)
+	bg.Go(func() { // ends when follow returns (stopReading) or the iterator fails
+		// The reader stops the iterator itself, once Next returned: when
+		// nats.go's ordered consumer resets, Next replaces its pull
+		// subscription, and a Stop from another goroutine in the middle
+		// of that leaves the new one running for good (two goroutines).
+		// Next ends at once when readCtx does, without a reset.
+		defer it.Stop()
 		for {
-			msg, err := it.Next()
+			msg, err := it.Next(jetstream.NextContext(readCtx))
 			if err != nil {
-				readErr <- err
+				if readCtx.Err() == nil {
+					readErr <- err
+				}
 				return
 			}
 			select {
 			case msgs <- msg:
-			case <-quit:
+			case <-readCtx.Done():
 				return
 			}
 		}
 	})
 	defer func() {
-		stopOnDone()
-		it.Stop()
-		close(quit) // the reader sends nothing more
+		stopReading() // the reader sends nothing more, and stops the iterator
 		if info := cons.CachedInfo(); info != nil && e.connected() == nil {
 			bg.Go(func() { e.deleteConsumer(ctx, info.Name) })
 		}
@@ -144,10 +149,9 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 		case msg = <-msgs:
 		case <-e.restart:
 			return errStalled
+		case <-ctx.Done():
+			return nil
 		case err := <-readErr:
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
 		for {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -54,6 +56,48 @@ func runStream(ctx context.Context, t *testing.T, client bridgev1.BridgeServiceC
 			break
 		}
 		run.results = append(run.results, r)
+		if onResult != nil {
+			onResult(len(run.results))
+		}
+	}
+	<-sent
+	return run
+}
+
+// runStreamPaced is runStream with the sender at most ahead requests in
+// front of the results read so far (counted in read).
+func runStreamPaced(ctx context.Context, t *testing.T, client bridgev1.BridgeServiceClient, reqs []*bridgev1.PublishRequest, read *atomic.Int64, ahead int64, onResult func(n int)) streamRun {
+	t.Helper()
+	s, err := client.PublishStream(ctx)
+	if err != nil {
+		t.Fatalf("PublishStream: %v", err)
+	}
+	sent := make(chan struct{})
+	go func() { // ends once every request is sent, Send fails, or ctx ends
+		defer close(sent)
+		for i, r := range reqs {
+			for int64(i) >= read.Load()+ahead {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+			if s.Send(r) != nil {
+				return
+			}
+		}
+		_ = s.CloseSend()
+	}()
+	var run streamRun
+	for {
+		r, err := s.Recv()
+		if err != nil {
+			run.end = err
+			break
+		}
+		run.results = append(run.results, r)
+		read.Store(int64(len(run.results)))
 		if onResult != nil {
 			onResult(len(run.results))
 		}
@@ -147,7 +191,13 @@ func TestPublishStreamCancel(t *testing.T) {
 	b := startBridge(t, bridge.Config{MaxStreamInflight: 16})
 	sub := subscribe(t, b.baseURL, "stream=c", "")
 	ctx, cancel := context.WithCancel(t.Context())
-	run := runStream(ctx, t, b.client, seqReqs(t, "c", 2000, 0), func(n int) {
+	// The publisher keeps at most 200 events ahead of the results it read,
+	// so the cancel comes mid-flight however slowly this test runs (with
+	// all 2000 sent at once, the bridge could answer them all before the
+	// 100th result was read, and gRPC hand over the rest after the cancel).
+	var read atomic.Int64
+	reqs := seqReqs(t, "c", 2000, 0)
+	run := runStreamPaced(ctx, t, b.client, reqs, &read, 200, func(n int) {
 		if n == 100 {
 			cancel()
 		}

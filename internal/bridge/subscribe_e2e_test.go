@@ -163,14 +163,15 @@ func TestSubscribeMatchesSSE(t *testing.T) {
 		for _, format := range []string{"data", "envelope", "cloudevents"} {
 			sse := subscribe(t, b.baseURL, "stream=a&stream=b&format="+format, "")
 			g := subscribeGRPC(t, b.client, &bridgev1.SubscribeRequest{Streams: []string{"a", "b"}, Format: format}, nil)
+			// Each event is read before the next is published: with a
+			// history of 3, a node's consumer behind by 3 events of a
+			// stream would find them trimmed (a gap, which ends both).
 			for i := range 8 {
 				req := jsonReq(t, []string{"a", "b"}[i%2], map[string]any{"n": i, "format": format})
 				if i%3 == 0 {
 					req.Type = "shop.Typed"
 				}
 				b.publish(t, req)
-			}
-			for range 8 {
 				m := g.next(t)
 				sameFrame(t, sse.nextFrame(t), m)
 				if m.GetStream() != "a" && m.GetStream() != "b" || m.GetTime() == nil {
@@ -179,9 +180,13 @@ func TestSubscribeMatchesSSE(t *testing.T) {
 			}
 		}
 		// Both resume after the same id: the same replay.
+		// Each read by a watcher before the next is published, so that the
+		// node delivered it before history trims it (no gap).
+		watch := subscribe(t, b.baseURL, "stream=c", "")
 		ids := make([]uint64, 4)
 		for i := range ids {
 			ids[i] = b.publish(t, jsonReq(t, "c", i))
+			watch.next(t)
 		}
 		sse := subscribe(t, b.baseURL, "stream=c", id(ids[1]))
 		g := subscribeGRPC(t, b.client, &bridgev1.SubscribeRequest{Streams: []string{"c"}, AfterId: proto.Uint64(ids[1])}, nil)
