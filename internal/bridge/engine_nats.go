@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -339,6 +340,10 @@ func connectError(urls string, err error) error {
 		return fmt.Errorf("connect to NATS at %s: %w (check --nats-user and --nats-password, --nats-token or --nats-creds)", urls, err)
 	case errors.Is(err, nats.ErrNoServers):
 		return fmt.Errorf("connect to NATS at %s: %w (is the server running and reachable? check --nats-url)", urls, err)
+	case errors.As(err, new(net.Error)):
+		// Something answered the connection but no NATS greeting came
+		// (another service on that port), or the network failed midway.
+		return fmt.Errorf("connect to NATS at %s: %w (is a NATS server running there and reachable? check --nats-url)", urls, err)
 	}
 	return fmt.Errorf("connect to NATS at %s: %w", urls, err)
 }

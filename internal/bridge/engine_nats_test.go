@@ -90,6 +90,29 @@ func TestNATSEngineStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedURL := "nats://" + l.Addr().String()
+	// A port that takes connections and never greets them as NATS would
+	// (another service there, say).
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = silent.Close() })
+	go func() { // ends when the listener closes; the connections stay open until then
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	silentURL := "nats://" + silent.Addr().String()
 	_ = l.Close()
 
 	noJS := startNATS(t, func(o *server.Options) { o.JetStream = false })
@@ -117,6 +140,7 @@ func TestNATSEngineStartErrors(t *testing.T) {
 		notWant string   // never in the error
 	}{
 		{name: "unreachable server", cfg: NATSConfig{URLs: []string{closedURL}}, want: []string{"connect to NATS at " + closedURL, "reachable", "--nats-url"}},
+		{name: "not a NATS server", cfg: NATSConfig{URLs: []string{silentURL}}, want: []string{"connect to NATS at " + silentURL, "NATS server running there", "--nats-url"}},
 		{name: "no JetStream", cfg: NATSConfig{URLs: []string{noJS.URL}}, want: []string{"no JetStream", "-js"}},
 		{name: "no permission", cfg: NATSConfig{URLs: []string{restricted.URL}, User: "app", Password: "secret", ConnectTimeout: 3 * time.Second}, want: []string{"permission", "$JS.API.>"}},
 		{name: "wrong password", cfg: NATSConfig{URLs: []string{restricted.URL}, User: "app", Password: "wrong"}, want: []string{"connect to NATS", "uthorization", "--nats-password"}},
