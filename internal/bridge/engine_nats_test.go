@@ -84,12 +84,10 @@ func pub(t *testing.T, e Engine, stream string) uint64 {
 
 func TestNATSEngineStartErrors(t *testing.T) {
 	t.Parallel()
-	// A port nobody listens on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "nats://" + l.Addr().String()
+	// A port nobody listens on: not one closed after use, which the
+	// servers these tests start may be given again, but port 1, which no
+	// listener on an ephemeral port takes.
+	closedURL := "nats://127.0.0.1:1"
 	// A port that takes connections and never greets them as NATS would
 	// (another service there, say).
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,7 +111,6 @@ func TestNATSEngineStartErrors(t *testing.T) {
 		}
 	}()
 	silentURL := "nats://" + silent.Addr().String()
-	_ = l.Close()
 
 	noJS := startNATS(t, func(o *server.Options) { o.JetStream = false })
 	restricted := startNATS(t, func(o *server.Options) {
