@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -128,6 +130,32 @@ func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 // insecure connection, and a bridge on loopback is reached without TLS.
 // warnPlaintext covers the other case.
 func (bearerCreds) RequireTransportSecurity() bool { return false }
+
+// httpClient is the HTTP client and bearer token for requests to u with
+// c's credentials: over TLS (u becomes https) when c has TLS settings, with
+// a warning on stderr when a token would travel in plaintext. Call done
+// once the requests are over.
+func (c *clientAuth) httpClient(u *url.URL, stderr io.Writer) (client *http.Client, token string, done func(), err error) {
+	token, err = c.bearer(os.LookupEnv)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	client, done = http.DefaultClient, func() {}
+	if tlsCfg != nil {
+		u.Scheme = "https"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		client, done = &http.Client{Transport: tr}, tr.CloseIdleConnections
+	}
+	if token != "" && u.Scheme == "http" {
+		warnPlaintext(stderr, u.Host)
+	}
+	return client, token, done, nil
+}
 
 // warnPlaintext warns on stderr when a token is about to cross the network
 // in clear: sent without TLS to a host that is not this machine.

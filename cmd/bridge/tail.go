@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -92,25 +91,11 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		q.Set("format", a.format)
 	}
 	u.RawQuery = q.Encode()
-	token, err := a.auth.bearer(os.LookupEnv)
+	client, token, done, err := a.auth.httpClient(u, stderr)
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := a.auth.tlsConfig()
-	if err != nil {
-		return err
-	}
-	client := http.DefaultClient
-	if tlsCfg != nil {
-		u.Scheme = "https"
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tlsCfg
-		client = &http.Client{Transport: tr}
-		defer tr.CloseIdleConnections()
-	}
-	if token != "" && u.Scheme == "http" {
-		warnPlaintext(stderr, u.Host)
-	}
+	defer done()
 
 	t := &tailer{url: u.String(), client: client, token: token, lastID: a.lastID, raw: a.raw, count: a.count, out: stdout}
 	if a.grpc {

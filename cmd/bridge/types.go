@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -238,25 +237,11 @@ func fetchTypes(ctx context.Context, a typesArgs, stderr io.Writer) (map[string]
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, exitf(exitUsage, "--url %q: give the bridge's base URL, like http://localhost:8080", a.base)
 	}
-	token, err := a.auth.bearer(os.LookupEnv)
+	client, token, done, err := a.auth.httpClient(u, stderr)
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := a.auth.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	client := http.DefaultClient
-	if tlsCfg != nil {
-		u.Scheme = "https"
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tlsCfg
-		client = &http.Client{Transport: tr}
-		defer tr.CloseIdleConnections()
-	}
-	if token != "" && u.Scheme == "http" {
-		warnPlaintext(stderr, u.Host)
-	}
+	defer done()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, exitf(exitUsage, "%w", err)
