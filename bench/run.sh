@@ -31,7 +31,10 @@
 # COMMIT to name it), MAX_LOAD (before each run, wait up to five minutes
 # for the 1-minute load average to drop below it; each run's load average
 # is written to its .loadavg file either way), NATS_BIN (the nats-server of
-# the W6-nats workloads; default: built from the module go.mod requires).
+# the W6-nats workloads; default: built from the module go.mod requires),
+# BRIDGE_HTTP, BRIDGE_GRPC, BASELINE_HTTP, READER_HTTP, READER_GRPC,
+# NATS_ADDR (the loopback addresses used; defaults 127.0.0.1:18080, :18051,
+# :18090, :18081, :18052, :18222).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -44,15 +47,15 @@ BRIDGE_BIN=${BRIDGE_BIN:-}
 MAX_LOAD=${MAX_LOAD:-}
 LOAD_FLAGS=${LOAD_FLAGS:-}
 BRIDGE_FLAGS=${BRIDGE_FLAGS:-}
-BRIDGE_HTTP=127.0.0.1:18080
-BRIDGE_GRPC=127.0.0.1:18051
-BASELINE_HTTP=127.0.0.1:18090
+BRIDGE_HTTP=${BRIDGE_HTTP:-127.0.0.1:18080}
+BRIDGE_GRPC=${BRIDGE_GRPC:-127.0.0.1:18051}
+BASELINE_HTTP=${BASELINE_HTTP:-127.0.0.1:18090}
 # The NATS workloads: the second bridge, which the subscribers read, and the
 # nats-server both bridges use.
 NATS_BIN=${NATS_BIN:-}
-READER_HTTP=127.0.0.1:18081
-READER_GRPC=127.0.0.1:18052
-NATS_ADDR=127.0.0.1:18222
+READER_HTTP=${READER_HTTP:-127.0.0.1:18081}
+READER_GRPC=${READER_GRPC:-127.0.0.1:18052}
+NATS_ADDR=${NATS_ADDR:-127.0.0.1:18222}
 
 # Sockets are files: 10,000 subscribers need more than the usual 1,024.
 ulimit -n "$(ulimit -Hn)"

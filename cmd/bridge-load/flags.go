@@ -18,6 +18,9 @@ type options struct {
 	label    string
 	json     bool
 	logLevel slog.Level
+	// cpuProfile is where the run writes bridge-load's own CPU profile:
+	// on this loopback, the load shares the machine with the server.
+	cpuProfile string
 }
 
 // parseFlags parses args in two passes: the first finds --workload, whose
@@ -107,6 +110,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	})
 	fs.StringVar(&o.label, "label", o.label, "the run's name in reports (default: the workload)")
 	fs.BoolVar(&o.json, "json", o.json, "print the result as JSON")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", o.cpuProfile, "write bridge-load's own CPU profile of the run to this file (go tool pprof)")
 	fs.TextVar(&o.logLevel, "log-level", o.logLevel, "progress on stderr: debug, info, warn or error")
 	return fs
 }

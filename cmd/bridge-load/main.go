@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/sse-bridge/bridge/internal/load"
@@ -53,6 +54,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.Logger.Warn("cannot raise the open-file limit", "err", err)
 	} else {
 		cfg.Logger.Info("open-file limit", "files", n)
+	}
+	if opts.cpuProfile != "" {
+		f, err := os.Create(opts.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -290,4 +291,101 @@ func FuzzPublishBatchAndStream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestJSONFramesThroughEveryPublishPath: json payloads published with
+// Publish, PublishBatch and PublishStream, in the form every protobuf
+// encoder writes (which the bridge renders from the wire) and in forms it
+// leaves to protobuf (a Value sent twice, which protobuf merges; a Struct
+// with a key twice, where the last wins), reach a subscriber as the data
+// protojson renders from what protobuf decodes, byte for byte.
+func TestJSONFramesThroughEveryPublishPath(t *testing.T) {
+	t.Parallel()
+	b := startBridge(t, bridge.Config{})
+	sub := subscribe(t, b.baseURL, "stream=json", "")
+	var reqs []*bridgev1.PublishRequest
+	for _, v := range []any{
+		map[string]any{"z": 1.0, "a": []any{nil, true, "é\u2028\"", 1e21, -0.5}, "m": map[string]any{"y": map[string]any{}, "b": []any{}}},
+		"plain", 0.0, 1e-7, nil, false, []any{map[string]any{"k": "v"}},
+	} {
+		reqs = append(reqs, jsonReq(t, "json", v))
+	}
+	// What a subscriber must get: protojson of what protobuf decodes.
+	want := func(raw []byte) string {
+		var req bridgev1.PublishRequest
+		if err := proto.Unmarshal(raw, &req); err != nil {
+			t.Fatal(err)
+		}
+		data, err := protojson.Marshal(req.GetJson())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	var raws [][]byte
+	for _, r := range reqs {
+		raw, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	entry := func(k string, v []byte) []byte { return field(1, cat(field(1, []byte(k)), field(2, v))) }
+	null, one := varintField(1, 0), varintField(4, 1)
+	raws = append(raws,
+		cat(field(1, []byte("json")), field(4, field(5, entry("a", null))), field(4, field(5, entry("b", one)))),
+		cat(field(1, []byte("json")), field(4, field(5, cat(entry("k", null), entry("k", one))))),
+	)
+
+	check := func(path string) {
+		t.Helper()
+		for i, raw := range raws {
+			ev := sub.next(t)
+			if w := want(raw); string(ev.Data) != w {
+				t.Errorf("%s: event %d: data %s, want %s", path, i, ev.Data, w)
+			}
+		}
+	}
+	for _, raw := range raws {
+		if err := invokeRaw(t, b, publishMethod, raw); err != nil {
+			t.Fatalf("Publish(% x) = %v", raw, err)
+		}
+	}
+	check("Publish")
+
+	var batch []byte
+	for _, raw := range raws {
+		batch = append(batch, field(1, raw)...)
+	}
+	if err := invokeRaw(t, b, bridgev1.BridgeService_PublishBatch_FullMethodName, batch); err != nil {
+		t.Fatalf("PublishBatch = %v", err)
+	}
+	check("PublishBatch")
+
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	s, err := b.conn.NewStream(ctx, desc, bridgev1.BridgeService_PublishStream_FullMethodName, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range raws {
+		if err := s.SendMsg(&raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for range raws {
+		var out []byte
+		if err := s.RecvMsg(&out); err != nil {
+			t.Fatal(err)
+		}
+		var res bridgev1.PublishResult
+		if err := proto.Unmarshal(out, &res); err != nil || res.GetId() == 0 {
+			t.Fatalf("PublishStream result %v (%v), want an id", &res, err)
+		}
+	}
+	check("PublishStream")
 }

@@ -131,6 +131,12 @@ type streamOutput interface {
 	SetWriteDeadline(time.Time) error
 }
 
+// bufferingOutput is a streamOutput that tells a write that only fills its
+// buffer ([*h1stream.Stream]): such a write needs no deadline.
+type bufferingOutput interface {
+	Buffers(n int) bool
+}
+
 // deadlineWriter gives every write to the browser a deadline, so a peer that
 // stops reading costs one write timeout and is then dropped; the library
 // ignores write errors, so a failed write also evicts the connection. The
@@ -180,7 +186,16 @@ func (w *deadlineWriter) WriteHeader(code int) {
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
-	if err := w.arm(); err != nil {
+	// The library writes a frame in several small writes, which an
+	// HTTP/1.1 stream only buffers: those skip arm's clock reading (a
+	// twentieth of the bridge's CPU under a flat-out publisher), and
+	// the flush, or a write that does reach the connection, arms it.
+	if b, ok := w.c.out.(bufferingOutput); ok && b.Buffers(len(p)) {
+		if w.c.evicted.Load() {
+			w.broken = true
+			return 0, errEvicted
+		}
+	} else if err := w.arm(); err != nil {
 		w.broken = true
 		return 0, err
 	}

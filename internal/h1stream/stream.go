@@ -155,6 +155,13 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Buffers reports whether a Write of n bytes now would only add to the
+// buffer, and so cannot block on the connection: the bridge's deadline
+// writer arms no deadline for those.
+func (s *Stream) Buffers(n int) bool {
+	return s.err == nil && n < spill && (s.buf == nil || len(*s.buf)-sizeRoom+n <= spill)
+}
+
 // Flush sends the headers, if still due, and what was written since the
 // last flush as one chunk, in one write to the connection.
 func (s *Stream) Flush() error {

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	bridgev1 "github.com/sse-bridge/bridge/gen/bridge/v1"
 )
@@ -74,10 +74,10 @@ func newPublisher(cfg *Config) (publisher, error) {
 // grpcPublisher publishes to the bridge: bridge.v1.BridgeService/Publish with
 // a json payload, over one HTTP/2 connection.
 type grpcPublisher struct {
-	conn   *grpc.ClientConn
-	client bridgev1.BridgeServiceClient
-	size   int
-	pad    string
+	conn  *grpc.ClientConn
+	codec grpc.CallOption // wireCodec
+	size  int
+	pad   string
 }
 
 func newGRPCPublisher(addr string, size int) (*grpcPublisher, error) {
@@ -85,43 +85,41 @@ func newGRPCPublisher(addr string, size int) (*grpcPublisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gRPC client for %s: %w", addr, err)
 	}
-	return &grpcPublisher{conn: conn, client: bridgev1.NewBridgeServiceClient(conn), size: size, pad: strings.Repeat("x", size)}, nil
+	return &grpcPublisher{conn: conn, codec: grpc.ForceCodecV2(newWireCodec()), size: size, pad: strings.Repeat("x", size)}, nil
 }
 
-// request is the PublishRequest of the load payload of seq at t.
-func (p *grpcPublisher) request(stream string, seq uint64, t int64) *bridgev1.PublishRequest {
-	seqStr := "fence"
+// fields are the payload's field values of seq at t: seq, t and the
+// padding that makes it the payload size.
+func (p *grpcPublisher) fields(seq uint64, t int64) (seqStr, tStr, pad string) {
+	seqStr = "fence"
 	if seq != fenceSeq {
 		seqStr = strconv.FormatUint(seq, 10)
 	}
-	tStr := strconv.FormatInt(t, 10)
-	pad := p.size - payloadBase - len(seqStr) - len(tStr)
-	obj := &structpb.Struct{Fields: map[string]*structpb.Value{
-		"seq": structpb.NewStringValue(seqStr),
-		"t":   structpb.NewStringValue(tStr),
-		"x":   structpb.NewStringValue(p.pad[:max(pad, 0)]),
-	}}
-	return &bridgev1.PublishRequest{
-		Stream:  stream,
-		Payload: &bridgev1.PublishRequest_Json{Json: structpb.NewStructValue(obj)},
-	}
+	tStr = strconv.FormatInt(t, 10)
+	return seqStr, tStr, p.pad[:max(p.size-payloadBase-len(seqStr)-len(tStr), 0)]
+}
+
+// request is the PublishRequest of the load payload of seq at t, encoded
+// (see wire.go).
+func (p *grpcPublisher) request(stream string, seq uint64, t int64) *wireRequest {
+	s, ts, pad := p.fields(seq, t)
+	z := sizes(stream, s, ts, pad)
+	w := wireRequest(appendRequest(make([]byte, 0, z.request), z, stream, s, ts, pad))
+	return &w
 }
 
 func (p *grpcPublisher) publish(ctx context.Context, stream string, seq uint64, t int64) (uint64, error) {
-	res, err := p.client.Publish(ctx, p.request(stream, seq, t))
-	if err != nil {
+	var res bridgev1.PublishResponse
+	if err := p.conn.Invoke(ctx, bridgev1.BridgeService_Publish_FullMethodName, p.request(stream, seq, t), &res, p.codec); err != nil {
 		return 0, err
 	}
 	return res.GetId(), nil
 }
 
 func (p *grpcPublisher) publishBatch(ctx context.Context, evs []outEvent) ([]eventResult, error) {
-	req := &bridgev1.PublishBatchRequest{Events: make([]*bridgev1.PublishRequest, len(evs))}
-	for i, ev := range evs {
-		req.Events[i] = p.request(ev.stream, ev.seq, ev.t)
-	}
-	res, err := p.client.PublishBatch(ctx, req)
-	if err != nil {
+	req := wireRequest(appendBatch(nil, p, evs))
+	var res bridgev1.PublishBatchResponse
+	if err := p.conn.Invoke(ctx, bridgev1.BridgeService_PublishBatch_FullMethodName, &req, &res, p.codec); err != nil {
 		return nil, err
 	}
 	if len(res.GetResults()) != len(evs) {
@@ -134,6 +132,18 @@ func (p *grpcPublisher) publishBatch(ctx context.Context, evs []outEvent) ([]eve
 	return out, nil
 }
 
+// appendBatch appends the PublishBatchRequest of evs.
+func appendBatch(b []byte, p *grpcPublisher, evs []outEvent) []byte {
+	for _, ev := range evs {
+		s, ts, pad := p.fields(ev.seq, ev.t)
+		z := sizes(ev.stream, s, ts, pad)
+		b = protowire.AppendTag(b, wireBatchEvents, protowire.BytesType)
+		b = appendLen(b, z.request)
+		b = appendRequest(b, z, ev.stream, s, ts, pad)
+	}
+	return b
+}
+
 // publishResult is the eventResult of a PublishResult.
 func publishResult(r *bridgev1.PublishResult) eventResult {
 	if st := r.GetStatus(); st != nil && codes.Code(st.GetCode()) != codes.OK { //nolint:gosec // a gRPC code
@@ -143,7 +153,8 @@ func publishResult(r *bridgev1.PublishResult) eventResult {
 }
 
 func (p *grpcPublisher) openStream(ctx context.Context) (eventStream, error) {
-	st, err := p.client.PublishStream(ctx)
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	st, err := p.conn.NewStream(ctx, desc, bridgev1.BridgeService_PublishStream_FullMethodName, p.codec)
 	if err != nil {
 		return nil, err
 	}
@@ -153,19 +164,19 @@ func (p *grpcPublisher) openStream(ctx context.Context) (eventStream, error) {
 // grpcEventStream is one PublishStream.
 type grpcEventStream struct {
 	p  *grpcPublisher
-	st bridgev1.BridgeService_PublishStreamClient
+	st grpc.ClientStream
 }
 
 func (s *grpcEventStream) send(ev outEvent) error {
-	return s.st.Send(s.p.request(ev.stream, ev.seq, ev.t))
+	return s.st.SendMsg(s.p.request(ev.stream, ev.seq, ev.t))
 }
 
 func (s *grpcEventStream) recv() (eventResult, error) {
-	r, err := s.st.Recv()
-	if err != nil {
+	var r bridgev1.PublishResult
+	if err := s.st.RecvMsg(&r); err != nil {
 		return eventResult{}, err
 	}
-	return publishResult(r), nil
+	return publishResult(&r), nil
 }
 
 func (s *grpcEventStream) closeSend() error { return s.st.CloseSend() }

@@ -69,6 +69,9 @@ func (e *Encoder) Payload(req *bridgev1.PublishRequest) (data []byte, name strin
 		data, err := e.json(p.Json)
 		return data, "", err
 	default:
+		if data, ok := rendered(req); ok { // DecodeRequest rendered it (wire.go)
+			return data, "", nil
+		}
 		return nil, "", payloadError(`no payload: set exactly one of "event" (a typed protobuf message in an Any) or "json" (any JSON value)`)
 	}
 }
