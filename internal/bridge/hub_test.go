@@ -368,3 +368,82 @@ type noOutput struct{}
 
 func (noOutput) Flush() error                     { return nil }
 func (noOutput) SetWriteDeadline(time.Time) error { return nil }
+
+// TestSpreadBatchIsGroupedPerStream: a batch that interleaves streams
+// reaches a connection of one stream as one group of all its events (up to
+// maxGroup), in id order, and a connection of several streams as runs of
+// consecutive events, every frame in id order; as does a batch whose
+// streams each come in one run.
+func TestSpreadBatchIsGroupedPerStream(t *testing.T) {
+	t.Parallel()
+	h := newHub(NewMemoryEngine(10, time.Hour), 256, 10, testLogger(t))
+	sinkConn := func(streams ...string) *conn {
+		c := newConn(streams, FormatData, false, 0, sinkOutput{}, func() {})
+		c.sink = &sink{ch: make(chan sinkItem, 256)}
+		c.live = true
+		if err := h.add(c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, ab, c := sinkConn("a"), sinkConn("a", "b"), sinkConn("c")
+	// a, b, c, a, b, c, ...: 3 × 70 events, a's and c's more than a group.
+	var batch []*Event
+	for i := range 210 {
+		batch = append(batch, &Event{ID: uint64(i + 1), Stream: string(rune('a' + i%3)), Data: []byte(`1`)})
+	}
+	h.deliver(batch)
+	h.deliver([]*Event{{ID: 211, Stream: "a", Data: []byte(`1`)}, {ID: 212, Stream: "a", Data: []byte(`1`)}, {ID: 213, Stream: "b", Data: []byte(`1`)}})
+
+	// received returns the ids c got, and the size of each item.
+	received := func(c *conn) (ids []uint64, sizes []int) {
+		for {
+			select {
+			case it := <-c.sink.ch:
+				evs := it.group
+				if it.event != nil {
+					evs = []*Event{it.event}
+				}
+				for _, ev := range evs {
+					ids = append(ids, ev.ID)
+				}
+				sizes = append(sizes, len(evs))
+			default:
+				return ids, sizes
+			}
+		}
+	}
+	want := func(streams string) []uint64 {
+		var ids []uint64
+		for i := range 213 {
+			s := string(rune('a' + i%3))
+			if i >= 210 {
+				s = []string{"a", "a", "b"}[i-210]
+			}
+			if strings.Contains(streams, s) {
+				ids = append(ids, uint64(i+1))
+			}
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		c         *conn
+		streams   string
+		wantSizes []int
+	}{
+		{a, "a", []int{maxGroup, 70 - maxGroup, 2}},
+		{c, "c", []int{maxGroup, 70 - maxGroup}},
+		{ab, "ab", nil}, // runs: one event each but the last batch's a, a
+	} {
+		ids, sizes := received(tc.c)
+		if fmt.Sprint(ids) != fmt.Sprint(want(tc.streams)) {
+			t.Errorf("connection of %s got ids %v, want %v", tc.streams, ids, want(tc.streams))
+		}
+		if tc.wantSizes != nil && fmt.Sprint(sizes) != fmt.Sprint(tc.wantSizes) {
+			t.Errorf("connection of %s got groups of %v events, want %v", tc.streams, sizes, tc.wantSizes)
+		}
+		if tc.wantSizes == nil && len(sizes) != 140+2 {
+			t.Errorf("connection of %s got %d groups, want one per run: 142", tc.streams, len(sizes))
+		}
+	}
+}
