@@ -114,11 +114,13 @@ type NATSEngine struct {
 	gapLogged    time.Time
 	gapsUnlogged int
 
-	mu       sync.Mutex
-	changed  chan struct{}                      // closed and replaced when Ready's answer may have changed
-	inflight map[uint64]context.CancelCauseFunc // publishes to cancel when the connection drops
-	nextPub  uint64
-	stalled  error // why delivery is stalled (the watch), nil while it is not
+	// acks takes the acks of publishes (engine_nats_acks.go) and holds the
+	// batches being published, to cancel when the connection drops.
+	acks *natsAcks
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when Ready's answer may have changed
+	stalled error         // why delivery is stalled (the watch), nil while it is not
 }
 
 // errConnLost ends a publish whose connection dropped before the ack came.
@@ -152,7 +154,6 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 		lossHint: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		changed:  make(chan struct{}),
-		inflight: make(map[uint64]context.CancelCauseFunc),
 	}
 	storage := jetstream.FileStorage
 	if cfg.Storage == natsStorageMemory {
@@ -185,13 +186,12 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 	if maxPayload > 0 && int64(maxPayload)+natsHeaderRoom > nc.MaxPayload() {
 		return fail(fmt.Errorf("--max-payload %d does not fit the NATS server's max_payload of %d bytes (with %d bytes for headers): lower --max-payload or raise max_payload", maxPayload, nc.MaxPayload(), natsHeaderRoom))
 	}
-	e.js, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(natsMaxPending),
-		// An ack that never comes (a cluster without quorum) frees its
-		// slot and fails its publish.
-		jetstream.WithPublishAsyncTimeout(natsRequestTimeout))
+	e.js, err = jetstream.New(nc)
 	if err != nil {
 		return fail(fmt.Errorf("JetStream client: %w", err))
+	}
+	if e.acks, err = newNATSAcks(nc); err != nil {
+		return fail(err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -378,11 +378,8 @@ func (e *NATSEngine) connectionChanged(down bool) {
 	defer e.mu.Unlock()
 	close(e.changed)
 	e.changed = make(chan struct{})
-	if down {
-		for id, cancel := range e.inflight {
-			cancel(errConnLost)
-			delete(e.inflight, id)
-		}
+	if down && e.acks != nil { // nil: the connection failed before the start's end
+		e.acks.cancelAll(errConnLost)
 	}
 }
 
@@ -473,8 +470,8 @@ func unavailable(err error) bool {
 		errors.Is(err, nats.ErrReconnectBufExceeded),
 		errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
-		errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, errAckTimeout),
+		errors.Is(err, errTooManyPending),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, jetstream.ErrNoStreamResponse),
 		errors.Is(err, jetstream.ErrStreamNotFound),
