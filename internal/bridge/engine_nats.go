@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,14 +18,21 @@ import (
 )
 
 // How a bridge event is stored in JetStream: the subject is PREFIX.STREAM,
-// the body is the event's data exactly as SSE sends it (one line of JSON), and
-// the type and time travel in headers (and a trace context in traceparent,
-// tracing.go). So `nats sub 'bridge.>'` shows the
-// payloads as they are, other consumers need no envelope, and every node
-// renders the same time. The id is not stored: it is the stream sequence
-// JetStream assigns, the same on every node.
+// the body is the event's data exactly as SSE sends it (one line of JSON),
+// and its type, when it has one, travels in a header (and a trace context
+// in traceparent, tracing.go). So `nats sub 'bridge.>'` shows the payloads
+// as they are, and other consumers need no envelope. The id is not stored:
+// it is the stream sequence JetStream assigns, the same on every node. The
+// time is when JetStream stored the message, which is when the bridge
+// accepted the event (Publish answers once it is stored), and is also the
+// same on every node. An event with neither a type nor a key nor a trace
+// context is a message without headers: the cheapest one to publish,
+// store, deliver and decode.
 const (
 	natsHeaderType = "Bridge-Type"
+	// natsHeaderTime (RFC 3339) carries the time of an event published
+	// with a time of its own (no publish path of the bridge sets one), and
+	// of every event stored by earlier versions, which wrote it always.
 	natsHeaderTime = "Bridge-Time"
 )
 
@@ -493,20 +501,24 @@ func (e *NATSEngine) requestError(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// decode turns a stored message into an event. A message that the bridge
-// did not publish (no time header, a subject outside the prefix, or no
-// data) is skipped, with a log line: sending it could break the browser's
-// stream (an empty event ends it).
+// decode turns a stored message into an event; stored is when JetStream
+// stored it. A message that cannot be a bridge event (a subject outside the
+// prefix or with an invalid stream name, no data, or data of more than one
+// line) is skipped, with a log line: sending it could break the browser's
+// stream (an empty event ends it, a line break ends the data early).
 func (e *NATSEngine) decode(subject string, seq uint64, hdr nats.Header, data []byte, stored time.Time) (*Event, bool) {
 	name, ok := strings.CutPrefix(subject, e.prefix)
-	if !ok || !validStreamSyntax(name) || len(data) == 0 || hdr.Get(natsHeaderTime) == "" {
-		e.log.Warn("skip a JetStream message the bridge did not publish", "subject", subject, "seq", seq)
+	if !ok || !validStreamSyntax(name) || len(data) == 0 || bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0 {
+		e.log.Warn("skip a JetStream message that is no bridge event", "subject", subject, "seq", seq)
 		return nil, false
 	}
-	ev := &Event{ID: seq, Stream: name, Type: hdr.Get(natsHeaderType), Data: data, Time: stored}
-	natsGetTrace(hdr, ev)
-	if t, err := time.Parse(time.RFC3339Nano, hdr.Get(natsHeaderTime)); err == nil {
-		ev.Time = t
+	ev := &Event{ID: seq, Stream: name, Data: data, Time: stored}
+	if len(hdr) > 0 {
+		ev.Type = hdr.Get(natsHeaderType)
+		natsGetTrace(hdr, ev)
+		if t, err := time.Parse(time.RFC3339Nano, hdr.Get(natsHeaderTime)); err == nil {
+			ev.Time = t
+		}
 	}
 	return ev, true
 }

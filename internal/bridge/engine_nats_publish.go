@@ -70,8 +70,14 @@ func natsMsgID(stream, key string) string {
 }
 
 // publishMsg publishes ev as a JetStream message (see natsHeaderType) with
-// reply subject reply, where JetStream sends its ack.
+// reply subject reply, where JetStream sends its ack. An event with no
+// type, key, trace context or time of its own goes without headers: nats.go
+// then neither builds nor encodes any, the server has none to scan and
+// store, and the nodes none to decode.
 func (e *NATSEngine) publishMsg(ev *Event, reply string) error {
+	if ev.Time.IsZero() && ev.Type == "" && ev.Key == "" && ev.Trace == nil {
+		return e.nc.PublishRequest(e.prefix+ev.Stream, reply, ev.Data)
+	}
 	m := e.message(ev)
 	m.Reply = reply
 	return e.nc.PublishMsg(m)
@@ -81,7 +87,9 @@ func (e *NATSEngine) publishMsg(ev *Event, reply string) error {
 func (e *NATSEngine) message(ev *Event) *nats.Msg {
 	msg := nats.NewMsg(e.prefix + ev.Stream)
 	msg.Data = ev.Data
-	msg.Header.Set(natsHeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
+	if !ev.Time.IsZero() {
+		msg.Header.Set(natsHeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
+	}
 	if ev.Type != "" {
 		msg.Header.Set(natsHeaderType, ev.Type)
 	}
@@ -202,13 +210,9 @@ func (p *batchPublish) send(i int) {
 		p.fail(i, err, false)
 		return
 	}
-	ev := p.evs[i]
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
 	p.reply = p.b.appendReply(p.reply[:0], i)
 	p.b.sending(i)
-	if err := p.e.publishMsg(ev, string(p.reply)); err != nil {
+	if err := p.e.publishMsg(p.evs[i], string(p.reply)); err != nil {
 		p.b.unsent(i)
 		p.e.acks.release(1)
 		p.fail(i, err, false)
@@ -284,7 +288,15 @@ func (p *batchPublish) collect(i int) {
 		}
 		p.res[i] = Stored{Err: fmt.Errorf("%w: JetStream stored the event under id %d, which it had issued before: the stream lost its history, and the bridge fences it (removing the event) so that ids never repeat; publish it again", ErrUnavailable, ack.seq)}
 	default:
-		p.evs[i].ID = ack.seq
+		ev := p.evs[i]
+		ev.ID = ack.seq
+		if ev.Time.IsZero() {
+			// The event's time is when JetStream stored it, which every
+			// node reads (decode); the ack does not say it, and this is a
+			// little later. The event as the caller holds it goes to no
+			// browser.
+			ev.Time = time.Now()
+		}
 		p.res[i] = Stored{ID: ack.seq}
 	}
 }
