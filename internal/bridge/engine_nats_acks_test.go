@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,6 +90,34 @@ func TestReadPubAck(t *testing.T) {
 	for _, data := range []string{``, `{"seq":6}`, `not json`} {
 		if ack := readPubAck(&nats.Msg{Data: []byte(data)}); !errors.Is(ack.err, jetstream.ErrInvalidJSAck) {
 			t.Errorf("reply %q read as %+v, want ErrInvalidJSAck", data, ack)
+		}
+	}
+}
+
+// TestAckMetadata reads the stream sequence and time from both forms of a
+// delivered message's reply subject, as nats.go's Metadata does.
+func TestAckMetadata(t *testing.T) {
+	t.Parallel()
+	const ts = 1795633221073630123
+	for _, tc := range []struct {
+		reply string
+		seq   uint64
+		ok    bool
+	}{
+		{reply: "$JS.ACK.BRIDGE.cons.1.42.40.1795633221073630123.0", seq: 42, ok: true},
+		{reply: "$JS.ACK._.ACCHASH.BRIDGE.cons.1.42.40.1795633221073630123.7.rnd", seq: 42, ok: true},
+		{reply: "$JS.ACK.hub.ACCHASH.BRIDGE.cons.1.42.40.1795633221073630123.7", seq: 42, ok: true},
+		{reply: "$JS.ACK.BRIDGE.cons.1.42.40.1795633221073630123", ok: false},
+		{reply: "$JS.ACK.x.BRIDGE.cons.1.42.40.1795633221073630123.0", ok: false},
+		{reply: "$JS.ACK.BRIDGE.cons.1.x.40.1795633221073630123.0", ok: false},
+		{reply: "$JS.ACK.BRIDGE.cons.1.0.40.1795633221073630123.0", ok: false},
+		{reply: "$JS.ACK.BRIDGE.cons.1.42.40.99999999999999999999.0", ok: false},
+		{reply: "_INBOX.BRIDGE.cons.1.42.40.1795633221073630123.0", ok: false},
+		{reply: "", ok: false},
+	} {
+		seq, stored, ok := ackMetadata(tc.reply)
+		if ok != tc.ok || ok && (seq != tc.seq || !stored.Equal(time.Unix(0, ts))) {
+			t.Errorf("ackMetadata(%q) = %d, %v, %t, want %d, %v, %t", tc.reply, seq, stored, ok, tc.seq, time.Unix(0, ts), tc.ok)
 		}
 	}
 }
