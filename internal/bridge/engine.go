@@ -18,7 +18,10 @@ var ErrUnavailable = errors.New("bridge: engine unavailable")
 type Engine interface {
 	// Publish assigns ev its ID (and Time, when zero), stores it in the history
 	// of ev.Stream, and returns the ID once the event is stored. The caller
-	// must not modify ev afterwards.
+	// must not modify ev afterwards. A Time the engine assigns is when it
+	// stored the event; Run and Replay give every node that time, which a
+	// remote store (NATS) reads from its clock: ev.Time may then differ
+	// from it by the round trip of the store.
 	Publish(ctx context.Context, ev *Event) (uint64, error)
 
 	// PublishBatch stores evs in order, as Publish would one by one, and

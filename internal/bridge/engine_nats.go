@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,14 +18,21 @@ import (
 )
 
 // How a bridge event is stored in JetStream: the subject is PREFIX.STREAM,
-// the body is the event's data exactly as SSE sends it (one line of JSON), and
-// the type and time travel in headers (and a trace context in traceparent,
-// tracing.go). So `nats sub 'bridge.>'` shows the
-// payloads as they are, other consumers need no envelope, and every node
-// renders the same time. The id is not stored: it is the stream sequence
-// JetStream assigns, the same on every node.
+// the body is the event's data exactly as SSE sends it (one line of JSON),
+// and its type, when it has one, travels in a header (and a trace context
+// in traceparent, tracing.go). So `nats sub 'bridge.>'` shows the payloads
+// as they are, and other consumers need no envelope. The id is not stored:
+// it is the stream sequence JetStream assigns, the same on every node. The
+// time is when JetStream stored the message, which is when the bridge
+// accepted the event (Publish answers once it is stored), and is also the
+// same on every node. An event with neither a type nor a key nor a trace
+// context is a message without headers: the cheapest one to publish,
+// store, deliver and decode.
 const (
 	natsHeaderType = "Bridge-Type"
+	// natsHeaderTime (RFC 3339) carries the time of an event published
+	// with a time of its own (no publish path of the bridge sets one), and
+	// of every event stored by earlier versions, which wrote it always.
 	natsHeaderTime = "Bridge-Time"
 )
 
@@ -114,11 +122,13 @@ type NATSEngine struct {
 	gapLogged    time.Time
 	gapsUnlogged int
 
-	mu       sync.Mutex
-	changed  chan struct{}                      // closed and replaced when Ready's answer may have changed
-	inflight map[uint64]context.CancelCauseFunc // publishes to cancel when the connection drops
-	nextPub  uint64
-	stalled  error // why delivery is stalled (the watch), nil while it is not
+	// acks takes the acks of publishes (engine_nats_acks.go) and holds the
+	// batches being published, to cancel when the connection drops.
+	acks *natsAcks
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when Ready's answer may have changed
+	stalled error         // why delivery is stalled (the watch), nil while it is not
 }
 
 // errConnLost ends a publish whose connection dropped before the ack came.
@@ -152,7 +162,6 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 		lossHint: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		changed:  make(chan struct{}),
-		inflight: make(map[uint64]context.CancelCauseFunc),
 	}
 	storage := jetstream.FileStorage
 	if cfg.Storage == natsStorageMemory {
@@ -185,13 +194,12 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 	if maxPayload > 0 && int64(maxPayload)+natsHeaderRoom > nc.MaxPayload() {
 		return fail(fmt.Errorf("--max-payload %d does not fit the NATS server's max_payload of %d bytes (with %d bytes for headers): lower --max-payload or raise max_payload", maxPayload, nc.MaxPayload(), natsHeaderRoom))
 	}
-	e.js, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(natsMaxPending),
-		// An ack that never comes (a cluster without quorum) frees its
-		// slot and fails its publish.
-		jetstream.WithPublishAsyncTimeout(natsRequestTimeout))
+	e.js, err = jetstream.New(nc)
 	if err != nil {
 		return fail(fmt.Errorf("JetStream client: %w", err))
+	}
+	if e.acks, err = newNATSAcks(nc); err != nil {
+		return fail(err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -378,11 +386,8 @@ func (e *NATSEngine) connectionChanged(down bool) {
 	defer e.mu.Unlock()
 	close(e.changed)
 	e.changed = make(chan struct{})
-	if down {
-		for id, cancel := range e.inflight {
-			cancel(errConnLost)
-			delete(e.inflight, id)
-		}
+	if down && e.acks != nil { // nil: the connection failed before the start's end
+		e.acks.cancelAll(errConnLost)
 	}
 }
 
@@ -473,8 +478,8 @@ func unavailable(err error) bool {
 		errors.Is(err, nats.ErrReconnectBufExceeded),
 		errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
-		errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, errAckTimeout),
+		errors.Is(err, errTooManyPending),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, jetstream.ErrNoStreamResponse),
 		errors.Is(err, jetstream.ErrStreamNotFound),
@@ -496,20 +501,24 @@ func (e *NATSEngine) requestError(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// decode turns a stored message into an event. A message that the bridge
-// did not publish (no time header, a subject outside the prefix, or no
-// data) is skipped, with a log line: sending it could break the browser's
-// stream (an empty event ends it).
+// decode turns a stored message into an event; stored is when JetStream
+// stored it. A message that cannot be a bridge event (a subject outside the
+// prefix or with an invalid stream name, no data, or data of more than one
+// line) is skipped, with a log line: sending it could break the browser's
+// stream (an empty event ends it, a line break ends the data early).
 func (e *NATSEngine) decode(subject string, seq uint64, hdr nats.Header, data []byte, stored time.Time) (*Event, bool) {
 	name, ok := strings.CutPrefix(subject, e.prefix)
-	if !ok || !validStreamSyntax(name) || len(data) == 0 || hdr.Get(natsHeaderTime) == "" {
-		e.log.Warn("skip a JetStream message the bridge did not publish", "subject", subject, "seq", seq)
+	if !ok || !validStreamSyntax(name) || len(data) == 0 || bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0 {
+		e.log.Warn("skip a JetStream message that is no bridge event", "subject", subject, "seq", seq)
 		return nil, false
 	}
-	ev := &Event{ID: seq, Stream: name, Type: hdr.Get(natsHeaderType), Data: data, Time: stored}
-	natsGetTrace(hdr, ev)
-	if t, err := time.Parse(time.RFC3339Nano, hdr.Get(natsHeaderTime)); err == nil {
-		ev.Time = t
+	ev := &Event{ID: seq, Stream: name, Data: data, Time: stored}
+	if len(hdr) > 0 {
+		ev.Type = hdr.Get(natsHeaderType)
+		natsGetTrace(hdr, ev)
+		if t, err := time.Parse(time.RFC3339Nano, hdr.Get(natsHeaderTime)); err == nil {
+			ev.Time = t
+		}
 	}
 	return ev, true
 }

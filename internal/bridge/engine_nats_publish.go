@@ -14,13 +14,15 @@ import (
 )
 
 // Publishing to JetStream. A batch is pipelined: its events are published
-// asynchronously, natsBatchWindow at a time, and each result is what
-// JetStream acknowledged. Order holds because everything travels on one
-// connection: the server reads a connection's messages in order and hands
-// them, in that order, to the stream (to its leader in a cluster, over one
-// route per account), which stores them one after the other. nats.go must
-// not resend a publish on its own (no retry on "no responders", no
-// reconnect buffer: see options), or a later event could overtake it.
+// one after the other, each with a reply subject where JetStream sends its
+// ack (engine_nats_acks.go), at most natsBatchWindow awaiting theirs, and
+// each result is what JetStream acknowledged. Order holds because
+// everything travels on one connection: the server reads a connection's
+// messages in order and hands them, in that order, to the stream (to its
+// leader in a cluster, over one route per account), which stores them one
+// after the other. Nothing resends a publish on its own (they are plain
+// NATS publishes, and nats.go keeps no reconnect buffer: see options), or a
+// later event could overtake it.
 const (
 	// natsBatchWindow is the most publishes of one batch awaiting their
 	// acks: enough to keep the connection busy (an ack takes a round trip
@@ -67,11 +69,27 @@ func natsMsgID(stream, key string) string {
 	return "#" + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// publishMsg publishes ev as a JetStream message (see natsHeaderType) with
+// reply subject reply, where JetStream sends its ack. An event with no
+// type, key, trace context or time of its own goes without headers: nats.go
+// then neither builds nor encodes any, the server has none to scan and
+// store, and the nodes none to decode.
+func (e *NATSEngine) publishMsg(ev *Event, reply string) error {
+	if ev.Time.IsZero() && ev.Type == "" && ev.Key == "" && ev.Trace == nil {
+		return e.nc.PublishRequest(e.prefix+ev.Stream, reply, ev.Data)
+	}
+	m := e.message(ev)
+	m.Reply = reply
+	return e.nc.PublishMsg(m)
+}
+
 // message is ev as a JetStream message (see natsHeaderType).
 func (e *NATSEngine) message(ev *Event) *nats.Msg {
 	msg := nats.NewMsg(e.prefix + ev.Stream)
 	msg.Data = ev.Data
-	msg.Header.Set(natsHeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
+	if !ev.Time.IsZero() {
+		msg.Header.Set(natsHeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
+	}
 	if ev.Type != "" {
 		msg.Header.Set(natsHeaderType, ev.Type)
 	}
@@ -123,12 +141,13 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 	if len(evs) == 0 {
 		return
 	}
-	// Register for cancellation first, then check the connection: nats.go
-	// sets the status before it runs the disconnect handler, so either the
-	// check sees the connection down or the handler cancels this batch.
+	// Register first, then check the connection: nats.go sets the status
+	// before it runs the disconnect handler, so either the check sees the
+	// connection down or the handler cancels this batch.
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer e.track(cancel)()
+	b := e.acks.register(len(evs), cancel)
+	defer e.acks.finish(b)
 	if err := e.connected(); err != nil {
 		for i := range res {
 			res[i] = Stored{Err: fmt.Errorf("%w: %w", errNotSent, err)}
@@ -137,21 +156,19 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 	}
 	p := batchPublish{
 		e:    e,
+		b:    b,
 		ctx:  ctx,
 		pctx: pctx,
 		evs:  evs,
 		res:  res,
-		sent: make([]jetstream.PubAckFuture, len(evs)),
 		// Every sequence JetStream assigns from now on is above what Run
 		// has delivered; one that is not means the stream lost its
 		// history.
 		delivered: e.delivered.Load(),
 	}
-	next := 0 // the first event whose ack was not collected
 	for i := range evs {
-		for i-next >= natsBatchWindow {
-			p.collect(next)
-			next++
+		if p.stop == nil && p.b.awaiting() >= natsBatchWindow {
+			p.await(natsBatchWindow - 1)
 		}
 		if p.stop != nil {
 			p.res[i] = Stored{Err: fmt.Errorf("%w: an earlier event of the batch failed: %w", errNotSent, p.stop)}
@@ -159,61 +176,47 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 		}
 		p.send(i)
 	}
-	for ; next < len(evs); next++ {
-		p.collect(next)
-	}
-}
-
-// track registers cancel to be called when the connection drops (see
-// connectionChanged) and returns what unregisters it.
-func (e *NATSEngine) track(cancel context.CancelCauseFunc) (untrack func()) {
-	e.mu.Lock()
-	e.nextPub++
-	pub := e.nextPub
-	e.inflight[pub] = cancel
-	e.mu.Unlock()
-	return func() {
-		e.mu.Lock()
-		delete(e.inflight, pub)
-		e.mu.Unlock()
+	p.awaitAll()
+	for i := range evs {
+		p.collect(i)
 	}
 }
 
 // batchPublish is the state of one PublishBatch.
 type batchPublish struct {
 	e         *NATSEngine
+	b         *natsBatchAcks  // the acks of the batch's events
 	ctx       context.Context // the caller's
 	pctx      context.Context // ctx, also cancelled when the connection drops
 	evs       []*Event
 	res       []Stored
-	sent      []jetstream.PubAckFuture // of the events awaiting their acks
-	opts      []jetstream.PublishOpt   // of every publish, set at the first
+	reply     []byte // the reply subject being built, reused
 	delivered uint64
 	stop      error // why no more events are sent; nil while they are
+	// unacked is why the events sent and not acknowledged have no ack: set
+	// by the wait that gave up on them (the context ended, the connection
+	// dropped, JetStream answered nothing for natsRequestTimeout).
+	unacked error
 }
 
-// send publishes event i, or sets its result when that fails at once.
+// send publishes event i with its reply subject, or sets its result when
+// that fails at once.
 func (p *batchPublish) send(i int) {
 	if p.pctx.Err() != nil { // the deadline passed, or the connection dropped
 		p.fail(i, context.Cause(p.pctx), false)
 		return
 	}
-	ev := p.evs[i]
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	if p.opts == nil {
-		p.opts = []jetstream.PublishOpt{
-			jetstream.WithRetryAttempts(0), // a resend could land after later events
-			jetstream.WithStallWait(p.stallWait()),
-		}
-	}
-	f, err := p.e.js.PublishMsgAsync(p.e.message(ev), p.opts...)
-	if err != nil {
+	if err := p.e.acks.acquire(p.pctx, p.stallWait); err != nil {
 		p.fail(i, err, false)
 		return
 	}
-	p.sent[i] = f
+	p.reply = p.b.appendReply(p.reply[:0], i)
+	p.b.sending(i)
+	if err := p.e.publishMsg(p.evs[i], string(p.reply)); err != nil {
+		p.b.unsent(i)
+		p.e.acks.release(1)
+		p.fail(i, err, false)
+	}
 }
 
 // stallWait is how long a publish may wait for a slot of natsMaxPending:
@@ -227,51 +230,74 @@ func (p *batchPublish) stallWait() time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// collect waits for the ack of event i, if it was sent, and sets its
-// result.
-func (p *batchPublish) collect(i int) {
-	f := p.sent[i]
-	if f == nil {
+// await waits until at most n events of the batch await their acks, and
+// sets stop when the batch cannot go on: an ack said that the engine cannot
+// store now, the context ended, the connection dropped, or no ack came for
+// natsRequestTimeout.
+func (p *batchPublish) await(n int) {
+	failed, err := p.b.await(p.pctx, n, true)
+	if err == nil {
 		return
 	}
-	p.sent[i] = nil
-	var ack *jetstream.PubAck
-	var err error
-	// An ack that came is reported even when the connection dropped since.
-	select {
-	case ack = <-f.Ok():
-	case err = <-f.Err():
-	default:
-		select {
-		case ack = <-f.Ok():
-		case err = <-f.Err():
-		case <-p.pctx.Done():
-			err = context.Cause(p.pctx)
+	if !failed { // no ack came for the events sent: each says so
+		p.unacked = err
+	}
+	p.stop = p.e.mapPublishError(p.ctx, p.pctx, err, "")
+}
+
+// awaitAll waits for the acks of every event sent, until the context ends,
+// the connection drops or no ack came for natsRequestTimeout.
+func (p *batchPublish) awaitAll() {
+	if _, err := p.b.await(p.pctx, 0, false); err != nil {
+		p.unacked = err
+	}
+}
+
+// collect sets the result of event i from its ack, unless it has one.
+func (p *batchPublish) collect(i int) {
+	ack := p.b.ack(i)
+	switch ack.state {
+	case ackNotSent: // its result was set when it was not sent
+		return
+	case ackAwaited:
+		err := p.unacked
+		if err == nil { // cannot be: awaitAll ends without an error only when no ack is awaited
+			err = errAckMissing
 		}
-	}
-	if isDuplicateInProcess(err) && i == len(p.evs)-1 {
-		// Nothing of this batch comes after the event, so publishing it
-		// again cannot put it behind a later one.
-		ack, err = p.e.publishConflicted(p.pctx, p.evs[i])
-	}
-	if err != nil {
 		p.fail(i, err, true)
 		return
 	}
+	if isDuplicateInProcess(ack.err) && i == len(p.evs)-1 {
+		// Nothing of this batch comes after the event, so publishing it
+		// again cannot put it behind a later one.
+		ack = p.e.publishConflicted(p.pctx, p.evs[i])
+	}
+	if ack.err != nil {
+		p.fail(i, ack.err, true)
+		return
+	}
 	switch {
-	case ack.Duplicate:
+	case ack.duplicate:
 		// The sequence of the event stored first with this key: older
 		// than what Run delivered, maybe, and not a sign of lost history.
-		p.res[i] = Stored{ID: ack.Sequence, Duplicate: true}
-	case ack.Sequence <= p.delivered:
+		p.res[i] = Stored{ID: ack.seq, Duplicate: true}
+	case ack.seq <= p.delivered:
 		select {
 		case p.e.lossHint <- struct{}{}:
 		default:
 		}
-		p.res[i] = Stored{Err: fmt.Errorf("%w: JetStream stored the event under id %d, which it had issued before: the stream lost its history, and the bridge fences it (removing the event) so that ids never repeat; publish it again", ErrUnavailable, ack.Sequence)}
+		p.res[i] = Stored{Err: fmt.Errorf("%w: JetStream stored the event under id %d, which it had issued before: the stream lost its history, and the bridge fences it (removing the event) so that ids never repeat; publish it again", ErrUnavailable, ack.seq)}
 	default:
-		p.evs[i].ID = ack.Sequence
-		p.res[i] = Stored{ID: ack.Sequence}
+		ev := p.evs[i]
+		ev.ID = ack.seq
+		if ev.Time.IsZero() {
+			// The event's time is when JetStream stored it, which every
+			// node reads (decode); the ack does not say it, and this is a
+			// little later. The event as the caller holds it goes to no
+			// browser.
+			ev.Time = time.Now()
+		}
+		p.res[i] = Stored{ID: ack.seq}
 	}
 }
 
@@ -296,7 +322,7 @@ func isDuplicateInProcess(err error) bool {
 // that another publish with its key is in process, until that one is
 // committed (then this is its duplicate) or failed (then this is stored),
 // within ctx and natsRequestTimeout.
-func (e *NATSEngine) publishConflicted(ctx context.Context, ev *Event) (*jetstream.PubAck, error) {
+func (e *NATSEngine) publishConflicted(ctx context.Context, ev *Event) natsAck {
 	ctx, cancel := context.WithTimeout(ctx, natsRequestTimeout)
 	defer cancel()
 	t := time.NewTimer(natsConflictWait)
@@ -304,12 +330,15 @@ func (e *NATSEngine) publishConflicted(ctx context.Context, ev *Event) (*jetstre
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: another publish with the same key was still being stored: %w", ErrUnavailable, context.Cause(ctx))
+			return natsAck{err: fmt.Errorf("%w: another publish with the same key was still being stored: %w", ErrUnavailable, context.Cause(ctx))}
 		case <-t.C:
 		}
 		ack, err := e.js.PublishMsg(ctx, e.message(ev), jetstream.WithRetryAttempts(0))
-		if !isDuplicateInProcess(err) {
-			return ack, err
+		if err != nil && !isDuplicateInProcess(err) {
+			return natsAck{err: err}
+		}
+		if err == nil {
+			return natsAck{seq: ack.Sequence, duplicate: ack.Duplicate}
 		}
 		t.Reset(natsConflictWait)
 	}

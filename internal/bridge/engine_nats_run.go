@@ -3,9 +3,12 @@ package bridge
 import (
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -40,9 +43,8 @@ func (e *NATSEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 	next := e.start
 	for {
 		// wg also owns what each follow leaves ending in the background:
-		// its reader, which a consumer stuck in a reset may hold for
-		// seconds, and the deletion of its consumer. The next consumer does
-		// not wait for them.
+		// the deletion of its consumer. The next consumer does not wait
+		// for it.
 		err := e.follow(ctx, &next, deliver, &wg)
 		if ctx.Err() != nil {
 			return nil
@@ -65,7 +67,7 @@ func (e *NATSEngine) Run(ctx context.Context, deliver func([]*Event)) error {
 // follow delivers the stream's messages from *next on until ctx ends, the
 // consumer fails or the watch asks for a new one; *next is always the
 // sequence after the last one delivered. What is left to end when it
-// returns (the reader, the consumer's deletion) ends on goroutines of bg.
+// returns (the consumer's deletion) ends on a goroutine of bg.
 func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*Event), bg *sync.WaitGroup) error {
 	if err := e.waitReady(ctx); err != nil {
 		return err
@@ -98,74 +100,62 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(natsPullMaxBytes))
+	// nats.go calls inbox.put with each message, on the subscription's
+	// goroutine; this loop takes what is there when it wakes, up to
+	// natsBatch, as one batch. A burst (a catch-up after a NATS outage, a
+	// flat-out publisher) reaches each connection in few writes instead of
+	// one per event, so a healthy browser is not evicted for a queue filled
+	// one event at a time.
+	inbox := newNATSInbox()
+	failed := make(chan error, 1)
+	cc, err := cons.Consume(inbox.put,
+		jetstream.PullMaxBytes(natsPullMaxBytes),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			// The ordered consumer starts over by itself after a missed
+			// heartbeat or a reconnect (and the watch finds one that
+			// does not); a closed connection is the end.
+			if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}))
 	if err != nil {
 		return err
 	}
-	// The iterator's Next blocks and cannot say whether more messages are
-	// waiting, so a reader goroutine hands them over a channel: this loop
-	// then takes what is already there, up to natsBatch, as one batch. A
-	// burst (a catch-up after a NATS outage, a flat-out publisher) reaches
-	// each connection in few writes instead of one per event, so a healthy
-	// browser is not evicted for a queue filled one event at a time.
-	msgs := make(chan jetstream.Msg, natsBatch)
-	readErr := make(chan error, 1)
-	readCtx, stopReading := context.WithCancel(ctx)
-	bg.Go(func() { // ends when follow returns (stopReading) or the iterator fails
-		// The reader stops the iterator itself, once Next returned: when
-		// nats.go's ordered consumer resets, Next replaces its pull
-		// subscription, and a Stop from another goroutine in the middle
-		// of that leaves the new one running for good (two goroutines).
-		// Next ends at once when readCtx does, without a reset.
-		defer it.Stop()
-		for {
-			msg, err := it.Next(jetstream.NextContext(readCtx))
-			if err != nil {
-				if readCtx.Err() == nil {
-					readErr <- err
-				}
-				return
-			}
-			select {
-			case msgs <- msg:
-			case <-readCtx.Done():
-				return
-			}
-		}
-	})
 	defer func() {
-		stopReading() // the reader sends nothing more, and stops the iterator
+		inbox.close() // before Stop: a callback waiting for room gives up
+		cc.Stop()
 		if info := cons.CachedInfo(); info != nil && e.connected() == nil {
 			bg.Go(func() { e.deleteConsumer(ctx, info.Name) })
 		}
 	}()
-	// Messages taken from msgs but not delivered when follow returns are
-	// not lost: *next is the sequence after the last one delivered, and the
-	// next consumer starts there.
+	// Messages taken from the inbox but not delivered when follow returns
+	// are not lost: *next is the sequence after the last one delivered, and
+	// the next consumer starts there.
 	batch := make([]*Event, 0, natsBatch)
+	var msgs []jetstream.Msg
 	for {
-		var msg jetstream.Msg
 		select {
-		case msg = <-msgs:
+		case <-inbox.ready:
 		case <-e.restart:
 			return errStalled
 		case <-ctx.Done():
 			return nil
-		case err := <-readErr:
+		case err := <-failed:
 			return err
 		}
-		for {
+		msgs = inbox.take(msgs)
+		for _, msg := range msgs {
 			batch = e.take(msg, next, batch, deliver)
 			if len(batch) == natsBatch {
-				break
+				deliver(batch)
+				clear(batch)
+				batch = batch[:0]
 			}
-			select {
-			case msg = <-msgs:
-				continue
-			default:
-			}
-			break
 		}
+		clear(msgs)
 		if len(batch) > 0 {
 			deliver(batch) // deliver keeps no slice: batch is reused
 			clear(batch)
@@ -175,21 +165,85 @@ func (e *NATSEngine) follow(ctx context.Context, next *uint64, deliver func([]*E
 	}
 }
 
-// natsBatch is the most events one delivery from JetStream carries: as the
-// hub's frame groups (maxGroup), so one batch of a stream is one write.
-const natsBatch = maxGroup
+// natsInbox hands a consumer's messages from nats.go's callback to follow:
+// the callback appends, and wakes follow when the inbox was empty; follow
+// takes everything at once. A full inbox (natsBatch messages) holds the
+// callback back until follow takes them, so memory stays bounded, and
+// nats.go's pull requests (by bytes, natsPullMaxBytes) hold the server
+// back.
+type natsInbox struct {
+	mu     sync.Mutex
+	room   sync.Cond // the callback waits for room here
+	msgs   []jetstream.Msg
+	closed bool
+	ready  chan struct{} // capacity 1: messages are waiting
+}
+
+func newNATSInbox() *natsInbox {
+	q := &natsInbox{ready: make(chan struct{}, 1)}
+	q.room.L = &q.mu
+	return q
+}
+
+// put adds msg (nats.go's callback); it drops it once the inbox is closed.
+func (q *natsInbox) put(msg jetstream.Msg) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.msgs) >= natsBatch && !q.closed {
+		q.room.Wait()
+	}
+	if q.closed {
+		return
+	}
+	q.msgs = append(q.msgs, msg)
+	if len(q.msgs) == 1 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take returns the waiting messages and keeps spare, emptied, for the next
+// ones.
+func (q *natsInbox) take(spare []jetstream.Msg) []jetstream.Msg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs = spare[:0]
+	q.room.Broadcast()
+	return msgs
+}
+
+// close drops what waits and what comes, and frees a waiting callback.
+func (q *natsInbox) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.msgs = nil
+	q.room.Broadcast()
+}
+
+// natsBatch is the most events one delivery from JetStream carries. The
+// hub splits a batch into frame groups of one stream each, so with events
+// spread over many streams (a hundred publishers' streams, interleaved) a
+// batch of a few groups' size would give each connection one event, one
+// wake-up of its writer and one write per event; a batch of a thousand
+// gives it several, written at once, when that many are waiting. Nothing
+// waits for a batch to fill: it is what arrived while the last one was
+// being delivered.
+const natsBatch = 1024
 
 // take adds msg's event to batch, in sequence order from *next, and returns
 // the batch. A jump in the sequence means JetStream removed messages this
 // node had not delivered: what batch holds is delivered first, then the gap
 // handler runs (see Run), then msg's event starts a new batch.
 func (e *NATSEngine) take(msg jetstream.Msg, next *uint64, batch []*Event, deliver func([]*Event)) []*Event {
-	meta, err := msg.Metadata()
-	if err != nil {
-		e.log.Warn("skip a JetStream message without metadata", "subject", msg.Subject(), "err", err)
+	seq, stored, ok := ackMetadata(msg.Reply())
+	if !ok {
+		e.log.Warn("skip a JetStream message without metadata", "subject", msg.Subject(), "reply", msg.Reply())
 		return batch
 	}
-	seq := meta.Sequence.Stream
 	if seq < *next {
 		return batch // delivered before a reset of the consumer
 	}
@@ -214,10 +268,43 @@ func (e *NATSEngine) take(msg jetstream.Msg, next *uint64, batch []*Event, deliv
 		}
 	}
 	*next = seq + 1
-	if ev, ok := e.decode(msg.Subject(), seq, msg.Headers(), msg.Data(), meta.Timestamp); ok {
+	if ev, ok := e.decode(msg.Subject(), seq, msg.Headers(), msg.Data(), stored); ok {
 		batch = append(batch, ev)
 	}
 	return batch
+}
+
+// ackMetadata reads the stream sequence and the time JetStream stored the
+// message from the reply subject of a message a consumer delivered, as
+// nats.go's Metadata does, without its allocations:
+// $JS.ACK.STREAM.CONSUMER.DELIVERED.SSEQ.CSEQ.TIME.PENDING, or, from newer
+// servers, $JS.ACK.DOMAIN.ACCOUNT.STREAM.CONSUMER.DELIVERED.SSEQ.CSEQ.TIME.PENDING
+// and maybe more tokens.
+func ackMetadata(reply string) (seq uint64, stored time.Time, ok bool) {
+	rest, found := strings.CutPrefix(reply, "$JS.ACK.")
+	if !found {
+		return 0, time.Time{}, false
+	}
+	skip := 3 // to SSEQ, of 7 tokens left
+	switch n := strings.Count(rest, ".") + 1; {
+	case n == 7:
+	case n >= 9:
+		skip = 5
+	default:
+		return 0, time.Time{}, false
+	}
+	for range skip {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	sseq, rest, _ := strings.Cut(rest, ".")
+	_, rest, _ = strings.Cut(rest, ".") // CSEQ
+	ts, _, _ := strings.Cut(rest, ".")
+	seq, ok1 := parseDecimal(sseq)
+	nanos, ok2 := parseDecimal(ts)
+	if !ok1 || !ok2 || seq == 0 || nanos > math.MaxInt64 {
+		return 0, time.Time{}, false
+	}
+	return seq, time.Unix(0, int64(nanos)), true
 }
 
 // maintain re-creates the stream when it went missing, whenever a reconnect

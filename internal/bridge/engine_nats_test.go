@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -386,7 +387,12 @@ func TestNATSEngineRunBatchesABacklog(t *testing.T) {
 	}
 }
 
-func TestNATSEngineSkipsForeignMessages(t *testing.T) {
+// TestNATSEngineReadsStoredMessages: Run and Replay read a message on a
+// bridge subject as an event, with the time JetStream stored it (or, from
+// an earlier version, the time of its Bridge-Time header) and its type;
+// they skip what cannot be sent as one (no data, data of several lines),
+// and a skipped message is no gap.
+func TestNATSEngineReadsStoredMessages(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
 	admin := natsAdmin(t, ns.URL)
@@ -396,20 +402,51 @@ func TestNATSEngineSkipsForeignMessages(t *testing.T) {
 	got := make(chan *Event, 10)
 	suiteRun(t, e, func(ev *Event) { got <- ev })
 
-	first := pub(t, e, "a")
-	for _, data := range []string{`{"not":"from the bridge"}`, ""} {
+	before := time.Now()
+	first := suitePublish(t, e, &Event{Stream: "a", Data: []byte(`{"n":1}`)})
+	for _, data := range []string{"", "{\"a\":\n1}", "{\"a\":\r1}"} {
 		if _, err := admin.Publish(t.Context(), "bridge.a", []byte(data)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	last := pub(t, e, "a")
-	for _, want := range []uint64{first, last} {
-		if ev := recv(t, got); ev.ID != want {
-			t.Errorf("delivered %d, want %d (foreign messages skipped)", ev.ID, want)
+	old := nats.NewMsg("bridge.a") // as an earlier version stored events
+	old.Data = []byte(`{"n":2}`)
+	old.Header.Set(natsHeaderTime, "2026-11-25T10:00:00.123456Z")
+	old.Header.Set(natsHeaderType, "order")
+	if _, err := admin.PublishMsg(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	last := suitePublish(t, e, &Event{Stream: "a", Type: "order", Data: []byte(`{"n":3}`)})
+	after := time.Now()
+
+	check := func(how string, evs []*Event) {
+		t.Helper()
+		if len(evs) != 3 || evs[0].ID != first || evs[2].ID != last {
+			t.Fatalf("%s: %v, want %d, the earlier version's event and %d", how, idsOf(evs), first, last)
+		}
+		for i, ev := range evs {
+			want := fmt.Sprintf(`{"n":%d}`, i+1)
+			if string(ev.Data) != want || (i > 0) != (ev.Type == "order") {
+				t.Errorf("%s: event %d is %s of type %q, want %s", how, ev.ID, ev.Data, ev.Type, want)
+			}
+		}
+		for _, ev := range []*Event{evs[0], evs[2]} {
+			if ev.Time.Before(before.Add(-time.Second)) || ev.Time.After(after.Add(time.Second)) {
+				t.Errorf("%s: event %d has time %v, want when it was stored (%v to %v)", how, ev.ID, ev.Time, before, after)
+			}
+		}
+		if want := time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC); !evs[1].Time.Equal(want) {
+			t.Errorf("%s: the earlier version's event has time %v, want its Bridge-Time %v", how, evs[1].Time, want)
 		}
 	}
-	if r := suiteReplay(t, e, []string{"a"}, first-1, 100); !slices.Equal(idsOf(r.Events), []uint64{first, last}) {
-		t.Errorf("Replay = %v, want [%d %d]", idsOf(r.Events), first, last)
+	run := []*Event{recv(t, got), recv(t, got), recv(t, got)}
+	check("Run", run)
+	replay := suiteReplay(t, e, []string{"a"}, first-1, 100).Events
+	check("Replay", replay)
+	for i, ev := range replay {
+		if !ev.Time.Equal(run[i].Time) {
+			t.Errorf("event %d: Run gave time %v, Replay %v: want the same", ev.ID, run[i].Time, ev.Time)
+		}
 	}
 	if n := gaps.Load(); n != 0 {
 		t.Errorf("gap handler called %d times for skipped messages, want 0", n)
