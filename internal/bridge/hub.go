@@ -507,12 +507,7 @@ func (h *hub) deliver(batch []*Event) {
 			list = list[n:]
 		}
 	}
-	for i := range h.byStream {
-		clear(h.byStream[i]) // no event outlives its delivery here
-		h.byStream[i] = h.byStream[i][:0]
-	}
-	h.byStream = h.byStream[:0]
-	clear(h.streamAt)
+	h.clearByStream()
 	if multi {
 		h.deliverRuns(batch, true)
 	}
@@ -548,15 +543,21 @@ func (h *hub) spread(batch []*Event) bool {
 		h.byStream[i] = append(h.byStream[i], ev)
 	}
 	if len(h.byStream) == runs { // every stream in one run: the runs are the groups
-		for i := range h.byStream {
-			clear(h.byStream[i])
-			h.byStream[i] = h.byStream[i][:0]
-		}
-		h.byStream = h.byStream[:0]
-		clear(h.streamAt)
+		h.clearByStream()
 		return false
 	}
 	return true
+}
+
+// clearByStream empties spread's lists, keeping their room: no event
+// outlives its delivery in them.
+func (h *hub) clearByStream() {
+	for i := range h.byStream {
+		clear(h.byStream[i])
+		h.byStream[i] = h.byStream[i][:0]
+	}
+	h.byStream = h.byStream[:0]
+	clear(h.streamAt)
 }
 
 // deliverRuns offers batch in runs of consecutive events of one stream (at
