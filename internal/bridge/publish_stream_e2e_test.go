@@ -34,34 +34,8 @@ type streamRun struct {
 // onResult with their count (nil for none).
 func runStream(ctx context.Context, t *testing.T, client bridgev1.BridgeServiceClient, reqs []*bridgev1.PublishRequest, onResult func(n int)) streamRun {
 	t.Helper()
-	s, err := client.PublishStream(ctx)
-	if err != nil {
-		t.Fatalf("PublishStream: %v", err)
-	}
-	sent := make(chan struct{})
-	go func() { // ends once every request is sent, or Send fails (the stream ended)
-		defer close(sent)
-		for _, r := range reqs {
-			if s.Send(r) != nil {
-				return
-			}
-		}
-		_ = s.CloseSend()
-	}()
-	var run streamRun
-	for {
-		r, err := s.Recv()
-		if err != nil {
-			run.end = err
-			break
-		}
-		run.results = append(run.results, r)
-		if onResult != nil {
-			onResult(len(run.results))
-		}
-	}
-	<-sent
-	return run
+	// Never held back: more ahead than there are requests.
+	return runStreamPaced(ctx, t, client, reqs, new(atomic.Int64), int64(len(reqs))+1, onResult)
 }
 
 // runStreamPaced is runStream with the sender at most ahead requests in

@@ -174,31 +174,21 @@ func (w valueWriter) appendWire(b []byte, v []byte, depth int) ([]byte, bool) {
 			return b, false
 		}
 		b = appendFloat(b, f)
-	case num == valueString && wt == protowire.BytesType:
-		var s []byte
-		if s, m = protowire.ConsumeBytes(v); m < 0 {
+	case wt == protowire.BytesType && (num == valueString || num == valueStruct || num == valueList):
+		var sub []byte
+		if sub, m = protowire.ConsumeBytes(v); m < 0 {
 			return b, false
 		}
 		var ok bool
-		if b, ok = appendString(b, bytesString(s)); !ok {
-			return b, false
+		switch num {
+		case valueString:
+			b, ok = appendString(b, bytesString(sub))
+		case valueStruct:
+			b, ok = w.appendWireStruct(b, sub, depth)
+		default:
+			b, ok = w.appendWireList(b, sub, depth)
 		}
-	case num == valueStruct && wt == protowire.BytesType:
-		var s []byte
-		if s, m = protowire.ConsumeBytes(v); m < 0 {
-			return b, false
-		}
-		var ok bool
-		if b, ok = w.appendWireStruct(b, s, depth); !ok {
-			return b, false
-		}
-	case num == valueList && wt == protowire.BytesType:
-		var l []byte
-		if l, m = protowire.ConsumeBytes(v); m < 0 {
-			return b, false
-		}
-		var ok bool
-		if b, ok = w.appendWireList(b, l, depth); !ok {
+		if !ok {
 			return b, false
 		}
 	default:
