@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/r3labs/sse/v2"
 )
 
 // checkBooks recounts what e's history costs from scratch, walking every
@@ -143,7 +142,7 @@ func TestAllocSize(t *testing.T) {
 		alloc func() any
 	}{
 		{"Event", eventStructCost, false, func() any { return new(Event) }},
-		{"sse.Event", frameStructCost, false, func() any { return new(sse.Event) }},
+		{"frameBox", frameStructCost, false, func() any { return new(frameBox) }},
 		{"history", historyStructCost, false, func() any { return new(history) }},
 		{"data, 100 bytes", bytesCost(100), true, func() any { return make([]byte, 100) }},
 		{"data, 4000 bytes", bytesCost(4000), true, func() any { return make([]byte, 4000) }},

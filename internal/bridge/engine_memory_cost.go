@@ -44,7 +44,7 @@ const mapEntryCost = 56
 // Costs of the structs history is made of, as allocated.
 var (
 	eventStructCost   = allocSize(int(unsafe.Sizeof(Event{})), true)
-	frameStructCost   = allocSize(int(unsafe.Sizeof(sse.Event{})), true)
+	frameStructCost   = allocSize(int(unsafe.Sizeof(frameBox{})), true)
 	historyStructCost = allocSize(int(unsafe.Sizeof(history{})), true)
 )
 
@@ -55,10 +55,11 @@ func eventCost(ev *Event) int64 {
 	return eventStructCost + bytesCost(cap(ev.Data)) + bytesCost(len(ev.Type))
 }
 
-// frameCost is what the library event fr, ev's frame in format f, costs.
-// The data format's frame shares the event's data, counted with the event.
+// frameCost is what the library event fr, ev's frame in format f, costs:
+// its frameBox, which holds its id, and its event name. The data format's
+// frame shares the event's data, counted with the event.
 func frameCost(f Format, fr *sse.Event) int64 {
-	n := frameStructCost + bytesCost(cap(fr.ID)) + bytesCost(cap(fr.Event))
+	n := frameStructCost + bytesCost(cap(fr.Event))
 	if f != FormatData {
 		n += bytesCost(cap(fr.Data))
 	}

@@ -621,6 +621,10 @@ func (g *group) frame(f Format, ce *cloudEventsAttrs) *sse.Event {
 	if fr := g.frames[f]; fr != nil {
 		return fr
 	}
+	if f == FormatData {
+		g.frames[f] = g.dataFrame()
+		return g.frames[f]
+	}
 	first := g.events[0].frame(f, ce)
 	size := 0
 	for _, ev := range g.events {
@@ -644,6 +648,39 @@ func (g *group) frame(f Format, ce *cloudEventsAttrs) *sse.Event {
 	}
 	g.frames[f] = &sse.Event{ID: first.ID, Data: data, Event: prev.Event}
 	return g.frames[f]
+}
+
+// dataFrame is frame in the data format, written from the events
+// themselves: their own frames, which the other formats' groups are made
+// of, would cost an allocation each, for a group that is written once.
+func (g *group) dataFrame() *sse.Event {
+	size := 0
+	for _, ev := range g.events {
+		size += maxIDDigits + len(ev.Data) + len(ev.Type) + 24
+	}
+	box := new(frameBox)
+	fr := &box.Event
+	first := g.events[0]
+	fr.ID = strconv.AppendUint(box.id[:0], first.ID, 10)
+	data := make([]byte, 0, size)
+	data = append(data, first.Data...)
+	prev := first
+	for _, ev := range g.events[1:] {
+		if prev.Type != "" {
+			data = append(data, "\nevent: "...)
+			data = append(data, prev.Type...)
+		}
+		data = append(data, "\n\nid: "...)
+		data = strconv.AppendUint(data, ev.ID, 10)
+		data = append(data, "\ndata: "...)
+		data = append(data, ev.Data...)
+		prev = ev
+	}
+	fr.Data = data
+	if prev.Type != "" {
+		fr.Event = []byte(prev.Type)
+	}
+	return fr
 }
 
 func (h *hub) offer(c *conn, g *group) {

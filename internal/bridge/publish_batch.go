@@ -125,10 +125,10 @@ func (p *publishService) store(ctx context.Context, b *eventBatch, results []*br
 func (p *publishService) storedResult(ctx context.Context, ev *Event, s Stored) *bridgev1.PublishResult {
 	switch {
 	case s.Err == nil && s.Duplicate:
-		p.metrics.published.WithLabelValues(publishDuplicate).Inc()
+		p.metrics.countPublish(publishDuplicate)
 		return &bridgev1.PublishResult{Id: s.ID, Duplicate: true}
 	case s.Err == nil:
-		p.metrics.published.WithLabelValues(publishOK).Inc()
+		p.metrics.countPublish(publishOK)
 		return &bridgev1.PublishResult{Id: s.ID}
 	}
 	return p.refused(p.storeError(ctx, ev.Stream, s.Err))
@@ -155,13 +155,13 @@ func (p *publishService) refused(err error) *bridgev1.PublishResult {
 	s := status.Convert(err)
 	switch s.Code() {
 	case codes.InvalidArgument:
-		p.metrics.published.WithLabelValues(publishInvalid).Inc()
+		p.metrics.countPublish(publishInvalid)
 	case codes.Unavailable:
-		p.metrics.published.WithLabelValues(publishUnavailable).Inc()
+		p.metrics.countPublish(publishUnavailable)
 	case codes.PermissionDenied, codes.ResourceExhausted, codes.Unauthenticated:
 		// counted by auth (refuse)
 	default:
-		p.metrics.published.WithLabelValues(publishError).Inc()
+		p.metrics.countPublish(publishError)
 	}
 	code := int32(s.Code()) //nolint:gosec // gRPC codes are 0 to 16
 	return &bridgev1.PublishResult{Status: &bridgev1.Status{Code: code, Message: s.Message()}}

@@ -21,6 +21,8 @@ import (
 //     the publisher closed its side, the stream broke, or the handler
 //     returned (gRPC then ends the stream); the service joins it at
 //     shutdown (publishStreams.wait).
+//     It hands them over, and learns of free slots, through the stream's
+//     inbox (publish_stream_inbox.go): locks, not a channel per event.
 //   - the handler takes what the reader has received, checks each event
 //     as PublishBatch does, stores the accepted ones with one engine call
 //     and hands the results, in order, to the writer;
@@ -83,46 +85,47 @@ func (p *publishService) PublishStream(ss bridgev1.BridgeService_PublishStreamSe
 		return err
 	}
 
-	// slots holds a token per event received and not yet answered.
-	slots := make(chan struct{}, s.inflight)
-	in := make(chan received, s.inflight) // never full: one entry per slot
-	done := make(chan struct{})           // closed when the handler returns
+	q := newInbox(s.inflight)
+	done := make(chan struct{}) // closed when the handler returns
 	defer close(done)
-	var recvErr error // the reader's last error; read after in is closed
 	s.readers.Add(1)
 	go func() {
 		defer s.readers.Done()
-		defer close(in)
 		for {
-			select {
-			case slots <- struct{}{}:
-			case <-done:
+			req, ok := q.reserve(done)
+			if !ok {
+				q.end(nil)
 				return
 			}
-			req, err := ss.Recv()
+			err := ss.RecvMsg(req)
 			if err != nil && status.Code(err) != codes.InvalidArgument {
-				recvErr = err
+				q.end(err)
 				return
 			}
 			// InvalidArgument: a message that did not decode
 			// (rejectUndecodableStream); the next one may.
-			in <- received{req: req, err: err}
+			q.put(received{req: req, err: err})
 		}
 	}()
 
-	out := make(chan *bridgev1.PublishResult, s.inflight) // never full: one entry per slot
+	// out carries the results of one take at a time; never full: each
+	// take holds at least one slot.
+	out := make(chan []*bridgev1.PublishResult, s.inflight)
 	sendErr := make(chan error, 1)
 	var writer sync.WaitGroup
 	writer.Go(func() {
 		failed := false
-		for r := range out {
-			if !failed {
+		for results := range out {
+			for _, r := range results {
+				if failed {
+					break
+				}
 				if err := ss.Send(r); err != nil {
 					failed = true
 					sendErr <- err
 				}
 			}
-			<-slots
+			q.answered(len(results))
 		}
 	})
 	finish := func(err error) error {
@@ -132,17 +135,15 @@ func (p *publishService) PublishStream(ss bridgev1.BridgeService_PublishStreamSe
 	}
 
 	b := newEventBatch(s.inflight)
-	results := make([]*bridgev1.PublishResult, 0, s.inflight)
+	var got []received
 	for {
 		select {
 		case <-s.stopping: // first, however many requests wait
 			return finish(errStreamShutdown)
 		default:
 		}
-		var r received
-		var ok bool
 		select {
-		case r, ok = <-in:
+		case <-q.ready:
 		case <-s.stopping:
 			return finish(errStreamShutdown)
 		case err := <-sendErr:
@@ -150,34 +151,28 @@ func (p *publishService) PublishStream(ss bridgev1.BridgeService_PublishStreamSe
 		case <-ctx.Done():
 			return finish(status.FromContextError(ctx.Err()).Err())
 		}
-		// Take what else has arrived, so one engine call stores it all.
-		// No more than the slots: each request holds one until answered.
-		ended := !ok
-	take:
-		for ok {
-			results = append(results, nil)
-			i := len(results) - 1
-			if r.err != nil {
-				results[i] = p.refused(r.err)
-			} else if ev, err := p.prepare(ctx, method, caller, r.req); err != nil {
-				results[i] = p.refused(err)
-			} else {
-				b.add(i, ev)
+		// Everything received since the last take: one engine call
+		// stores it all.
+		var ended bool
+		var recvErr error
+		got, ended, recvErr = q.take(got)
+		if len(got) > 0 {
+			results := make([]*bridgev1.PublishResult, len(got))
+			for i, r := range got {
+				if r.err != nil {
+					results[i] = p.refused(r.err)
+				} else if ev, err := p.prepare(ctx, method, caller, r.req); err != nil {
+					results[i] = p.refused(err)
+				} else {
+					b.add(i, ev)
+				}
 			}
-			select {
-			case r, ok = <-in:
-				ended = !ok
-			default:
-				break take
-			}
+			p.store(ctx, b, results)
+			b.reset()
+			q.recycle(got)
+			clear(got)
+			out <- results
 		}
-		p.store(ctx, b, results)
-		for _, res := range results {
-			out <- res
-		}
-		clear(results)
-		results = results[:0]
-		b.reset()
 		if ended {
 			if errors.Is(recvErr, io.EOF) {
 				return finish(nil) // the publisher closed its side: all answered

@@ -166,6 +166,24 @@ func appendFloat(b []byte, n float64) []byte {
 	return b
 }
 
+// plain8 reports whether every byte of s, eight of them, is ASCII that a
+// JSON string holds as it is: no control character, quote or backslash.
+// appendString skips such runs eight bytes at a time, which halves its
+// cost on common text (BenchmarkDecodeRequest).
+func plain8(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	_ = s[7]
+	v := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	quote, backslash := v^(ones*'"'), v^(ones*'\\')
+	// A byte below n sets its high bit in (x - ones*n) &^ x, and no high
+	// bit is set if none is (true for n <= 0x80; a borrow only reaches
+	// the bytes above a byte that is below): a zero byte of quote or
+	// backslash is a quote or a backslash. v's own high bits are the
+	// bytes beyond ASCII.
+	return ((v-ones*' ')&^v|(quote-ones)&^quote|(backslash-ones)&^backslash|v)&highs == 0
+}
+
 // appendString is protojson's rendering of a string: only ", \ and control
 // characters are escaped (\b \f \n \r \t, else \u00XX); false when s is not
 // UTF-8, which protojson refuses.
@@ -173,6 +191,12 @@ func appendString(b []byte, s string) ([]byte, bool) {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, n := utf8.DecodeRuneInString(s[i:])

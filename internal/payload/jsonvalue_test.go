@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -116,4 +117,29 @@ func BenchmarkJSONPayload(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPlain8: plain8 agrees with the byte-at-a-time test for every byte at
+// every position, next to plain bytes and to bytes that stop it.
+func TestPlain8(t *testing.T) {
+	t.Parallel()
+	plain := func(c byte) bool { return c >= ' ' && c < utf8.RuneSelf && c != '"' && c != '\\' }
+	for _, fill := range []byte{'a', ' ', '~', '"', 0x00, 0x1f, 0x80, 0xff} {
+		for c := range 256 {
+			for pos := range 8 {
+				s := []byte(strings.Repeat(string(rune(fill)), 8))
+				if fill >= utf8.RuneSelf {
+					s = bytes.Repeat([]byte{fill}, 8)
+				}
+				s[pos] = byte(c)
+				want := true
+				for _, b := range s {
+					want = want && plain(b)
+				}
+				if got := plain8(string(s)); got != want {
+					t.Fatalf("plain8(% x) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
 }
