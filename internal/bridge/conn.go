@@ -47,6 +47,9 @@ import (
 type conn struct {
 	id      string // the library stream's id: random, never shown to clients
 	streams []string
+	// subAt is c's place in the hub's list of each stream's subscribers,
+	// streams[j]'s at subAt[j]; under the hub's mu.
+	subAt []int
 	resume  bool   // the client sent a usable Last-Event-ID
 	after   uint64 // that id; meaningless without resume
 	format  Format

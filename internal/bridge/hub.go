@@ -175,7 +175,9 @@ func (h *hub) add(c *conn) error {
 		return errClosed
 	}
 	h.conns[c.id] = c
-	for _, s := range c.streams {
+	c.subAt = make([]int, len(c.streams))
+	for j, s := range c.streams {
+		c.subAt[j] = len(h.subs[s])
 		h.subs[s] = append(h.subs[s], c)
 	}
 	h.mu.Unlock()
@@ -196,6 +198,17 @@ func (h *hub) watched(stream string) bool {
 	return len(h.subs[stream]) > 0
 }
 
+// movedTo records that c's entry in the list of stream's subscribers moved
+// from place from to place to (unregister). Under h.mu.
+func (c *conn) movedTo(stream string, from, to int) {
+	for j, s := range c.streams {
+		if s == stream && c.subAt[j] == from {
+			c.subAt[j] = to
+			return
+		}
+	}
+}
+
 // openLibStream creates c's library stream; call it right before c is
 // handed to the library's handler. (Removed by unregister.)
 func (h *hub) openLibStream(c *conn) {
@@ -208,16 +221,20 @@ func (h *hub) unregister(c *conn) {
 	h.mu.Lock()
 	_, registered := h.conns[c.id]
 	delete(h.conns, c.id)
-	for _, s := range c.streams {
-		list := h.subs[s]
-		for i, x := range list {
-			if x == c {
-				list[i] = list[len(list)-1]
-				list[len(list)-1] = nil
-				list = list[:len(list)-1]
-				break
-			}
+	for j, s := range c.streams {
+		if !registered {
+			break // never added (add refused it): in no list
 		}
+		// c's place, filled by the last subscriber of the list: a
+		// disconnect costs the same however many share the stream.
+		list := h.subs[s]
+		i, last := c.subAt[j], len(list)-1
+		moved := list[last]
+		list[i] = moved
+		list[last] = nil
+		list = list[:last]
+		// c itself when it was last, or subscribes to s twice.
+		moved.movedTo(s, last, i)
 		if len(list) == 0 {
 			delete(h.subs, s)
 		} else {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -445,5 +446,57 @@ func TestSpreadBatchIsGroupedPerStream(t *testing.T) {
 		if tc.wantSizes == nil && len(sizes) != 140+2 {
 			t.Errorf("connection of %s got %d groups, want one per run: 142", tc.streams, len(sizes))
 		}
+	}
+}
+
+// TestUnregisterKeepsSubscriberLists: connections leaving in any order, some
+// of several streams and one of a stream twice, leave each stream's list of
+// subscribers holding exactly those still there, each knowing its place.
+func TestUnregisterKeepsSubscriberLists(t *testing.T) {
+	t.Parallel()
+	h := newHub(NewMemoryEngine(10, time.Hour), 8, 10, testLogger(t))
+	t.Cleanup(h.lib.Close)
+	subs := [][]string{{"a"}, {"a", "b"}, {"b"}, {"a", "a"}, {"c", "a", "b"}, {"a"}, {"b", "c"}, {"a"}}
+	var conns []*conn
+	for _, streams := range subs {
+		c, err := h.register(streams, FormatData, false, 0, noOutput{}, func() {})
+		if err != nil {
+			t.Fatalf("register %v: %v", streams, err)
+		}
+		h.openLibStream(c)
+		conns = append(conns, c)
+	}
+	check := func(left []*conn) {
+		t.Helper()
+		want := map[string]int{}
+		for _, c := range left {
+			for _, s := range c.streams {
+				want[s]++
+			}
+		}
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if len(h.subs) != len(want) {
+			t.Fatalf("lists of %d streams, want %d", len(h.subs), len(want))
+		}
+		for s, n := range want {
+			if len(h.subs[s]) != n {
+				t.Fatalf("stream %s lists %d subscribers, want %d", s, len(h.subs[s]), n)
+			}
+		}
+		for _, c := range left {
+			for j, s := range c.streams {
+				if i := c.subAt[j]; i >= len(h.subs[s]) || h.subs[s][i] != c {
+					t.Fatalf("connection of %v: its place %d in %s's list does not hold it", c.streams, i, s)
+				}
+			}
+		}
+	}
+	check(conns)
+	for _, i := range []int{3, 0, 7, 4, 1, 6, 2, 5} {
+		h.unregister(conns[i])
+		h.unregister(conns[i]) // a second time changes nothing
+		conns[i] = nil
+		check(slices.DeleteFunc(slices.Clone(conns), func(c *conn) bool { return c == nil }))
 	}
 }
