@@ -49,11 +49,11 @@ type conn struct {
 	streams []string
 	// subAt is c's place in the hub's list of each stream's subscribers,
 	// streams[j]'s at subAt[j]; under the hub's mu.
-	subAt []int
-	resume  bool   // the client sent a usable Last-Event-ID
-	after   uint64 // that id; meaningless without resume
-	format  Format
-	cancel  context.CancelFunc
+	subAt  []int
+	resume bool   // the client sent a usable Last-Event-ID
+	after  uint64 // that id; meaningless without resume
+	format Format
+	cancel context.CancelFunc
 	// sink, when set, takes the connection's frames instead of a library
 	// stream: a gRPC subscriber (subscribe.go). Set before the hub sees
 	// the connection, never changed.
