@@ -42,6 +42,7 @@ type authenticator struct {
 	queryToken bool
 	cookie     string
 	public     grantSet
+	leeway     time.Duration // the clock skew allowed on exp and nbf
 }
 
 // newAuthenticator reads the key file or key set of cfg (validated) and
@@ -101,6 +102,7 @@ func newAuthenticatorWithMethods(key any, alg string, methods []string, cfg *Con
 		queryToken: cfg.AuthQueryToken,
 		cookie:     cfg.AuthCookie,
 		public:     grantSet(cfg.PublicStreams),
+		leeway:     max(cfg.JWTLeeway, 0),
 	}
 }
 

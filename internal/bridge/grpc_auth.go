@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -210,6 +211,61 @@ func (a *grpcAuth) caller(ctx context.Context, method string) (*publisher, error
 	return p, nil
 }
 
+// streamCaller is the caller of a long-lived stream (PublishStream), kept
+// current: the credential it opened the stream with may lapse while it
+// is open. A JWT expires; a reload of the publishers file drops the entry,
+// or changes its grants or rate. Used by the stream's handler only.
+type streamCaller struct {
+	a      *grpcAuth
+	ctx    context.Context
+	method string
+	p      *publisher    // nil: publisher auth is off
+	set    *publisherSet // the file's version p is of, or older
+}
+
+// streamCaller identifies the caller of a stream as caller does.
+func (a *grpcAuth) streamCaller(ctx context.Context, method string) (*streamCaller, error) {
+	var set *publisherSet
+	if a != nil && a.pubs != nil {
+		// Read before identifying: a reload in between makes the first
+		// check identify again, which costs nothing but that.
+		set = a.pubs.current()
+	}
+	p, err := a.caller(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	return &streamCaller{a: a, ctx: ctx, method: method, p: p, set: set}, nil
+}
+
+// current returns the caller as of now: the one identified before while its
+// token has not expired and the publishers file is the version it came from,
+// else identified again against the file in force. An error (Unauthenticated:
+// the token expired, or the entry is gone) ends the stream; new grants and
+// rates apply from the next event. A JWT caller is not identified again on a
+// reload: the file does not decide its grants, its token does.
+func (c *streamCaller) current(now time.Time) (*publisher, error) {
+	if c.p == nil {
+		return nil, nil
+	}
+	if !c.p.expires.IsZero() {
+		if !now.Before(c.p.expires) {
+			return nil, c.a.refuse(c.ctx, c.method, authFailureReason(errTokenExpired),
+				status.Error(codes.Unauthenticated, "the token expired while the stream was open: open a new stream with a fresh token; an event without a result was not stored"))
+		}
+		return c.p, nil
+	}
+	if set := c.a.pubs.current(); set != c.set {
+		p, reason, err := c.a.identify(c.ctx)
+		if err != nil {
+			return nil, c.a.refuse(c.ctx, c.method, reason,
+				status.Error(status.Code(err), "the publishers file was reloaded and no longer lets this credential publish ("+status.Convert(err).Message()+"); an event without a result was not stored"))
+		}
+		c.p, c.set = p, set
+	}
+	return c.p, nil
+}
+
 // refuse counts and logs a refusal (never a credential) and returns err.
 func (a *grpcAuth) refuse(ctx context.Context, method, reason string, err error) error {
 	a.metrics.authFailed(sidePublisher, reason)
@@ -254,7 +310,8 @@ func (a *grpcAuth) identify(ctx context.Context) (p *publisher, reason string, e
 			claims, err := a.jwt.verify(ctx, token)
 			switch {
 			case err == nil:
-				return &publisher{streams: claims.publish}, "", nil
+				// Refused from exp plus the leeway on, as verify would.
+				return &publisher{streams: claims.publish, expires: claims.expires.Add(a.jwt.leeway)}, "", nil
 			case errors.Is(err, errJWKSUnavailable):
 				return nil, authReasonJWKSUnavailable, status.Error(codes.Unavailable, "the token signing keys (--jwks) cannot be fetched right now: retry later")
 			case errors.Is(err, errTokenExpired), errors.Is(err, errTokenNotYetValid):

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -61,8 +62,10 @@ type received struct {
 // receive's status when the stream breaks, and with OK once the publisher
 // closed its side and every result was sent.
 //
-// Grants and rate are checked per event with the credential the stream
-// started with: a publishers file reloaded since applies to new streams.
+// Grants and rate are checked per event, with the credential as it stands
+// when the events are taken (streamCaller): a stream whose token expired,
+// or whose entry a reload of the publishers file dropped, ends with
+// Unauthenticated, its events not taken yet unstored and unanswered.
 func (p *publishService) PublishStream(ss bridgev1.BridgeService_PublishStreamServer) error {
 	const method = bridgev1.BridgeService_PublishStream_FullMethodName
 	ctx := ss.Context()
@@ -80,7 +83,7 @@ func (p *publishService) PublishStream(ss bridgev1.BridgeService_PublishStreamSe
 		s.open.Add(-1)
 		p.metrics.publishStreams.Dec()
 	}()
-	caller, err := p.auth.caller(ctx, method)
+	who, err := p.auth.streamCaller(ctx, method)
 	if err != nil {
 		return err
 	}
@@ -157,6 +160,12 @@ func (p *publishService) PublishStream(ss bridgev1.BridgeService_PublishStreamSe
 		var recvErr error
 		got, ended, recvErr = q.take(got)
 		if len(got) > 0 {
+			// The credential as of now: it may have expired, or a
+			// reload changed what it may do, since the last take.
+			caller, err := who.current(time.Now())
+			if err != nil {
+				return finish(err)
+			}
 			results := make([]*bridgev1.PublishResult, len(got))
 			for i, r := range got {
 				if r.err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -67,6 +68,10 @@ type publisher struct {
 	rate    rate.Limit // 0: no limit
 	burst   int
 	limiter *rate.Limiter // nil: no limit
+	// expires is when a JWT publisher's token (--publisher-jwt) stops
+	// verifying: its exp plus --jwt-leeway. Zero for an entry of the file,
+	// which lasts until a reload drops it.
+	expires time.Time
 }
 
 // publisherSet is one loaded version of the file. Immutable.
