@@ -74,10 +74,14 @@ type publisher struct {
 	expires time.Time
 }
 
-// publisherSet is one loaded version of the file. Immutable.
+// publisherSet is one loaded version of the file. Immutable but for
+// replaced, which reload closes once a newer version is in force: a
+// long-lived read authorized by this version (Subscribe) waits on it to
+// check its credential again.
 type publisherSet struct {
-	list  []*publisher
-	certs map[string]*publisher
+	list     []*publisher
+	certs    map[string]*publisher
+	replaced chan struct{}
 }
 
 // byToken returns the publisher whose token hashes to the SHA-256 of token,
@@ -146,7 +150,7 @@ func (p *publishers) reload() (*publisherSet, error) {
 			n.limiter = o.limiter
 		}
 	}
-	p.cur.Store(set)
+	close(p.cur.Swap(set).replaced)
 	return set, nil
 }
 
@@ -181,7 +185,7 @@ func parsePublishers(raw []byte) (*publisherSet, error) {
 	if f.Publishers == nil {
 		return nil, errors.New("no \"publishers\" list: the file is {\"publishers\": [...]}")
 	}
-	set := &publisherSet{certs: map[string]*publisher{}}
+	set := &publisherSet{certs: map[string]*publisher{}, replaced: make(chan struct{})}
 	var errs []error
 	names := map[string]int{}
 	tokens := map[[sha256.Size]byte]int{}

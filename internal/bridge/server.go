@@ -715,8 +715,10 @@ func (s *Server) grpcAuth(m *metrics) *grpcAuth {
 
 // ReloadPublishers reads the publishers file (Config.Publishers) again. On
 // error the list loaded before stays in force; the error is logged and
-// returned. Calls already authorized are not affected; a publisher whose
-// rate is unchanged keeps its bucket. It returns nil, doing nothing, when no
+// returned. Unary calls already authorized are not affected; an open
+// PublishStream, and a Subscribe authorized by an entry of the file, are
+// checked again, and end when their entry or grant is gone. A publisher
+// whose rate is unchanged keeps its bucket. It returns nil, doing nothing, when no
 // file is configured. Safe to call at any time, from any goroutine.
 func (s *Server) ReloadPublishers() error {
 	if s.pubs == nil {

@@ -117,7 +117,7 @@ func (rs *readService) Subscribe(req *bridgev1.SubscribeRequest, stream grpc.Ser
 		return status.Errorf(codes.ResourceExhausted, "the bridge refuses new subscribers for now (%s): retry later", reason)
 	}
 	defer release()
-	subject, expires, err := rs.authorize(ctx, streams)
+	subject, expires, via, err := rs.authorizeVia(ctx, streams)
 	if err != nil {
 		return err
 	}
@@ -177,9 +177,30 @@ func (rs *readService) Subscribe(req *bridgev1.SubscribeRequest, stream grpc.Ser
 		defer rs.senders.Done()
 		sent <- rs.pump(ctx, stream, c, sk, stall)
 	}()
-	select {
-	case err = <-sent:
-	case <-ctx.Done():
+	// A publisher's credential lasts until a reload of the publishers
+	// file drops its entry or its read grant: the read ends then.
+	var reloaded <-chan struct{}
+	if via != nil {
+		reloaded = via.replaced
+	}
+	var revoked error
+wait:
+	for {
+		select {
+		case err = <-sent:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-reloaded:
+			if _, _, via, revoked = rs.authorizeVia(ctx, streams); revoked != nil {
+				revoked = status.Error(status.Code(revoked), "the publishers file was reloaded and no longer lets this credential read these streams ("+status.Convert(revoked).Message()+"): subscribe again with a credential that may, and after_id set to the id of the last message read")
+				break wait
+			}
+			reloaded = nil
+			if via != nil {
+				reloaded = via.replaced
+			}
+		}
 	}
 	cancel()
 	releaseSubject() // before the connection leaves the count, as /events'
@@ -190,6 +211,9 @@ func (rs *readService) Subscribe(req *bridgev1.SubscribeRequest, stream grpc.Ser
 	rs.hub.unregister(c)
 	if err != nil {
 		return err // the client went: its own status
+	}
+	if revoked != nil {
+		return revoked
 	}
 	return rs.ended(stream.Context(), c, sk)
 }
@@ -302,8 +326,16 @@ func (rs *readService) checkStreams(names []string) ([]string, error) {
 // UNAUTHENTICATED for a missing or bad credential, PERMISSION_DENIED for
 // streams not granted, UNAVAILABLE while the key set cannot be fetched.
 func (rs *readService) authorize(ctx context.Context, streams []string) (subject string, expires time.Time, err error) {
+	subject, expires, _, err = rs.authorizeVia(ctx, streams)
+	return subject, expires, err
+}
+
+// authorizeVia is authorize, and also returns the publishers file's version
+// whose entry authorized the read; nil when no entry of the file did (a
+// JWT, the public patterns, auth off).
+func (rs *readService) authorizeVia(ctx context.Context, streams []string) (subject string, expires time.Time, via *publisherSet, err error) {
 	if rs.auth == nil {
-		return "", time.Time{}, nil
+		return "", time.Time{}, nil, nil
 	}
 	var set *publisherSet
 	if rs.pubs != nil {
@@ -313,40 +345,40 @@ func (rs *readService) authorize(ctx context.Context, streams []string) (subject
 	vals := md.Get("authorization")
 	switch {
 	case len(vals) > 1:
-		return "", time.Time{}, rs.refuse(authReasonMalformed, status.Error(codes.Unauthenticated, "more than one authorization metadata entry: send one, \"authorization: Bearer TOKEN\""))
+		return "", time.Time{}, nil, rs.refuse(authReasonMalformed, status.Error(codes.Unauthenticated, "more than one authorization metadata entry: send one, \"authorization: Bearer TOKEN\""))
 	case len(vals) == 1:
 		token, ok := bearerToken(vals[0])
 		if !ok {
-			return "", time.Time{}, rs.refuse(authReasonMalformed, status.Error(codes.Unauthenticated, "the authorization metadata is not \"Bearer TOKEN\": send the subscriber's token as \"authorization: Bearer TOKEN\""))
+			return "", time.Time{}, nil, rs.refuse(authReasonMalformed, status.Error(codes.Unauthenticated, "the authorization metadata is not \"Bearer TOKEN\": send the subscriber's token as \"authorization: Bearer TOKEN\""))
 		}
 		if set != nil {
 			if p := set.byToken(token); p != nil {
-				return "", time.Time{}, rs.publisherMayRead(p, streams)
+				return "", time.Time{}, set, rs.publisherMayRead(p, streams)
 			}
 		}
 		pr, err := rs.auth.verify(ctx, token)
 		if errors.Is(err, errJWKSUnavailable) {
-			return "", time.Time{}, status.Error(codes.Unavailable, "the token signing keys (--jwks) cannot be fetched right now: retry later")
+			return "", time.Time{}, nil, status.Error(codes.Unavailable, "the token signing keys (--jwks) cannot be fetched right now: retry later")
 		}
 		if err != nil {
-			return "", time.Time{}, rs.refuse(authFailureReason(err), status.Error(codes.Unauthenticated, err.Error()))
+			return "", time.Time{}, nil, rs.refuse(authFailureReason(err), status.Error(codes.Unauthenticated, err.Error()))
 		}
 		if refused := rs.auth.refused(streams, pr); len(refused) > 0 {
-			return "", time.Time{}, rs.refuse(authReasonNotGranted, status.Errorf(codes.PermissionDenied,
+			return "", time.Time{}, nil, rs.refuse(authReasonNotGranted, status.Errorf(codes.PermissionDenied,
 				"your token does not grant the streams %s: subscribe to granted streams only, or get a token that grants these", strings.Join(refused, ", ")))
 		}
-		return pr.subject, pr.expires, nil
+		return pr.subject, pr.expires, nil, nil
 	}
 	if name, ok := certPrincipal(ctx); ok && set != nil {
 		if p := set.byCert(name); p != nil {
-			return "", time.Time{}, rs.publisherMayRead(p, streams)
+			return "", time.Time{}, set, rs.publisherMayRead(p, streams)
 		}
 	}
 	if refused := rs.auth.refused(streams, principal{}); len(refused) > 0 {
-		return "", time.Time{}, rs.refuse(authReasonNoToken, status.Errorf(codes.Unauthenticated,
+		return "", time.Time{}, nil, rs.refuse(authReasonNoToken, status.Errorf(codes.Unauthenticated,
 			"no token: the streams %s are not public; send a subscriber token as \"authorization: Bearer TOKEN\" metadata", strings.Join(refused, ", ")))
 	}
-	return "", time.Time{}, nil
+	return "", time.Time{}, nil, nil
 }
 
 // publisherMayRead checks streams against p's read patterns.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -588,4 +589,45 @@ func TestHistoryThenLive(t *testing.T) {
 		ns := bridge.StartNATS(t)
 		run(t, startBridge(t, natsConfig(ns)), startBridge(t, natsConfig(ns)))
 	})
+}
+
+// TestSubscribeFollowsReloads: a Subscribe authorized by a publisher's read
+// grant goes on through a reload that keeps the grant, and ends, with the
+// reload's verdict, at one that drops it.
+func TestSubscribeFollowsReloads(t *testing.T) {
+	t.Parallel()
+	writer := `{"name": "writer", "token_sha256": "` + hashToken("writer-token") + `", "streams": ["orders.>"]}`
+	auditor := func(read ...string) string {
+		return `{"name": "auditor", "token_sha256": "` + hashToken("auditor-token") + `", "streams": ["audit"], "read": ` + mustJSON(t, read) + `}`
+	}
+	file := writeFile(t, "publishers.json", `{"publishers": [`+writer+`, `+auditor("orders.>")+`]}`)
+	// Subscriber auth on (a key): without it every stream is readable.
+	b := startBridge(t, bridge.Config{JWTKey: writeKeyFile(t, testHMACKey), Publishers: file})
+	reload := func(entries ...string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(`{"publishers": [`+strings.Join(entries, ", ")+`]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.srv.ReloadPublishers(); err != nil {
+			t.Fatalf("ReloadPublishers() = %v", err)
+		}
+	}
+	publish := func() uint64 {
+		t.Helper()
+		id, err := b.publishAs(t, bearer("writer-token"), "orders.eu")
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		return id
+	}
+	sub := subscribeGRPC(t, b.client, &bridgev1.SubscribeRequest{Streams: []string{"orders.eu"}}, bearer("auditor-token"))
+	if id, m := publish(), sub.next(t); m.GetId() != id {
+		t.Fatalf("before any reload: event %d, want %d", m.GetId(), id)
+	}
+	reload(writer, auditor("orders.eu", "billing"))
+	if id, m := publish(), sub.next(t); m.GetId() != id {
+		t.Fatalf("after a reload that keeps the grant: event %d, want %d", m.GetId(), id)
+	}
+	reload(writer, auditor("billing"))
+	checkCall(t, "the stream once a reload dropped its grant", sub.end(t), codes.PermissionDenied, "reloaded", "after_id")
 }
