@@ -2,8 +2,11 @@ package bridge
 
 import (
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -121,23 +124,79 @@ func joinComma(s []string) string {
 	return out
 }
 
-// freePorts returns n loopback ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
+// freePorts returns n loopback ports, free a moment ago, for servers that
+// must listen on ports known in advance (a cluster's routes, a restart on
+// the same port). They come from below the system's ephemeral range when
+// it can be read: a port of that range, once freed, is the local port of
+// the next connection any parallel test opens as likely as any other, and
+// a server then cannot listen on it (a cluster server once waited its whole
+// minute to be ready). Below the range, only an explicit bind takes a port,
+// and this process hands each out once.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports.Lock()
+	defer ports.Unlock()
+	var out []int
+	if low := ephemeralLow(); low > firstFixedPort+1000 {
+		for tries := 0; len(out) < n && tries < 1000; tries++ {
+			p := firstFixedPort + rand.IntN(low-firstFixedPort)
+			if ports.given[p] {
+				continue
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				continue // taken
+			}
+			_ = l.Close()
+			ports.given[p] = true
+			out = append(out, p)
+		}
+		if len(out) == n {
+			return out
+		}
+	}
+	// Anywhere the kernel likes: free a moment ago.
 	var ls []net.Listener
-	for range n {
+	for len(out) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
 	}
 	for _, l := range ls {
 		_ = l.Close()
 	}
-	return ports
+	return out
+}
+
+// ports are the ports freePorts handed out in this process.
+var ports = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// firstFixedPort is the lowest port freePorts hands out: above the
+// well-known and the commonly configured ones.
+const firstFixedPort = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0
+// when it cannot be read (not Linux).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
 }
 
 // linkProxy forwards the TCP connections it accepts to target. Frozen, it

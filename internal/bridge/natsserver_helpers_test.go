@@ -38,6 +38,11 @@ func startNATS(tb testing.TB, mods ...func(*server.Options)) *natsServer {
 	for _, m := range mods {
 		m(opts)
 	}
+	if opts.Port == server.RANDOM_PORT {
+		// A port known before the first start, out of the way of the
+		// ephemeral ones (freePorts): a restart binds it again.
+		opts.Port = freePorts(tb, 1)[0]
+	}
 	n := &natsServer{opts: opts}
 	n.Start(tb)
 	// Restarts reuse the port the first start got, so clients reconnect.
