@@ -24,7 +24,7 @@
 // BENCHMARKS.md shows.
 package main
 
-//go:generate go run . -o ../ratios.svg ../reference/6ec5482 ../reference/ba25bb1-w3x6 ../reference/ba25bb1-w3x6-eager ../reference/98e8213-w3x8 ../reference/23f5901-ingest ../reference/697a5f1-ingest ../reference/a36b8da-ingest
+//go:generate go run . -o ../ratios.svg ../reference/6ec5482 ../reference/ba25bb1-w3x6 ../reference/ba25bb1-w3x6-eager ../reference/98e8213-w3x8 ../reference/23f5901-ingest ../reference/697a5f1-ingest ../reference/a36b8da-ingest ../reference/c9e8fae-ingest
 //go:generate go run . -soak ../reference/soak-f9d20e3/soak.csv -warmup 2m -max-growth 10 -o ../soak.svg
 
 import (
