@@ -43,7 +43,7 @@ func (rs *readService) History(ctx context.Context, req *bridgev1.HistoryRequest
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if _, _, err := rs.authorize(ctx, streams); err != nil {
+	if _, _, _, err := rs.authorize(ctx, streams); err != nil {
 		return nil, err
 	}
 	return rs.history(ctx, streams[0], limit, req.AfterId, format)

@@ -117,7 +117,7 @@ func (rs *readService) Subscribe(req *bridgev1.SubscribeRequest, stream grpc.Ser
 		return status.Errorf(codes.ResourceExhausted, "the bridge refuses new subscribers for now (%s): retry later", reason)
 	}
 	defer release()
-	subject, expires, via, err := rs.authorizeVia(ctx, streams)
+	subject, expires, via, err := rs.authorize(ctx, streams)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ wait:
 		case <-ctx.Done():
 			break wait
 		case <-reloaded:
-			if _, _, via, revoked = rs.authorizeVia(ctx, streams); revoked != nil {
+			if _, _, via, revoked = rs.authorize(ctx, streams); revoked != nil {
 				revoked = status.Error(status.Code(revoked), "the publishers file was reloaded and no longer lets this credential read these streams ("+status.Convert(revoked).Message()+"): subscribe again with a credential that may, and after_id set to the id of the last message read")
 				break wait
 			}
@@ -325,15 +325,10 @@ func (rs *readService) checkStreams(names []string) ([]string, error) {
 // for a publisher, whose credential does not expire), or a status error:
 // UNAUTHENTICATED for a missing or bad credential, PERMISSION_DENIED for
 // streams not granted, UNAVAILABLE while the key set cannot be fetched.
-func (rs *readService) authorize(ctx context.Context, streams []string) (subject string, expires time.Time, err error) {
-	subject, expires, _, err = rs.authorizeVia(ctx, streams)
-	return subject, expires, err
-}
-
-// authorizeVia is authorize, and also returns the publishers file's version
-// whose entry authorized the read; nil when no entry of the file did (a
-// JWT, the public patterns, auth off).
-func (rs *readService) authorizeVia(ctx context.Context, streams []string) (subject string, expires time.Time, via *publisherSet, err error) {
+//
+// via is the publishers file's version whose entry authorized the read; nil
+// when no entry of the file did (a JWT, the public patterns, auth off).
+func (rs *readService) authorize(ctx context.Context, streams []string) (subject string, expires time.Time, via *publisherSet, err error) {
 	if rs.auth == nil {
 		return "", time.Time{}, nil, nil
 	}
