@@ -140,14 +140,14 @@ func TestParseFlags(t *testing.T) {
 			name: "nats engine from flags",
 			args: []string{"--engine", "nats", "--nats-url", "nats://a:4222, nats://b:4222", "--nats-user", "bridge", "--nats-password", "pw",
 				"--nats-stream", "EVENTS", "--nats-subject-prefix", "acme.sse", "--nats-replicas", "3", "--nats-storage", "memory",
-				"--nats-tls-ca", "ca.pem", "--nats-tls-cert", "c.pem", "--nats-tls-key", "k.pem", "--nats-connect-timeout", "2s",
+				"--nats-tls-ca", "ca.pem", "--nats-tls-cert", "c.pem", "--nats-tls-key", "k.pem", "--nats-connect-timeout", "2s", "--nats-max-pending", "64",
 				"--history-size", "50", "--history-age", "10m"},
 			check: func(t *testing.T, got bridge.Config) {
 				t.Helper()
 				n := got.NATS
 				if got.Engine != "nats" || strings.Join(n.URLs, " ") != "nats://a:4222 nats://b:4222" || n.User != "bridge" || n.Password != "pw" ||
 					n.Stream != "EVENTS" || n.SubjectPrefix != "acme.sse" || n.Replicas != 3 || n.Storage != "memory" ||
-					n.TLSCA != "ca.pem" || n.TLSCert != "c.pem" || n.TLSKey != "k.pem" || n.ConnectTimeout != 2*time.Second ||
+					n.TLSCA != "ca.pem" || n.TLSCert != "c.pem" || n.TLSKey != "k.pem" || n.ConnectTimeout != 2*time.Second || n.MaxPending != 64 ||
 					got.HistorySize != 50 || got.HistoryAge != 10*time.Minute {
 					t.Errorf("nats config = %q %+v", got.Engine, n)
 				}
@@ -250,6 +250,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown engine", args: []string{"--engine", "redis"}, wantErr: "engine \"redis\" is unknown"},
 		{name: "bad nats storage", args: []string{"--engine", "nats", "--nats-storage", "disk"}, wantErr: "NATS storage"},
 		{name: "bad nats replicas", args: []string{"--engine", "nats", "--nats-replicas", "7"}, wantErr: "NATS replicas"},
+		{name: "bad nats max pending", args: []string{"--engine", "nats", "--nats-max-pending", "-1"}, wantErr: "NATS max pending must be 1 to"},
 		{name: "bad subject prefix", args: []string{"--engine", "nats", "--nats-subject-prefix", "bridge.>"}, wantErr: "subject prefix"},
 		{name: "password without user", args: []string{"--engine", "nats", "--nats-password", "pw"}, wantErr: "needs a NATS user"},
 		{name: "two credentials", args: []string{"--engine", "nats", "--nats-token", "t", "--nats-creds", "x.creds"}, wantErr: "one NATS credential"},

@@ -375,6 +375,8 @@ const (
 	defaultNATSReplicas          = 1
 	defaultNATSStorage           = natsStorageFile
 	defaultNATSConnectTimeout    = 5 * time.Second
+	defaultNATSMaxPending        = 4096
+	maxNATSMaxPending            = 1 << 20
 	defaultMaxBatch              = 1000
 	defaultMaxBatchBytes         = 4 << 20
 	// defaultMaxStreamInflight: enough to keep a publish stream's store
@@ -671,6 +673,13 @@ type NATSConfig struct {
 	// the history age (JetStream's limit); zero means 2 minutes. A Server
 	// sets it from Config.DedupeWindow.
 	DedupeWindow time.Duration
+	// MaxPending bounds the events this node has published to JetStream
+	// and not yet had acknowledged, all publishes together (the memory of
+	// the publishes in flight and of the JetStream ack routing). A publish
+	// that finds them all taken waits for one, until its deadline and at
+	// most 5s, then fails with UNAVAILABLE (retry with the same idempotency
+	// key). 1 to 1,048,576; zero means 4096.
+	MaxPending int
 }
 
 // The storages [NATSConfig.Storage] names.
@@ -690,6 +699,7 @@ func (n *NATSConfig) setDefaults() {
 	setDefault(&n.Storage, defaultNATSStorage)
 	setDefault(&n.ConnectTimeout, defaultNATSConnectTimeout)
 	setDefault(&n.DedupeWindow, defaultDedupeWindow)
+	setDefault(&n.MaxPending, defaultNATSMaxPending)
 }
 
 func (n *NATSConfig) validate() []error {
@@ -721,6 +731,9 @@ func (n *NATSConfig) validate() []error {
 	}
 	if n.DedupeWindow < 0 {
 		errs = append(errs, fmt.Errorf("dedupe window must not be negative, got %v", n.DedupeWindow))
+	}
+	if n.MaxPending < 1 || n.MaxPending > maxNATSMaxPending {
+		errs = append(errs, fmt.Errorf("NATS max pending must be 1 to %d, got %d", maxNATSMaxPending, n.MaxPending))
 	}
 	if n.Password != "" && n.User == "" {
 		errs = append(errs, errors.New("a NATS password needs a NATS user"))

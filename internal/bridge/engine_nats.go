@@ -198,7 +198,7 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 	if err != nil {
 		return fail(fmt.Errorf("JetStream client: %w", err))
 	}
-	if e.acks, err = newNATSAcks(nc); err != nil {
+	if e.acks, err = newNATSAcks(nc, cfg.MaxPending); err != nil {
 		return fail(err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)

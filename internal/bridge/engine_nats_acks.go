@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,23 +30,30 @@ var (
 	// errAckTimeout: no ack came for natsRequestTimeout (a cluster without
 	// quorum stores nothing and answers nothing).
 	errAckTimeout = fmt.Errorf("JetStream acknowledged nothing for %v", natsRequestTimeout)
-	// errTooManyPending: natsMaxPending events awaited their acks for as
-	// long as the publish could wait to send.
-	errTooManyPending = fmt.Errorf("%d events await their acknowledgement from JetStream", natsMaxPending)
+	// errTooManyPending: NATSConfig.MaxPending events awaited their acks
+	// for as long as the publish could wait to send (wrapped with the
+	// figure).
+	errTooManyPending = errors.New("events await their acknowledgement from JetStream (--nats-max-pending)")
 	// errAckMissing never happens: a wait ended with an event neither
 	// acknowledged nor given up on.
 	errAckMissing = errors.New("no acknowledgement from JetStream")
 )
 
 // natsAcks routes the acks of the engine's publishes to their batches and
-// bounds the events awaiting theirs (natsMaxPending). Safe for concurrent
-// use.
+// bounds the events awaiting theirs (NATSConfig.MaxPending). Safe for
+// concurrent use.
 type natsAcks struct {
 	prefix string // the reply subjects' prefix, with its trailing dot
 	sub    *nats.Subscription
 	// slots holds a token per event sent and not yet acknowledged (or
-	// given up on).
+	// given up on); its length is the bridge_nats_publish_pending_events
+	// gauge, so the hot path keeps no counter of its own.
 	slots chan struct{}
+	// waited counts the events whose publish found every slot taken and
+	// got one after waiting; refused those that waited in vain (their
+	// publish failed with UNAVAILABLE). Either says JetStream acknowledges
+	// more slowly than this node publishes.
+	waited, refused atomic.Int64
 
 	mu      sync.Mutex
 	next    uint64
@@ -55,10 +63,10 @@ type natsAcks struct {
 // newNATSAcks subscribes to the replies of the engine's publishes on nc.
 // The subscription lives as long as the connection: nats.go renews it
 // after a reconnect.
-func newNATSAcks(nc *nats.Conn) (*natsAcks, error) {
+func newNATSAcks(nc *nats.Conn, maxPending int) (*natsAcks, error) {
 	a := &natsAcks{
 		prefix:  nc.NewInbox() + ".",
-		slots:   make(chan struct{}, natsMaxPending),
+		slots:   make(chan struct{}, maxPending),
 		batches: make(map[uint64]*natsBatchAcks),
 	}
 	var err error
@@ -123,12 +131,20 @@ func (a *natsAcks) acquire(ctx context.Context, wait func() time.Duration) error
 	defer t.Stop()
 	select {
 	case a.slots <- struct{}{}:
+		a.waited.Add(1)
 		return nil
 	case <-ctx.Done():
+		a.refused.Add(1)
 		return context.Cause(ctx)
 	case <-t.C:
-		return errTooManyPending
+		a.refused.Add(1)
+		return fmt.Errorf("%d %w", cap(a.slots), errTooManyPending)
 	}
+}
+
+// pending returns how many events await their acks, and the most that may.
+func (a *natsAcks) pending() (n, limit int) {
+	return len(a.slots), cap(a.slots)
 }
 
 // release frees n slots.

@@ -27,12 +27,10 @@ const (
 	// natsBatchWindow is the most publishes of one batch awaiting their
 	// acks: enough to keep the connection busy (an ack takes a round trip
 	// and a store), few enough that one batch leaves slots of
-	// natsMaxPending to others.
+	// NATSConfig.MaxPending (all batches together; a batch that finds
+	// every slot taken waits for one, at most until its deadline) to
+	// others.
 	natsBatchWindow = 256
-	// natsMaxPending bounds the publishes of all batches awaiting their
-	// acks on the connection; a batch that finds every slot taken waits
-	// for one, at most until its deadline.
-	natsMaxPending = 4096
 	// natsMaxMsgID is the longest Nats-Msg-Id sent as is; a longer one is
 	// replaced by a hash. JetStream keeps the id of every keyed event of
 	// the duplicate window in memory.
@@ -219,7 +217,7 @@ func (p *batchPublish) send(i int) {
 	}
 }
 
-// stallWait is how long a publish may wait for a slot of natsMaxPending:
+// stallWait is how long a publish may wait for a slot of NATSConfig.MaxPending:
 // until ctx's deadline, at most natsRequestTimeout (from the batch's first
 // publish: a batch that waits so long fails anyway).
 func (p *batchPublish) stallWait() time.Duration {

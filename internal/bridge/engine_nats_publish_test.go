@@ -432,3 +432,41 @@ func TestNATSEngineClusterIdempotency(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSEngineMaxPending: with room for two events awaiting their acks,
+// two batches published at once still store every event once, in order,
+// each waiting for room; the metrics say how many waited and that nothing
+// awaits an ack once both are done.
+func TestNATSEngineMaxPending(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}, MaxPending: 2}, 10000, time.Hour)
+	const n = 200
+	batches := [][]*Event{numbered(n, "", "a"), numbered(n, "", "b")}
+	results := make([][]Stored, len(batches))
+	var wg sync.WaitGroup
+	for b := range batches {
+		wg.Go(func() { results[b] = publishBatch(t, e, batches[b]) })
+	}
+	wg.Wait()
+	for b, res := range results {
+		var last uint64
+		for i, r := range res {
+			if r.Err != nil || r.Duplicate || r.ID <= last {
+				t.Fatalf("batch %d event %d: result %+v after id %d, want a new id above it", b, i, r, last)
+			}
+			last = r.ID
+		}
+	}
+	s := e.Stats()
+	if s.PublishPending != 0 || s.PublishPendingLimit != 2 || s.PublishWaited == 0 || s.PublishRefused != 0 {
+		t.Errorf("Stats() = %+v, want nothing pending of a limit of 2, some events waited, none refused", s)
+	}
+	m := newMetrics(newHub(e, 8, 100, nil), e)
+	if got := gauge(t, m, "bridge_nats_publish_pending_limit_events"); got != 2 {
+		t.Errorf("bridge_nats_publish_pending_limit_events = %v, want 2", got)
+	}
+	if got := gauge(t, m, "bridge_nats_publish_pending_events"); got != 0 {
+		t.Errorf("bridge_nats_publish_pending_events = %v, want 0", got)
+	}
+}

@@ -265,6 +265,13 @@ type NATSStats struct {
 	// node delivered them (each ended its SSE connections, which resumed
 	// and got bridge.reset).
 	Gaps int64
+	// PublishPending is how many events this node published and awaits
+	// JetStream's acks for; PublishPendingLimit the most it may
+	// (NATSConfig.MaxPending). PublishWaited counts the events whose
+	// publish waited for room under that limit, PublishRefused those that
+	// waited in vain and failed with UNAVAILABLE.
+	PublishPending, PublishPendingLimit int
+	PublishWaited, PublishRefused       int64
 }
 
 // Stats returns the engine's delivery figures. Safe for concurrent use.
@@ -272,7 +279,7 @@ func (e *NATSEngine) Stats() NATSStats {
 	e.mu.Lock()
 	stalled := e.stalled != nil
 	e.mu.Unlock()
-	return NATSStats{
+	s := NATSStats{
 		Lag:              e.lag.Load(),
 		Stalled:          stalled,
 		Stalls:           e.stalls.Load(),
@@ -280,4 +287,9 @@ func (e *NATSEngine) Stats() NATSStats {
 		HistoryLosses:    e.historyLosses.Load(),
 		Gaps:             e.gaps.Load(),
 	}
+	if e.acks != nil { // nil until the start connected
+		s.PublishPending, s.PublishPendingLimit = e.acks.pending()
+		s.PublishWaited, s.PublishRefused = e.acks.waited.Load(), e.acks.refused.Load()
+	}
+	return s
 }

@@ -250,6 +250,10 @@ var (
 	descNATSRestarts = prometheus.NewDesc("bridge_nats_consumer_restarts_total", "JetStream consumers this node started again after a stall or an error.", nil, nil)
 	descNATSLosses   = prometheus.NewDesc("bridge_nats_history_losses_total", "Times this node found the JetStream stream had lost its history, and fenced it so ids never repeat.", nil, nil)
 	descNATSGaps     = prometheus.NewDesc("bridge_nats_delivery_gaps_total", "Runs of events removed from JetStream (by --history-size or --history-age) before this node delivered them: it fell further behind than history; its SSE connections resumed and got bridge.reset.", nil, nil)
+
+	descNATSPending      = prometheus.NewDesc("bridge_nats_publish_pending_events", "Events this node published to JetStream and awaits the acks of.", nil, nil)
+	descNATSPendingLimit = prometheus.NewDesc("bridge_nats_publish_pending_limit_events", "The most events this node may await JetStream's acks of, --nats-max-pending.", nil, nil)
+	descNATSBackpressure = prometheus.NewDesc("bridge_nats_publish_backpressure_total", "Events whose publish found --nats-max-pending events awaiting their acks, by result: waited (then sent), refused (no room came before the publish's deadline or cancel, or within 5s: not sent).", []string{"result"}, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -265,7 +269,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	if _, ok := c.engine.(natsReporter); ok {
-		for _, d := range []*prometheus.Desc{descNATSLag, descNATSStalled, descNATSStalls, descNATSRestarts, descNATSLosses, descNATSGaps} {
+		for _, d := range []*prometheus.Desc{descNATSLag, descNATSStalled, descNATSStalls, descNATSRestarts, descNATSLosses, descNATSGaps, descNATSPending, descNATSPendingLimit, descNATSBackpressure} {
 			ch <- d
 		}
 	}
@@ -319,5 +323,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descNATSRestarts, prometheus.CounterValue, float64(s.ConsumerRestarts))
 		ch <- prometheus.MustNewConstMetric(descNATSLosses, prometheus.CounterValue, float64(s.HistoryLosses))
 		ch <- prometheus.MustNewConstMetric(descNATSGaps, prometheus.CounterValue, float64(s.Gaps))
+		ch <- prometheus.MustNewConstMetric(descNATSPending, prometheus.GaugeValue, float64(s.PublishPending))
+		ch <- prometheus.MustNewConstMetric(descNATSPendingLimit, prometheus.GaugeValue, float64(s.PublishPendingLimit))
+		ch <- prometheus.MustNewConstMetric(descNATSBackpressure, prometheus.CounterValue, float64(s.PublishWaited), "waited")
+		ch <- prometheus.MustNewConstMetric(descNATSBackpressure, prometheus.CounterValue, float64(s.PublishRefused), "refused")
 	}
 }
