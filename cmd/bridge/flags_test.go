@@ -250,6 +250,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown engine", args: []string{"--engine", "redis"}, wantErr: "engine \"redis\" is unknown"},
 		{name: "bad nats storage", args: []string{"--engine", "nats", "--nats-storage", "disk"}, wantErr: "NATS storage"},
 		{name: "bad nats replicas", args: []string{"--engine", "nats", "--nats-replicas", "7"}, wantErr: "NATS replicas"},
+		{name: "async persist on memory storage", args: []string{"--engine", "nats", "--nats-persist", "async", "--nats-storage", "memory"}, wantErr: "needs file storage"},
 		{name: "bad nats max pending", args: []string{"--engine", "nats", "--nats-max-pending", "-1"}, wantErr: "NATS max pending must be 1 to"},
 		{name: "bad subject prefix", args: []string{"--engine", "nats", "--nats-subject-prefix", "bridge.>"}, wantErr: "subject prefix"},
 		{name: "password without user", args: []string{"--engine", "nats", "--nats-password", "pw"}, wantErr: "needs a NATS user"},

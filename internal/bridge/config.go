@@ -374,6 +374,7 @@ const (
 	defaultNATSSubjectPrefix     = "bridge"
 	defaultNATSReplicas          = 1
 	defaultNATSStorage           = natsStorageFile
+	defaultNATSPersist           = natsPersistSync
 	defaultNATSConnectTimeout    = 5 * time.Second
 	defaultNATSMaxPending        = 4096
 	maxNATSMaxPending            = 1 << 20
@@ -664,6 +665,17 @@ type NATSConfig struct {
 	// Storage is where the NATS servers keep the stream: "file" (survives a
 	// NATS restart) or "memory". Zero means "file".
 	Storage string
+	// Persist is when a NATS server writes an event of a file stream to
+	// its file: "sync", before it acknowledges the event (a crash of the
+	// NATS server process loses no acknowledged event), or "async", in the
+	// background shortly after (about a third less NATS server CPU per
+	// event; such a crash loses the events of the last moments, which the
+	// bridges then handle as a lost history: ids are never reused, and
+	// clients get bridge.reset). Async needs file storage and one replica
+	// (a replicated stream is written in the background anyway: the other
+	// servers hold the copies). JetStream fixes it when the stream is
+	// created. Zero means "sync".
+	Persist string
 	// ConnectTimeout bounds the start: connecting to NATS and creating or
 	// updating the stream. Zero means 5s.
 	ConnectTimeout time.Duration
@@ -688,6 +700,12 @@ const (
 	natsStorageMemory = "memory"
 )
 
+// The persist modes [NATSConfig.Persist] names.
+const (
+	natsPersistSync  = "sync"
+	natsPersistAsync = "async"
+)
+
 // setDefaults gives every zero field of n its default.
 func (n *NATSConfig) setDefaults() {
 	if len(n.URLs) == 0 {
@@ -697,6 +715,7 @@ func (n *NATSConfig) setDefaults() {
 	setDefault(&n.SubjectPrefix, defaultNATSSubjectPrefix)
 	setDefault(&n.Replicas, defaultNATSReplicas)
 	setDefault(&n.Storage, defaultNATSStorage)
+	setDefault(&n.Persist, defaultNATSPersist)
 	setDefault(&n.ConnectTimeout, defaultNATSConnectTimeout)
 	setDefault(&n.DedupeWindow, defaultDedupeWindow)
 	setDefault(&n.MaxPending, defaultNATSMaxPending)
@@ -725,6 +744,14 @@ func (n *NATSConfig) validate() []error {
 	}
 	if n.Storage != natsStorageFile && n.Storage != natsStorageMemory {
 		errs = append(errs, fmt.Errorf("NATS storage %q is unknown: use %q or %q", n.Storage, natsStorageFile, natsStorageMemory))
+	}
+	switch {
+	case n.Persist != natsPersistSync && n.Persist != natsPersistAsync:
+		errs = append(errs, fmt.Errorf("NATS persist mode %q is unknown: use %q or %q", n.Persist, natsPersistSync, natsPersistAsync))
+	case n.Persist == natsPersistAsync && n.Storage != natsStorageFile:
+		errs = append(errs, fmt.Errorf("NATS persist mode %q needs file storage: memory storage writes no file", natsPersistAsync))
+	case n.Persist == natsPersistAsync && n.Replicas > 1:
+		errs = append(errs, fmt.Errorf("NATS persist mode %q needs one replica: JetStream writes a replicated stream in the background already; drop --nats-persist", natsPersistAsync))
 	}
 	if n.ConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("NATS connect timeout must not be negative, got %v", n.ConnectTimeout))

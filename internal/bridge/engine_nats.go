@@ -180,6 +180,9 @@ func NewNATSEngine(ctx context.Context, cfg NATSConfig, historySize int, history
 		Storage:    storage,
 		Replicas:   cfg.Replicas,
 	}
+	if cfg.Persist == natsPersistAsync {
+		e.want.PersistMode = jetstream.AsyncPersistMode
+	}
 
 	nc, err := nats.Connect(strings.Join(cfg.URLs, ","), e.options(cfg)...)
 	if err != nil {

@@ -29,8 +29,8 @@ const (
 // bridge owns on an existing one (subjects, limits retention, discard old,
 // MaxMsgsPerSubject, MaxAge, Duplicates, replicas) and leaves the others (MaxBytes,
 // placement, ...) as an operator set them. It refuses a stream it cannot
-// use: another retention policy, another storage type (JetStream cannot
-// change it), a mirror or a sealed stream.
+// use: another retention policy, another storage type or persist mode
+// (JetStream cannot change them), a mirror or a sealed stream.
 func (e *NATSEngine) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error) {
 	s, err := e.js.Stream(ctx, e.want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -75,6 +75,12 @@ func (e *NATSEngine) updateStream(ctx context.Context, info *jetstream.StreamInf
 	case old.Storage != e.want.Storage:
 		have := strings.ToLower(old.Storage.String())
 		return nil, fmt.Errorf("stream %q keeps its messages in %s storage, and JetStream cannot change that: use --nats-storage %s, or delete the stream", name, have, have)
+	case old.PersistMode != e.want.PersistMode:
+		have := natsPersistSync
+		if old.PersistMode == jetstream.AsyncPersistMode {
+			have = natsPersistAsync
+		}
+		return nil, fmt.Errorf("stream %q was created with persist mode %s, and JetStream cannot change that: use --nats-persist %s, or delete the stream", name, have, have)
 	case old.Mirror != nil:
 		return nil, fmt.Errorf("stream %q is a mirror, which takes no publishes: choose another --nats-stream", name)
 	case old.Sealed:

@@ -130,6 +130,9 @@ func TestNATSEngineStartErrors(t *testing.T) {
 	if _, err := admin.CreateStream(t.Context(), jetstream.StreamConfig{Name: "INMEM", Subjects: []string{"inmem.>"}, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := admin.CreateStream(t.Context(), jetstream.StreamConfig{Name: "ASYNC", Subjects: []string{"async.>"}, PersistMode: jetstream.AsyncPersistMode}); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name    string
@@ -145,6 +148,10 @@ func TestNATSEngineStartErrors(t *testing.T) {
 		{name: "credentials in the URL stay secret", cfg: NATSConfig{URLs: []string{strings.Replace(restricted.URL, "nats://", "nats://app:hunter2@", 1)}}, want: []string{"nats://redacted@"}, notWant: "hunter2"},
 		{name: "work queue stream", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "WORK", SubjectPrefix: "work"}, want: []string{`"WORK"`, "limits retention"}},
 		{name: "storage differs", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "INMEM", SubjectPrefix: "inmem"}, want: []string{`"INMEM"`, "--nats-storage memory"}},
+		{name: "persist mode differs", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "ASYNC", SubjectPrefix: "async"}, want: []string{`"ASYNC"`, "persist mode async", "--nats-persist async"}},
+		{name: "async persist on memory", cfg: NATSConfig{URLs: []string{ok.URL}, Persist: natsPersistAsync, Storage: natsStorageMemory}, want: []string{"needs file storage"}},
+		{name: "async persist replicated", cfg: NATSConfig{URLs: []string{ok.URL}, Persist: natsPersistAsync, Replicas: 3}, want: []string{"needs one replica"}},
+		{name: "unknown persist mode", cfg: NATSConfig{URLs: []string{ok.URL}, Persist: "fast"}, want: []string{`persist mode "fast" is unknown`}},
 		{name: "subjects taken by another stream", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "OTHER", SubjectPrefix: "work"}, want: []string{`"OTHER"`, "overlap", "--nats-subject-prefix"}},
 		{name: "invalid config", cfg: NATSConfig{URLs: []string{ok.URL}, Stream: "a.b", Storage: "disk"}, want: []string{"stream name", "storage"}},
 		{name: "two credentials", cfg: NATSConfig{URLs: []string{ok.URL}, Token: "t", User: "u"}, want: []string{"one NATS credential"}},
@@ -221,6 +228,35 @@ func TestNATSEngineCreatesAndUpdatesStream(t *testing.T) {
 	if c.MaxMsgsPerSubject != 50 || c.Metadata[metaHistoryFloor] != "3" || c.Metadata[metaHistoryFloorUntil] != strconv.FormatUint(info.State.LastSeq, 10) {
 		t.Errorf("after a raise to 50: config %+v, want 50 with floor 3 until %d", c, info.State.LastSeq)
 	}
+}
+
+// TestNATSEngineAsyncPersist: --nats-persist async creates the stream in
+// JetStream's async persist mode; events are stored, acknowledged and
+// delivered in order as with sync, and a second node with the same setting
+// uses the stream as it is.
+func TestNATSEngineAsyncPersist(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	admin := natsAdmin(t, ns.URL)
+	cfg := NATSConfig{URLs: []string{ns.URL}, Persist: natsPersistAsync}
+	e := newTestNATSEngine(t, cfg, 100, time.Hour)
+	if c := streamInfo(t, admin, defaultNATSStream).Config; c.PersistMode != jetstream.AsyncPersistMode || c.Storage != jetstream.FileStorage {
+		t.Fatalf("stream config = %+v, want async persist mode on file storage", c)
+	}
+	d := newDeliveries("async")
+	suiteRun(t, e, d.deliver)
+	res := publishBatch(t, newTestNATSEngine(t, cfg, 100, time.Hour), numbered(50, "", "a", "b"))
+	var ids []uint64
+	for i, r := range res {
+		if r.Err != nil || r.ID == 0 {
+			t.Fatalf("event %d: %+v, want an id", i, r)
+		}
+		ids = append(ids, r.ID)
+	}
+	if _, ok := d.waitFor(t, ids[len(ids)-1], suiteWait); !ok {
+		t.Fatal("the batch was not delivered")
+	}
+	d.check(t, ids)
 }
 
 // TestNATSEngineRaisedLimitKeepsResetsSound raises --history-size: a subject
