@@ -89,7 +89,7 @@ func run(o options, mode string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	srv := exec.CommandContext(ctx, o.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
+	srv := exec.CommandContext(ctx, o.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir) //nolint:gosec // the user names the binary to run
 	if err := srv.Start(); err != nil {
 		return result{}, err
 	}
