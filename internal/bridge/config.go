@@ -670,9 +670,8 @@ type NATSConfig struct {
 	// NATS server process loses no acknowledged event), or "async", in the
 	// background shortly after (about a third less NATS server CPU per
 	// event; such a crash loses the events of the last moments, after
-	// their publishers got ids: the bridges handle it as a lost history
-	// where they had delivered one, and the ids of the others go to the
-	// next events; see docs/nats.md). Async needs file storage and one replica
+	// their publishers got ids, which the bridges handle as a lost history:
+	// see docs/nats.md). Async needs file storage and one replica
 	// (a replicated stream is written in the background anyway: the other
 	// servers hold the copies). JetStream fixes it when the stream is
 	// created. Zero means "sync".

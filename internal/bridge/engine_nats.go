@@ -111,6 +111,13 @@ type NATSEngine struct {
 	// delivered is the last stream sequence Run delivered (or skipped);
 	// fence is that of a history loss Run has not followed yet (0: none).
 	delivered, fence atomic.Uint64
+	// issued is the highest id a publish through this node got (see
+	// noteIssued). A stream whose last sequence falls below it lost events
+	// a publisher holds the ids of, even when no node delivered them yet
+	// (a NATS server that lost the tail of its file: --nats-persist async,
+	// or a machine crash): the watch fences it as it does below delivered,
+	// so those ids are never issued again.
+	issued atomic.Uint64
 	// Figures for metrics (see Stats).
 	lag                                     atomic.Uint64
 	stalls, consumerRestarts, historyLosses atomic.Int64

@@ -160,9 +160,9 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 		evs:  evs,
 		res:  res,
 		// Every sequence JetStream assigns from now on is above what Run
-		// has delivered; one that is not means the stream lost its
-		// history.
-		delivered: e.delivered.Load(),
+		// has delivered and what publishes got before; one that is not
+		// means the stream lost its history.
+		known: e.known(),
 	}
 	for i := range evs {
 		if p.stop == nil && p.b.awaiting() >= natsBatchWindow {
@@ -175,22 +175,43 @@ func (e *NATSEngine) PublishBatch(ctx context.Context, evs []*Event, res []Store
 		p.send(i)
 	}
 	p.awaitAll()
+	var top uint64
 	for i := range evs {
 		p.collect(i)
+		if r := p.res[i]; r.Err == nil && !r.Duplicate {
+			top = max(top, r.ID)
+		}
+	}
+	e.noteIssued(top)
+}
+
+// known is the highest id this node knows JetStream issued: the last it
+// delivered or a publish through it got.
+func (e *NATSEngine) known() uint64 {
+	return max(e.delivered.Load(), e.issued.Load())
+}
+
+// noteIssued raises issued to id (one compare-and-swap per batch).
+func (e *NATSEngine) noteIssued(id uint64) {
+	for {
+		old := e.issued.Load()
+		if id <= old || e.issued.CompareAndSwap(old, id) {
+			return
+		}
 	}
 }
 
 // batchPublish is the state of one PublishBatch.
 type batchPublish struct {
-	e         *NATSEngine
-	b         *natsBatchAcks  // the acks of the batch's events
-	ctx       context.Context // the caller's
-	pctx      context.Context // ctx, also cancelled when the connection drops
-	evs       []*Event
-	res       []Stored
-	reply     []byte // the reply subject being built, reused
-	delivered uint64
-	stop      error // why no more events are sent; nil while they are
+	e     *NATSEngine
+	b     *natsBatchAcks  // the acks of the batch's events
+	ctx   context.Context // the caller's
+	pctx  context.Context // ctx, also cancelled when the connection drops
+	evs   []*Event
+	res   []Stored
+	reply []byte // the reply subject being built, reused
+	known uint64 // e.known() when the batch began
+	stop  error  // why no more events are sent; nil while they are
 	// unacked is why the events sent and not acknowledged have no ack: set
 	// by the wait that gave up on them (the context ended, the connection
 	// dropped, JetStream answered nothing for natsRequestTimeout).
@@ -279,7 +300,7 @@ func (p *batchPublish) collect(i int) {
 		// The sequence of the event stored first with this key: older
 		// than what Run delivered, maybe, and not a sign of lost history.
 		p.res[i] = Stored{ID: ack.seq, Duplicate: true}
-	case ack.seq <= p.delivered:
+	case ack.seq <= p.known:
 		select {
 		case p.e.lossHint <- struct{}{}:
 		default:

@@ -55,9 +55,9 @@ func (e *NATSEngine) ensureStream(ctx context.Context) (*jetstream.StreamInfo, e
 // ErrStreamNameAlreadyInUse for the loser: their first sequences differ.
 func (e *NATSEngine) createStream(ctx context.Context) (*jetstream.StreamInfo, error) {
 	cfg := e.want
-	// Above what this node delivered too: a fenced stream's ids may run
-	// ahead of the clock (see natsFenceGrid).
-	cfg.FirstSeq = max(uint64(time.Now().UnixMicro()), e.delivered.Load()+1)
+	// Above what this node delivered or issued too: a fenced stream's ids
+	// may run ahead of the clock (see natsFenceGrid).
+	cfg.FirstSeq = max(uint64(time.Now().UnixMicro()), e.known()+1)
 	s, err := e.js.CreateStream(ctx, cfg)
 	if err != nil {
 		return nil, err

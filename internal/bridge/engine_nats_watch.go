@@ -99,11 +99,13 @@ func (e *NATSEngine) check(ctx context.Context, st *watchState, now time.Time) {
 		e.setStalled(nil)
 		return
 	}
-	// What this node delivered, read before the stream's state: events
-	// delivered while the request is out would otherwise read as a last
-	// sequence below what was delivered, a history loss that is not one
+	// What this node delivered, and the highest id it knows of (issued to
+	// its publishes too), read before the stream's state: events
+	// delivered or acknowledged while the request is out would otherwise
+	// read as a last sequence below them, a history loss that is not one
 	// (under a steady publish load it was, every few seconds).
 	delivered := e.delivered.Load()
+	known := max(delivered, e.issued.Load())
 	rctx, cancel := context.WithTimeout(ctx, natsRequestTimeout)
 	info, err := e.stream.Info(rctx)
 	cancel()
@@ -132,8 +134,8 @@ func (e *NATSEngine) check(ctx context.Context, st *watchState, now time.Time) {
 		e.recordFence(ctx, info.Config, fence)
 	}
 	last := info.State.LastSeq
-	if delivered > 0 && last < delivered {
-		e.fenceLostHistory(ctx, info, delivered)
+	if known > 0 && last < known {
+		e.fenceLostHistory(ctx, info, known)
 		*st = watchState{}
 		return
 	}
@@ -188,14 +190,15 @@ func (e *NATSEngine) setStalled(why error) (began bool) {
 }
 
 // fenceLostHistory handles a stream that lost its history: its last
-// sequence is below delivered, the last one this node delivered. It purges
+// sequence is below known, the highest id this node delivered or a publish
+// through it got. It purges
 // the stream up to the fence (see natsFenceGrid), unless another node did
 // so first, records the fence in the stream's metadata and asks Run to
 // start again from it.
-func (e *NATSEngine) fenceLostHistory(ctx context.Context, info *jetstream.StreamInfo, delivered uint64) {
-	fence := (delivered/natsFenceGrid + 1) * natsFenceGrid
-	e.log.Error("the JetStream stream lost its history (its last sequence is below what this node delivered): fencing it so that ids never repeat; clients resuming from older ids get bridge.reset history_lost",
-		"stream", e.want.Name, "last_seq", info.State.LastSeq, "delivered", delivered, "fence", fence)
+func (e *NATSEngine) fenceLostHistory(ctx context.Context, info *jetstream.StreamInfo, known uint64) {
+	fence := (known/natsFenceGrid + 1) * natsFenceGrid
+	e.log.Error("the JetStream stream lost its history (its last sequence is below an id this node delivered or a publish got): fencing it so that ids never repeat; clients resuming from older ids get bridge.reset history_lost",
+		"stream", e.want.Name, "last_seq", info.State.LastSeq, "known", known, "delivered", e.delivered.Load(), "fence", fence)
 	ctx, cancel := context.WithTimeout(ctx, natsRequestTimeout)
 	defer cancel()
 	// Another node may have fenced since info was read: purging again
@@ -205,7 +208,7 @@ func (e *NATSEngine) fenceLostHistory(ctx context.Context, info *jetstream.Strea
 		e.log.Error("fence the JetStream stream: read its state", "err", err)
 		return
 	}
-	if fresh.State.LastSeq >= delivered {
+	if fresh.State.LastSeq >= known {
 		fence = max(fresh.State.FirstSeq, lostBefore(fresh.Config.Metadata))
 	} else if err := e.stream.Purge(ctx, jetstream.WithPurgeSequence(fence)); err != nil {
 		e.log.Error("fence the JetStream stream: purge", "fence", fence, "err", err)

@@ -1,9 +1,12 @@
 package bridge
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestNATSStalledDeliveryIsReportedAndHealed: while the stream holds events
@@ -74,4 +77,55 @@ func gauge(t *testing.T, m *metrics, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestNATSEngineFencesBelowIssuedIDs: the stream loses events whose ids a
+// publish got but no node delivered yet, as when a NATS server loses the
+// tail of its file (--nats-persist async, a machine crash). The node fences
+// the stream all the same: the next event's id is above every id issued
+// before, never one of the lost events' ids.
+func TestNATSEngineFencesBelowIssuedIDs(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	admin := natsAdmin(t, ns.URL)
+	e := newTestNATSEngine(t, NATSConfig{URLs: []string{ns.URL}, Stream: "TAIL", SubjectPrefix: "tail"}, 1000, time.Hour)
+	release := make(chan struct{})
+	suiteRun(t, e, func(*Event) { <-release }) // delivers nothing until the end
+	t.Cleanup(func() { close(release) })       // runs before suiteRun's cleanup
+
+	var top uint64
+	for range 5 {
+		top = pub(t, e, "s")
+	}
+	if d := e.delivered.Load(); d >= top {
+		t.Fatalf("delivered %d, want below the last id issued, %d", d, top)
+	}
+	// The stream comes back without its last three events. The node may
+	// re-create the stream while it is gone (with ids above top): then
+	// delete it and try again.
+	cfg := streamInfo(t, admin, "TAIL").Config
+	cfg.FirstSeq = top - 2
+	for attempt := 0; ; attempt++ {
+		if err := admin.DeleteStream(t.Context(), "TAIL"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := admin.CreateStream(t.Context(), cfg)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || attempt == 10 {
+			t.Fatalf("re-create the stream below the issued ids: %v", err)
+		}
+	}
+	deadline := time.Now().Add(suiteWait)
+	for e.Stats().HistoryLosses == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream's last sequence is below id %d a publish got, and the node did not fence it", top)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fence := lostBefore(streamInfo(t, admin, "TAIL").Config.Metadata)
+	if id := pub(t, e, "s"); id <= top || id < fence || fence <= top {
+		t.Errorf("after the fence at %d, a new event got id %d; ids up to %d were issued before", fence, id, top)
+	}
 }
