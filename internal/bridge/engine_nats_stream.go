@@ -62,8 +62,21 @@ func (e *NATSEngine) createStream(ctx context.Context) (*jetstream.StreamInfo, e
 	if err != nil {
 		return nil, err
 	}
-	e.log.Info("created JetStream stream", "stream", cfg.Name, "first_seq", cfg.FirstSeq)
-	return s.CachedInfo(), nil
+	info := s.CachedInfo()
+	if info.Config.PersistMode != cfg.PersistMode {
+		// A NATS server older than 2.12 ignores the field.
+		return nil, fmt.Errorf("the NATS server created stream %q without async persist mode, which needs nats-server 2.12 or later: upgrade it, or drop --nats-persist async (and delete the stream, or start with --nats-persist sync)", cfg.Name)
+	}
+	e.log.Info("created JetStream stream", "stream", cfg.Name, "first_seq", cfg.FirstSeq, "persist", persistName(info.Config.PersistMode))
+	return info, nil
+}
+
+// persistName is the --nats-persist value of JetStream's mode m.
+func persistName(m jetstream.PersistModeType) string {
+	if m == jetstream.AsyncPersistMode {
+		return natsPersistAsync
+	}
+	return natsPersistSync
 }
 
 func (e *NATSEngine) updateStream(ctx context.Context, info *jetstream.StreamInfo) (*jetstream.StreamInfo, error) {
@@ -76,10 +89,7 @@ func (e *NATSEngine) updateStream(ctx context.Context, info *jetstream.StreamInf
 		have := strings.ToLower(old.Storage.String())
 		return nil, fmt.Errorf("stream %q keeps its messages in %s storage, and JetStream cannot change that: use --nats-storage %s, or delete the stream", name, have, have)
 	case old.PersistMode != e.want.PersistMode:
-		have := natsPersistSync
-		if old.PersistMode == jetstream.AsyncPersistMode {
-			have = natsPersistAsync
-		}
+		have := persistName(old.PersistMode)
 		return nil, fmt.Errorf("stream %q was created with persist mode %s, and JetStream cannot change that: use --nats-persist %s, or delete the stream", name, have, have)
 	case old.Mirror != nil:
 		return nil, fmt.Errorf("stream %q is a mirror, which takes no publishes: choose another --nats-stream", name)
