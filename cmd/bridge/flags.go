@@ -213,7 +213,7 @@ func newServeFlags() *serveFlags {
 	fs.StringVar(&cfg.NATS.SubjectPrefix, "nats-subject-prefix", def.NATS.SubjectPrefix, "subject `prefix`: bridge stream NAME is stored on subject PREFIX.NAME")
 	fs.IntVar(&cfg.NATS.Replicas, "nats-replicas", def.NATS.Replicas, "`copies` of the JetStream stream a NATS cluster keeps (1 to 5)")
 	fs.StringVar(&cfg.NATS.Storage, "nats-storage", def.NATS.Storage, "JetStream `storage` of the stream: file (survives a NATS restart) or memory")
-	fs.StringVar(&cfg.NATS.Persist, "nats-persist", def.NATS.Persist, "when NATS writes an event to its file: sync (before its ack: a NATS crash loses no acked event) or async (after: a third less NATS CPU; file storage, one replica)")
+	fs.StringVar(&cfg.NATS.Persist, "nats-persist", def.NATS.Persist, "`mode` in which NATS writes an event to its file: sync (before its ack: a NATS crash loses no acked event) or async (after: a third less NATS CPU; file storage, one replica)")
 	fs.DurationVar(&cfg.NATS.ConnectTimeout, "nats-connect-timeout", def.NATS.ConnectTimeout, "bound on connecting to NATS and setting up the stream at start (a `duration`)")
 	fs.IntVar(&cfg.NATS.MaxPending, "nats-max-pending", def.NATS.MaxPending, "most `events` published to JetStream and awaiting its ack, all publishes together; a publish waits for room, then fails UNAVAILABLE")
 	fs.Var(newLevelFlag(&s.logLevel, defaultLogLevel), "log-level", "`level` of logs: debug, info, warn or error")
