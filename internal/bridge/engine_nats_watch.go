@@ -191,10 +191,9 @@ func (e *NATSEngine) setStalled(why error) (began bool) {
 
 // fenceLostHistory handles a stream that lost its history: its last
 // sequence is below known, the highest id this node delivered or a publish
-// through it got. It purges
-// the stream up to the fence (see natsFenceGrid), unless another node did
-// so first, records the fence in the stream's metadata and asks Run to
-// start again from it.
+// through it got. It purges the stream up to the fence (see natsFenceGrid),
+// unless another node did so first, records the fence in the stream's
+// metadata and asks Run to start again from it.
 func (e *NATSEngine) fenceLostHistory(ctx context.Context, info *jetstream.StreamInfo, known uint64) {
 	fence := (known/natsFenceGrid + 1) * natsFenceGrid
 	e.log.Error("the JetStream stream lost its history (its last sequence is below an id this node delivered or a publish got): fencing it so that ids never repeat; clients resuming from older ids get bridge.reset history_lost",
