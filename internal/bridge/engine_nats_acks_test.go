@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +121,48 @@ func TestAckMetadata(t *testing.T) {
 		if ok != tc.ok || ok && (seq != tc.seq || !stored.Equal(time.Unix(0, ts))) {
 			t.Errorf("ackMetadata(%q) = %d, %v, %t, want %d, %v, %t", tc.reply, seq, stored, ok, tc.seq, time.Unix(0, ts), tc.ok)
 		}
+	}
+}
+
+// TestNATSAcksBackpressure: with every slot taken, a publish waits for one:
+// it gets it once an ack frees one, or gives up when its wait ends
+// (UNAVAILABLE, naming the limit) or its context does (counted as refused
+// either way).
+func TestNATSAcksBackpressure(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a, err := newNATSAcks(nc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forever := func() time.Duration { return suiteWait }
+	if err := a.acquire(t.Context(), forever); err != nil {
+		t.Fatalf("first slot: %v", err)
+	}
+	err = a.acquire(t.Context(), func() time.Duration { return time.Millisecond })
+	if !errors.Is(err, errTooManyPending) || !unavailable(err) || !strings.Contains(err.Error(), "1 events") {
+		t.Errorf("acquire with every slot taken = %v, want errTooManyPending (unavailable) naming the limit of 1", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := a.acquire(ctx, forever); !errors.Is(err, context.Canceled) {
+		t.Errorf("acquire with a cancelled context = %v, want context.Canceled", err)
+	}
+	// Whether the next one waits depends on when its goroutine runs; that
+	// it gets the freed slot does not (TestNATSEngineMaxPending sees
+	// publishes wait).
+	got := make(chan error, 1)
+	go func() { got <- a.acquire(t.Context(), forever) }()
+	a.release(1) // as an ack does
+	if err := <-got; err != nil {
+		t.Fatalf("acquire once a slot was freed = %v", err)
+	}
+	if n, limit := a.pending(); n != 1 || limit != 1 || a.waited.Load() > 1 || a.refused.Load() != 2 {
+		t.Errorf("pending %d of %d, waited %d, refused %d; want 1 of 1, at most 1, 2", n, limit, a.waited.Load(), a.refused.Load())
 	}
 }
