@@ -63,12 +63,24 @@ func (e *NATSEngine) createStream(ctx context.Context) (*jetstream.StreamInfo, e
 		return nil, err
 	}
 	info := s.CachedInfo()
-	if info.Config.PersistMode != cfg.PersistMode {
-		// A NATS server older than 2.12 ignores the field.
-		return nil, fmt.Errorf("the NATS server created stream %q without async persist mode, which needs nats-server 2.12 or later: upgrade it, or drop --nats-persist async (and delete the stream, or start with --nats-persist sync)", cfg.Name)
+	if err := createdAsAsked(cfg, info.Config); err != nil {
+		return nil, err
 	}
 	e.log.Info("created JetStream stream", "stream", cfg.Name, "first_seq", cfg.FirstSeq, "persist", persistName(info.Config.PersistMode))
 	return info, nil
+}
+
+// createdAsAsked checks that the stream a NATS server created with want has
+// the settings JetStream cannot change later but an older server ignores:
+// the persist mode, which nats-server before 2.12 does not know (it creates
+// the stream in sync mode, and the node would run without what
+// --nats-persist async asked for, saying nothing).
+func createdAsAsked(want, got jetstream.StreamConfig) error {
+	if got.PersistMode != want.PersistMode {
+		return fmt.Errorf("the NATS server created stream %q with persist mode %s, not %s, which needs nats-server 2.12 or later: upgrade it, or start with --nats-persist %s (and delete the stream to change it later)",
+			want.Name, persistName(got.PersistMode), persistName(want.PersistMode), persistName(got.PersistMode))
+	}
+	return nil
 }
 
 // persistName is the --nats-persist value of JetStream's mode m.

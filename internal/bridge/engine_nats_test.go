@@ -679,3 +679,25 @@ func TestEvictAllClosesEveryConnection(t *testing.T) {
 		t.Errorf("evictions for %s = %d, want %d", evictEngineGap, n, len(bodies))
 	}
 }
+
+// TestNATSEngineCreatedAsAsked: a NATS server older than 2.12 creates the
+// stream in sync mode whatever --nats-persist async asked for (no such
+// server is at hand: the check is fed what one answers); the start then
+// fails, naming the version and the two ways out.
+func TestNATSEngineCreatedAsAsked(t *testing.T) {
+	t.Parallel()
+	async := jetstream.StreamConfig{Name: "BRIDGE", PersistMode: jetstream.AsyncPersistMode}
+	sync := jetstream.StreamConfig{Name: "BRIDGE"}
+	if err := createdAsAsked(async, async); err != nil {
+		t.Errorf("async asked, async created: %v", err)
+	}
+	if err := createdAsAsked(sync, sync); err != nil {
+		t.Errorf("sync asked, sync created: %v", err)
+	}
+	err := createdAsAsked(async, sync)
+	for _, want := range []string{`stream "BRIDGE"`, "persist mode sync, not async", "nats-server 2.12 or later", "--nats-persist sync"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("async asked, sync created: %v, want an error saying %q", err, want)
+		}
+	}
+}
