@@ -43,7 +43,8 @@ the envelope and CloudEvents frames, the bridge.reset data and BridgeEvents, a
 typed wrapper over the browser's EventSource (docs/typed-events.md). With
 --url, the names of the types and the mapping come from the bridge's /types,
 and their definitions from its server reflection at --addr (the host of --url,
-port 50051, unless given; the same --token and TLS flags), so the module is
+port 50051, unless given; the same --token and TLS flags: with publisher and
+subscriber auth both on, a publisher's token, which both take), so the module is
 the one the offline command prints with the bridge's own descriptor sets and
 flags.
 

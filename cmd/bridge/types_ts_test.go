@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/sse-bridge/bridge/internal/bridge"
 )
 
@@ -79,5 +81,41 @@ func TestTypesTSFromARunningBridge(t *testing.T) {
 	_, err := typesCLI(t, "--format", "ts", "--url", url, "--addr", "127.0.0.1:1")
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("--format ts --url with an unreachable --addr: %v, want an error naming the address", err)
+	}
+}
+
+// TestTypesTSWithBothAuths: with subscriber and publisher auth both on, a
+// publisher's token is the one credential `bridge types --url --format ts`
+// needs: /types takes it as reflection does. A subscriber's token reads
+// /types but not reflection, and says so.
+func TestTypesTSWithBothAuths(t *testing.T) {
+	t.Parallel()
+	key := writeTemp(t, "key", "0123456789abcdef0123456789abcdef-types-secret")
+	grpcAddr, url, _ := startBridge(t, bridge.Config{JWTKey: key, Publishers: publishersFile(t), DescriptorSets: []string{acmeSet}})
+	online, err := typesCLI(t, "--format", "ts", "--url", url, "--addr", grpcAddr, "--token", cliToken, "acme.billing.v1.*")
+	if err != nil {
+		t.Fatalf("bridge types --format ts --url with a publisher's token = %v", err)
+	}
+	offline, err := typesCLI(t, "--format", "ts", "--descriptor-set", acmeSet, "acme.billing.v1.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if online != offline {
+		t.Errorf("bridge types --format ts --url with a publisher's token and offline differ:\n%.600s\n---\n%.600s", online, offline)
+	}
+	sub, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u", "exp": 4102444800, "bridge": map[string]any{"subscribe": []string{"x"}}}).
+		SignedString([]byte("0123456789abcdef0123456789abcdef-types-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := typesCLI(t, "--url", url, "--token", sub, "acme.billing.v1.*"); err != nil {
+		t.Errorf("bridge types --url with a subscriber's token = %v", err)
+	}
+	_, err = typesCLI(t, "--format", "ts", "--url", url, "--addr", grpcAddr, "--token", sub, "acme.billing.v1.*")
+	if err == nil || exitCode(err) != exitRefused {
+		t.Errorf("bridge types --format ts --url with a subscriber's token = %v (exit %d), want exit %d: reflection takes a publisher's", err, exitCode(err), exitRefused)
+	}
+	if _, err := typesCLI(t, "--url", url, "--token", "not-a-token"); err == nil || exitCode(err) != exitRefused || !strings.Contains(err.Error(), "401") {
+		t.Errorf("bridge types --url with a bad token = %v, want exit %d and 401", err, exitRefused)
 	}
 }

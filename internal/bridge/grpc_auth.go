@@ -190,6 +190,23 @@ func (a *grpcAuth) allowPresence(r *http.Request, streams []string) (code int, m
 	return 0, ""
 }
 
+// allowTypes reports whether an HTTP request carries, as "Authorization:
+// Bearer TOKEN", the token of a publisher granted a stream to publish to:
+// one who may read the types through server reflection (authorize) may
+// read them at /types too. a may be nil (no publisher auth: false).
+// Refusals are not counted here: /types counts its own, as a subscriber's.
+func (a *grpcAuth) allowTypes(r *http.Request) bool {
+	if a == nil || !a.configured() {
+		return false
+	}
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		return false
+	}
+	p, _, err := a.identify(metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": vals}))
+	return err == nil && len(p.streams) > 0
+}
+
 // mayCount reports whether p may read the subscriber count of stream: a
 // stream it may publish to or read.
 func (p *publisher) mayCount(stream string) bool {

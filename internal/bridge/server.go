@@ -377,7 +377,7 @@ func (s *Server) start(ctx context.Context, l Listeners) (*running, error) {
 	mux.Handle("/events", r.events)
 	mux.Handle("/history", &historyHandler{rs: reads, events: r.events})
 	registerPage(mux)
-	s.registerTypes(mux, &cfg, m)
+	s.registerTypes(mux, &cfg, m, gauth)
 	// Presence: on the public listener for publisher tokens only; open on
 	// the admin listener, which only operators reach.
 	mux.Handle("GET /presence", &presenceHandler{presence: h.presence, maxName: cfg.MaxStreamName, auth: gauth})

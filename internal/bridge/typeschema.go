@@ -12,8 +12,8 @@ import (
 // registerTypes mounts /types and /types/{name} on mux: the JSON Schema of
 // every event type the bridge renders, in the mapping in force, computed
 // again after each reload of the descriptor sets (internal/schema).
-func (s *Server) registerTypes(mux *http.ServeMux, cfg *Config, m *metrics) {
-	h := s.typesHandler(cfg, m)
+func (s *Server) registerTypes(mux *http.ServeMux, cfg *Config, m *metrics, pubs *grpcAuth) {
+	h := s.typesHandler(cfg, m, pubs)
 	mux.Handle("/types", h)
 	mux.Handle("/types/{name}", h)
 }
@@ -22,9 +22,13 @@ func (s *Server) registerTypes(mux *http.ServeMux, cfg *Config, m *metrics) {
 // subscriber auth on, it asks for a valid subscriber token (any grants,
 // sent as /events takes it): the types describe what the streams carry,
 // and a deployment that keeps its streams to token holders keeps their
-// shape to them too. With --public-streams, anyone may read some streams
-// and needs their types, so the schemas are open.
-func (s *Server) typesHandler(cfg *Config, m *metrics) http.Handler {
+// shape to them too. A publisher's token (pubs, when publisher auth is on)
+// also does, sent as "Authorization: Bearer TOKEN": a publisher granted a
+// stream to publish to reads every type's definition through server
+// reflection anyway, and one credential then serves `bridge types --url
+// --format ts`, which reads both. With --public-streams, anyone may read
+// some streams and needs their types, so the schemas are open.
+func (s *Server) typesHandler(cfg *Config, m *metrics, pubs *grpcAuth) http.Handler {
 	types := schema.NewHandler(s.types, schema.Options{ProtoNames: cfg.JSONProtoNames, EmitDefaults: cfg.JSONEmitDefaults})
 	cors := corsPolicy{origins: cfg.CORSOrigins, credentials: s.auth != nil}
 	needToken := s.auth != nil && len(cfg.PublicStreams) == 0
@@ -46,16 +50,18 @@ func (s *Server) typesHandler(cfg *Config, m *metrics) http.Handler {
 			http.Error(w, fmt.Sprintf("origin %q may not read the types: add it to --cors-origins", origin), http.StatusForbidden)
 			return
 		}
-		if needToken && !s.typesToken(w, r, query, m) {
+		if needToken && !s.typesToken(w, r, query, m, pubs) {
 			return
 		}
 		types.ServeHTTP(w, r)
 	})
 }
 
-// typesToken checks the request's subscriber token, and answers 401 (or 503
-// when the key set cannot be fetched) when there is no valid one.
-func (s *Server) typesToken(w http.ResponseWriter, r *http.Request, query url.Values, m *metrics) bool {
+// typesToken checks the request's subscriber token, or else its publisher's
+// token (pubs may be nil), and answers 401 (or 503 when the key set cannot
+// be fetched) when there is no valid one; the failure counts as a
+// subscriber's.
+func (s *Server) typesToken(w http.ResponseWriter, r *http.Request, query url.Values, m *metrics, pubs *grpcAuth) bool {
 	token, found, err := s.auth.extractToken(r, query)
 	switch {
 	case err != nil:
@@ -66,7 +72,7 @@ func (s *Server) typesToken(w http.ResponseWriter, r *http.Request, query url.Va
 	default:
 		_, err = s.auth.verify(r.Context(), token)
 	}
-	if err == nil {
+	if err == nil || pubs.allowTypes(r) {
 		return true
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -140,8 +140,9 @@ func TestTypesServedByARunningBridge(t *testing.T) {
 }
 
 // TestTypesAskForATokenWithSubscriberAuth: with subscriber auth on, /types
-// wants a valid token (any grants), in the places /events takes it, and
-// answers CORS preflights; with public streams it is open.
+// wants a valid token (any grants), in the places /events takes it, or a
+// publisher's token granted a stream to publish to, and answers CORS
+// preflights; with public streams it is open.
 func TestTypesAskForATokenWithSubscriberAuth(t *testing.T) {
 	t.Parallel()
 	key := writeKeyFile(t, testHMACKey)
@@ -196,6 +197,24 @@ func TestTypesAskForATokenWithSubscriberAuth(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
 		!slices.Contains(strings.Split(resp.Header.Get("Access-Control-Allow-Headers"), ", "), "Authorization") {
 		t.Errorf("preflight of /types = %d, headers %v; want 204 allowing the origin and Authorization", resp.StatusCode, resp.Header)
+	}
+
+	// With publisher auth on too, a publisher's token serves, sent as
+	// Authorization (reflection gives it the types already).
+	both := startBridge(t, bridge.Config{JWTKey: key, Publishers: testPublishers(t)})
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		status int
+	}{
+		{"publisher's token", http.Header{"Authorization": {"Bearer " + ordersToken}}, http.StatusOK},
+		{"subscriber's token", http.Header{"Authorization": {"Bearer " + tok}}, http.StatusOK},
+		{"unknown token", http.Header{"Authorization": {"Bearer not-a-publisher"}}, http.StatusUnauthorized},
+		{"publisher's token in the cookie", http.Header{"Cookie": {(&http.Cookie{Name: "__Secure-bridge_token", Value: ordersToken}).String()}}, http.StatusUnauthorized},
+	} {
+		if a := getTypes(t, both.baseURL+"/types/shop.v1.OrderCreated", tc.header); a.status != tc.status {
+			t.Errorf("with both auths, %s: GET /types/shop.v1.OrderCreated = %d %s, want %d", tc.name, a.status, a.body, tc.status)
+		}
 	}
 
 	open := startBridge(t, bridge.Config{JWTKey: key, PublicStreams: []string{"news"}})

@@ -158,7 +158,7 @@ func TestGoldenEventsMatchTheServedSchemas(t *testing.T) {
 			t.Fatal(err)
 		}
 		mux := http.NewServeMux()
-		s.registerTypes(mux, &s.cfg, nil)
+		s.registerTypes(mux, &s.cfg, nil, nil)
 		srv := httptest.NewServer(mux)
 		c := &typesClient{t: t, base: srv.URL, validators: map[string]*schematest.Validator{}}
 		l := c.list()
@@ -269,7 +269,7 @@ func TestResetFramesMatchTheServedSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	s.registerTypes(mux, &s.cfg, nil)
+	s.registerTypes(mux, &s.cfg, nil, nil)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	c := &typesClient{t: t, base: srv.URL, validators: map[string]*schematest.Validator{}}
