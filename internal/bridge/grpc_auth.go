@@ -172,8 +172,7 @@ func (a *grpcAuth) allowPresence(r *http.Request, streams []string) (code int, m
 		a.metrics.authFailed(sidePublisher, reasonNoCredential)
 		return http.StatusUnauthorized, "no credential: send a publisher's token as \"Authorization: Bearer TOKEN\""
 	}
-	ctx := metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": vals})
-	p, reason, err := a.identify(ctx)
+	p, reason, err := a.identifyHTTP(r, vals)
 	if err != nil {
 		a.metrics.authFailed(sidePublisher, reason)
 		if status.Code(err) == codes.Unavailable {
@@ -203,8 +202,14 @@ func (a *grpcAuth) allowTypes(r *http.Request) bool {
 	if len(vals) == 0 {
 		return false
 	}
-	p, _, err := a.identify(metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": vals}))
+	p, _, err := a.identifyHTTP(r, vals)
 	return err == nil && len(p.streams) > 0
+}
+
+// identifyHTTP is identify for an HTTP request whose Authorization header
+// values are vals: the publisher they name, as a gRPC call's metadata would.
+func (a *grpcAuth) identifyHTTP(r *http.Request, vals []string) (p *publisher, reason string, err error) {
+	return a.identify(metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": vals}))
 }
 
 // mayCount reports whether p may read the subscriber count of stream: a
