@@ -189,7 +189,18 @@ wait_port() {
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
+# speed prints how fast the machine runs now: the ns/op of three runs of a
+# small CPU-bound Go benchmark of the bridge (about 40 when this machine is
+# quiet, 60 to 100 while other tenants load the host, which /proc/stat does
+# not show). The ratios pair runs of one round; rounds at very different
+# speeds shift them (BENCHMARKS.md, "The machine's state moves the ratios").
+speed() {
+	go test -run '^$' -bench '^BenchmarkMarshalAnswer$' -count 3 ./internal/bridge 2>/dev/null |
+		awk '/^BenchmarkMarshalAnswer/ { printf "%s%s", sep, $3; sep = " " }'
+}
+
 for round in $(seq "$REPEAT"); do
+	echo "round $round speed: $(speed) ns/op (BenchmarkMarshalAnswer)" | tee -a "$OUT/machine.txt" >&2
 	for w in $WORKLOADS; do
 		for target in $(targets "$w"); do
 			log="$OUT/$w-$target-$round"
